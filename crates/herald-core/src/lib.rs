@@ -1,0 +1,45 @@
+//! Herald's shared foundation.
+//!
+//! Every Herald service builds on this crate and nothing else is shared between them but
+//! NATS JetStream itself.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`names`] | `TenantId`, `Topic`, `Action`: validated subject tokens |
+//! | [`event`] | the CloudEvents envelope with Herald's extensions, `EventId` |
+//! | [`subject`] | subject builders and parsers (`herald.events.<tenant>.<topic>.<action>`) |
+//! | [`cursor`] | `<seq>-<epoch>` cursors clients resume from |
+//! | [`streams`] | stream/KV specs and idempotent provisioning |
+//! | [`nats`] | connecting with retry, credentials and TLS |
+//! | [`config`] | defaults → TOML file → `HERALD_*` environment |
+//! | [`signature`] | Standard Webhooks and HMAC-SHA256 signing and verification primitives |
+//! | [`secret`] | a string whose `Debug` prints `[redacted]` |
+//! | [`telemetry`] | tracing initialisation (JSON or pretty) |
+//! | [`shutdown`] | the one cancellation token, fired by SIGINT/SIGTERM |
+//! | [`http`] | the JSON error body, `/healthz`, `/readyz`, `/metrics` |
+
+pub mod config;
+pub mod cursor;
+pub mod event;
+pub mod http;
+pub mod names;
+pub mod nats;
+pub mod secret;
+pub mod shutdown;
+pub mod signature;
+pub mod streams;
+pub mod subject;
+pub mod telemetry;
+
+/// Renders an error and its `source()` chain as one line: `outer: inner: root`.
+/// For logs; never send it to a client.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        cur = e.source();
+    }
+    out
+}

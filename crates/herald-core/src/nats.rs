@@ -1,0 +1,201 @@
+//! Connecting to NATS, with retry, credentials and TLS.
+//!
+//! [`connect`] returns at once and keeps (re)connecting in the background, so a service can
+//! start, answer `/healthz`, and report "not ready" while NATS is away. [`provision_until_ready`]
+//! then retries provisioning with backoff until it succeeds or shutdown is requested.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_nats::{Client, ConnectOptions, connection::State, jetstream};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::secret::Secret;
+use crate::streams::{self, Provisioned, StreamSettings};
+
+/// How to reach NATS. Every field has a documented default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NatsConfig {
+    /// Server URL(s), comma-separated (`HERALD_NATS__URL`). Default `nats://127.0.0.1:4222`.
+    pub url: String,
+    /// A `.creds` file (JWT + NKey) for decentralized auth. Default none.
+    pub creds_file: Option<PathBuf>,
+    /// A static token. Default none.
+    pub token: Option<Secret>,
+    /// User name for user/password auth. Default none.
+    pub user: Option<String>,
+    /// Password for user/password auth. Default none.
+    pub password: Option<Secret>,
+    /// Require TLS even if the server does not ask for it. Default false.
+    pub tls_required: bool,
+    /// A PEM file of CA certificates to trust. Default none (the system roots).
+    pub tls_ca_file: Option<PathBuf>,
+    /// A PEM client certificate for mutual TLS (with `tls_key_file`). Default none.
+    pub tls_cert_file: Option<PathBuf>,
+    /// The PEM private key of `tls_cert_file`. Default none.
+    pub tls_key_file: Option<PathBuf>,
+    /// How long one connection attempt may take. Default 5 s.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// How long a JetStream request (including a publish waiting for its PubAck) may take.
+    /// Default 5 s.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".into(),
+            creds_file: None,
+            token: None,
+            user: None,
+            password: None,
+            tls_required: false,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why the NATS connection could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The credentials file could not be read.
+    #[error("could not read NATS credentials file {path}")]
+    Credentials {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The client could not be created (bad URL or options).
+    #[error("could not set up the NATS client for {url}")]
+    Client {
+        /// The configured URL.
+        url: String,
+        /// The cause.
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    /// `tls_cert_file` was given without `tls_key_file` or the other way round.
+    #[error("tls_cert_file and tls_key_file must be given together")]
+    HalfClientCert,
+}
+
+/// Connects to NATS as `name`. Returns as soon as the client exists; the first connection
+/// and every reconnection happen in the background, forever, with logged state changes.
+pub async fn connect(cfg: &NatsConfig, name: &str) -> Result<Client, ConnectError> {
+    let mut opts = match &cfg.creds_file {
+        Some(path) => ConnectOptions::with_credentials_file(path)
+            .await
+            .map_err(|source| ConnectError::Credentials {
+                path: path.clone(),
+                source,
+            })?,
+        None => ConnectOptions::new(),
+    };
+    if let Some(token) = &cfg.token {
+        opts = opts.token(token.expose().to_owned());
+    }
+    if let (Some(user), Some(pass)) = (&cfg.user, &cfg.password) {
+        opts = opts.user_and_password(user.clone(), pass.expose().to_owned());
+    }
+    if cfg.tls_required {
+        opts = opts.require_tls(true);
+    }
+    if let Some(ca) = &cfg.tls_ca_file {
+        opts = opts.add_root_certificates(ca.clone());
+    }
+    match (&cfg.tls_cert_file, &cfg.tls_key_file) {
+        (Some(cert), Some(key)) => opts = opts.add_client_certificate(cert.clone(), key.clone()),
+        (None, None) => {}
+        _ => return Err(ConnectError::HalfClientCert),
+    }
+    let service = name.to_owned();
+    opts = opts
+        .name(name)
+        .connection_timeout(cfg.connect_timeout)
+        .request_timeout(Some(cfg.request_timeout))
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .reconnect_delay_callback(reconnect_delay)
+        .event_callback(move |event| {
+            let service = service.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => tracing::info!(%service, "NATS connected"),
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!(%service, "NATS disconnected; reconnecting")
+                    }
+                    other => tracing::info!(%service, event = %other, "NATS event"),
+                }
+            }
+        });
+    opts.connect(cfg.url.as_str())
+        .await
+        .map_err(|source| ConnectError::Client {
+            url: cfg.url.clone(),
+            source,
+        })
+}
+
+/// Backoff between reconnection attempts: 50 ms doubling to a 2 s cap. Short, because
+/// every moment disconnected is a moment ingest answers 503.
+fn reconnect_delay(attempts: usize) -> Duration {
+    let exp = attempts.min(6) as u32;
+    Duration::from_millis(50u64 << exp).min(Duration::from_secs(2))
+}
+
+/// A JetStream context whose publishes and requests time out after `request_timeout`.
+pub fn jetstream(client: Client, cfg: &NatsConfig) -> jetstream::Context {
+    let mut js = jetstream::new(client);
+    js.set_timeout(cfg.request_timeout);
+    js
+}
+
+/// Whether the client is connected right now.
+pub fn is_connected(client: &Client) -> bool {
+    client.connection_state() == State::Connected
+}
+
+/// Provisions streams, retrying with backoff (100 ms doubling to 5 s) until it succeeds.
+/// Returns `None` if `shutdown` fires first.
+pub async fn provision_until_ready(
+    js: &jetstream::Context,
+    settings: &StreamSettings,
+    shutdown: &CancellationToken,
+) -> Option<Provisioned> {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match streams::provision(js, settings).await {
+            Ok(p) => return Some(p),
+            Err(err) => {
+                tracing::warn!(error = %crate::error_chain(&err), retry_in = ?delay, "provisioning streams failed");
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            () = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_delay_is_bounded() {
+        assert_eq!(reconnect_delay(0), Duration::from_millis(50));
+        assert_eq!(reconnect_delay(1), Duration::from_millis(100));
+        assert_eq!(reconnect_delay(100), Duration::from_secs(2));
+    }
+}

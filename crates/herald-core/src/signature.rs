@@ -1,0 +1,233 @@
+//! Webhook signature primitives: signing and constant-time verification.
+//!
+//! These are pure functions over raw bytes, shared by ingest (verifying), the CLI
+//! (`herald send`, signing) and tests. Ingest wraps them with header extraction and per-source
+//! configuration.
+//!
+//! - **Standard Webhooks** (also Svix): key = base64(secret without `whsec_`); signed content
+//!   `{id}.{timestamp}.{body}`; header `v1,<base64>` values separated by spaces.
+//! - **HMAC-SHA256 hex** (GitHub style): `<prefix><lowercase hex HMAC(secret, body)>`.
+//! - **Static tokens** (what Sequin sends): compared in constant time.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The timestamp tolerance of Standard Webhooks: ±5 minutes.
+pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
+
+/// Why a signature did not verify. One variant per failure, so callers and logs can tell
+/// a forged request from a clock problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    /// A required header was absent.
+    #[error("missing {0} header")]
+    MissingHeader(&'static str),
+    /// A header was present but not in the expected format.
+    #[error("malformed {0} header")]
+    MalformedHeader(&'static str),
+    /// The timestamp is older than the tolerance.
+    #[error("timestamp is too old")]
+    StaleTimestamp,
+    /// The timestamp is further in the future than the tolerance.
+    #[error("timestamp is in the future")]
+    FutureTimestamp,
+    /// No signature matched any configured secret.
+    #[error("no signature matches")]
+    Mismatch,
+    /// A configured secret is unusable (e.g. not base64 for Standard Webhooks).
+    #[error("a configured secret is invalid")]
+    InvalidSecret,
+}
+
+fn mac(key: &[u8]) -> HmacSha256 {
+    // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
+    HmacSha256::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+}
+
+/// Standard Webhooks (and Svix) signatures.
+pub mod standard {
+    use super::*;
+
+    /// Decodes a `whsec_<base64>` secret (the prefix is optional) into the HMAC key.
+    pub fn decode_secret(secret: &str) -> Result<Vec<u8>, SignatureError> {
+        let b64 = secret.strip_prefix("whsec_").unwrap_or(secret);
+        B64.decode(b64).map_err(|_| SignatureError::InvalidSecret)
+    }
+
+    /// Signs `body` as message `id` at `timestamp`: returns `v1,<base64>`.
+    pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
+        let mut m = mac(key);
+        m.update(format!("{id}.{timestamp}.").as_bytes());
+        m.update(body);
+        format!("v1,{}", B64.encode(m.finalize().into_bytes()))
+    }
+
+    /// Checks a `webhook-timestamp` value against `now` (unix seconds) and `tolerance`.
+    pub fn check_timestamp(
+        timestamp: &str,
+        now: i64,
+        tolerance: Duration,
+    ) -> Result<i64, SignatureError> {
+        let ts: i64 = timestamp
+            .trim()
+            .parse()
+            .map_err(|_| SignatureError::MalformedHeader("webhook-timestamp"))?;
+        let tol = i64::try_from(tolerance.as_secs()).unwrap_or(i64::MAX);
+        if now.saturating_sub(ts) > tol {
+            return Err(SignatureError::StaleTimestamp);
+        }
+        if ts.saturating_sub(now) > tol {
+            return Err(SignatureError::FutureTimestamp);
+        }
+        Ok(ts)
+    }
+
+    /// Verifies a `webhook-signature` header (several space-separated `v1,<b64>` values
+    /// allowed) against every key. Succeeds if any signature matches any key.
+    /// The timestamp must already have been checked with [`check_timestamp`].
+    pub fn verify(
+        keys: &[Vec<u8>],
+        id: &str,
+        timestamp: i64,
+        signature_header: &str,
+        body: &[u8],
+    ) -> Result<(), SignatureError> {
+        let mut saw_v1 = false;
+        for part in signature_header.split_ascii_whitespace() {
+            let Some(b64) = part.strip_prefix("v1,") else {
+                continue; // other versions (e.g. v1a asymmetric) are not ours to check
+            };
+            saw_v1 = true;
+            let Ok(sig) = B64.decode(b64) else { continue };
+            for key in keys {
+                let mut m = mac(key);
+                m.update(format!("{id}.{timestamp}.").as_bytes());
+                m.update(body);
+                if m.verify_slice(&sig).is_ok() {
+                    return Ok(());
+                }
+            }
+        }
+        if saw_v1 {
+            Err(SignatureError::Mismatch)
+        } else {
+            Err(SignatureError::MalformedHeader("webhook-signature"))
+        }
+    }
+}
+
+/// HMAC-SHA256 hex signatures (GitHub's `X-Hub-Signature-256: sha256=…`).
+pub mod hmac_hex {
+    use super::*;
+
+    /// `<prefix><lowercase hex HMAC-SHA256(secret, body)>`.
+    pub fn sign(secret: &[u8], prefix: &str, body: &[u8]) -> String {
+        let mut m = mac(secret);
+        m.update(body);
+        format!("{prefix}{}", hex::encode(m.finalize().into_bytes()))
+    }
+
+    /// Verifies `header_value` (with `prefix`) against every secret, in constant time.
+    pub fn verify(
+        secrets: &[&[u8]],
+        prefix: &str,
+        header: &'static str,
+        header_value: &str,
+        body: &[u8],
+    ) -> Result<(), SignatureError> {
+        let hex_sig = header_value
+            .trim()
+            .strip_prefix(prefix)
+            .ok_or(SignatureError::MalformedHeader(header))?;
+        let sig = hex::decode(hex_sig).map_err(|_| SignatureError::MalformedHeader(header))?;
+        for secret in secrets {
+            let mut m = mac(secret);
+            m.update(body);
+            if m.verify_slice(&sig).is_ok() {
+                return Ok(());
+            }
+        }
+        Err(SignatureError::Mismatch)
+    }
+}
+
+/// Compares a presented token with an expected one in constant time, whatever their lengths
+/// (both are hashed first, so the comparison never short-circuits on length).
+pub fn token_matches(presented: &str, expected: &str) -> bool {
+    let a = Sha256::digest(presented.as_bytes());
+    let b = Sha256::digest(expected.as_bytes());
+    a.ct_eq(&b).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standard_round_trip_and_tamper() {
+        let key = standard::decode_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let sig = standard::sign(&key, "msg_1", 1_700_000_000, b"{}");
+        assert!(standard::verify(&[key.clone()], "msg_1", 1_700_000_000, &sig, b"{}").is_ok());
+        assert_eq!(
+            standard::verify(&[key.clone()], "msg_1", 1_700_000_000, &sig, b"{ }"),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            standard::verify(&[key.clone()], "msg_2", 1_700_000_000, &sig, b"{}"),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            standard::verify(&[key], "msg_1", 1_700_000_000, "v2,abc", b"{}"),
+            Err(SignatureError::MalformedHeader("webhook-signature"))
+        );
+    }
+
+    #[test]
+    fn timestamp_window_edges() {
+        let tol = DEFAULT_TOLERANCE;
+        let now = 1_700_000_000;
+        assert!(standard::check_timestamp(&(now - 300).to_string(), now, tol).is_ok());
+        assert!(standard::check_timestamp(&(now + 300).to_string(), now, tol).is_ok());
+        assert_eq!(
+            standard::check_timestamp(&(now - 301).to_string(), now, tol),
+            Err(SignatureError::StaleTimestamp)
+        );
+        assert_eq!(
+            standard::check_timestamp(&(now + 301).to_string(), now, tol),
+            Err(SignatureError::FutureTimestamp)
+        );
+        assert_eq!(
+            standard::check_timestamp("soon", now, tol),
+            Err(SignatureError::MalformedHeader("webhook-timestamp"))
+        );
+    }
+
+    #[test]
+    fn hmac_hex_round_trip() {
+        let sig = hmac_hex::sign(b"s3cret", "sha256=", b"body");
+        assert!(sig.starts_with("sha256="));
+        assert!(hmac_hex::verify(&[b"other", b"s3cret"], "sha256=", "x", &sig, b"body").is_ok());
+        assert_eq!(
+            hmac_hex::verify(&[b"other"], "sha256=", "x", &sig, b"body"),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            hmac_hex::verify(&[b"s3cret"], "sha256=", "x", "sha1=00", b"body"),
+            Err(SignatureError::MalformedHeader("x"))
+        );
+    }
+
+    #[test]
+    fn tokens() {
+        assert!(token_matches("abc", "abc"));
+        assert!(!token_matches("abc", "abd"));
+        assert!(!token_matches("", "abc"));
+    }
+}
