@@ -1,0 +1,25 @@
+//! Dev-only helpers for Herald's tests.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`nats`] | [`NatsServer`]: a real `nats-server -js` on a free port with a temp store, that a test can stop, kill and restart |
+//! | [`fixtures`] | the payloads and signature vectors from `fixtures/` |
+//! | [`webhook`] | building signed webhook requests for every scheme ingest accepts |
+//! | [`net`] | loopback listeners on free ports |
+//!
+//! Never mock NATS: every test that touches JetStream starts a [`NatsServer`].
+
+pub mod fixtures;
+pub mod nats;
+pub mod net;
+pub mod webhook;
+
+pub use nats::NatsServer;
+
+/// The workspace root (where `Cargo.toml` and `.venv/` live).
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
+}
