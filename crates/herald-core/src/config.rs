@@ -72,6 +72,7 @@ pub fn file_from_env() -> Option<PathBuf> {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closure signature
 mod tests {
     use super::*;
     use serde::Deserialize;

@@ -20,7 +20,9 @@ impl Epoch {
     pub fn from_created(created: OffsetDateTime) -> Self {
         let nanos = created.unix_timestamp_nanos();
         let digest = Sha256::digest(nanos.to_be_bytes());
-        Self(u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]))
+        Self(u32::from_be_bytes([
+            digest[0], digest[1], digest[2], digest[3],
+        ]))
     }
 }
 
@@ -68,7 +70,13 @@ impl FromStr for Cursor {
         let digits = |v: &str, max: usize, hex: bool| {
             !v.is_empty()
                 && v.len() <= max
-                && v.bytes().all(|b| if hex { b.is_ascii_hexdigit() } else { b.is_ascii_digit() })
+                && v.bytes().all(|b| {
+                    if hex {
+                        b.is_ascii_hexdigit()
+                    } else {
+                        b.is_ascii_digit()
+                    }
+                })
         };
         if !digits(seq, 20, false) || !digits(epoch, 8, true) {
             return Err(CursorError::Malformed);
@@ -95,8 +103,18 @@ mod tests {
     #[test]
     fn rejects_malformed() {
         for bad in [
-            "", "-", "12", "12-", "-ab", "x-ab", "12-xyz", "12-123456789", "+1-ab", "1 -ab",
-            "99999999999999999999999-ab", "1-ab-cd",
+            "",
+            "-",
+            "12",
+            "12-",
+            "-ab",
+            "x-ab",
+            "12-xyz",
+            "12-123456789",
+            "+1-ab",
+            "1 -ab",
+            "99999999999999999999999-ab",
+            "1-ab-cd",
         ] {
             assert!(bad.parse::<Cursor>().is_err(), "{bad:?}");
         }

@@ -171,7 +171,10 @@ mod tests {
         assert_eq!(EventId::parse("a b"), Err(EventIdError::InvalidChar));
         assert_eq!(EventId::parse("a\r\nX: y"), Err(EventIdError::InvalidChar));
         assert_eq!(EventId::parse("é"), Err(EventIdError::InvalidChar));
-        assert_eq!(EventId::parse("x".repeat(257)), Err(EventIdError::TooLong(257)));
+        assert_eq!(
+            EventId::parse("x".repeat(257)),
+            Err(EventIdError::TooLong(257))
+        );
         assert!(EventId::generate().as_str().len() == 36);
     }
 

@@ -31,7 +31,13 @@ pub struct ErrorDetail<'a> {
 
 /// A JSON error response.
 pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, axum::Json(ErrorBody { error: ErrorDetail { code, message } })).into_response()
+    (
+        status,
+        axum::Json(ErrorBody {
+            error: ErrorDetail { code, message },
+        }),
+    )
+        .into_response()
 }
 
 /// A future returned by a readiness check.
@@ -53,7 +59,10 @@ struct OpsState {
 /// (Prometheus text format of `registry`).
 pub fn ops_router(registry: Arc<Registry>, readiness: Arc<dyn Readiness>) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(OpsState {

@@ -165,8 +165,17 @@ mod tests {
     fn errors_name_the_kind_and_the_character() {
         let err = Action::parse("in.sert").unwrap_err();
         assert_eq!(err.kind(), "action");
-        assert_eq!(err, NameError::InvalidChar { kind: "action", found: '.' });
-        assert!(matches!(Topic::parse("y".repeat(65)), Err(NameError::TooLong { len: 65, .. })));
+        assert_eq!(
+            err,
+            NameError::InvalidChar {
+                kind: "action",
+                found: '.'
+            }
+        );
+        assert!(matches!(
+            Topic::parse("y".repeat(65)),
+            Err(NameError::TooLong { len: 65, .. })
+        ));
     }
 
     #[test]

@@ -174,13 +174,34 @@ mod tests {
     fn standard_round_trip_and_tamper() {
         let key = standard::decode_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         let sig = standard::sign(&key, "msg_1", 1_700_000_000, b"{}");
-        assert!(standard::verify(&[key.clone()], "msg_1", 1_700_000_000, &sig, b"{}").is_ok());
+        assert!(
+            standard::verify(
+                std::slice::from_ref(&key),
+                "msg_1",
+                1_700_000_000,
+                &sig,
+                b"{}"
+            )
+            .is_ok()
+        );
         assert_eq!(
-            standard::verify(&[key.clone()], "msg_1", 1_700_000_000, &sig, b"{ }"),
+            standard::verify(
+                std::slice::from_ref(&key),
+                "msg_1",
+                1_700_000_000,
+                &sig,
+                b"{ }"
+            ),
             Err(SignatureError::Mismatch)
         );
         assert_eq!(
-            standard::verify(&[key.clone()], "msg_2", 1_700_000_000, &sig, b"{}"),
+            standard::verify(
+                std::slice::from_ref(&key),
+                "msg_2",
+                1_700_000_000,
+                &sig,
+                b"{}"
+            ),
             Err(SignatureError::Mismatch)
         );
         assert_eq!(

@@ -41,7 +41,12 @@ pub fn init(cfg: &LogConfig) {
     let registry = tracing_subscriber::registry().with(filter);
     let result = match cfg.format {
         LogFormat::Json => registry
-            .with(fmt::layer().json().flatten_event(true).with_current_span(true))
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true),
+            )
             .try_init(),
         LogFormat::Pretty => registry.with(fmt::layer().compact()).try_init(),
     };

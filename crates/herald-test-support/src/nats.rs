@@ -92,10 +92,10 @@ impl NatsServer {
                 if port.is_none() {
                     port = parse_client_port(&line);
                 }
-                if line.contains("Server is ready") {
-                    if let (Some(tx), Some(p)) = (tx.take(), port) {
-                        let _ = tx.send(p);
-                    }
+                if line.contains("Server is ready")
+                    && let (Some(tx), Some(p)) = (tx.take(), port)
+                {
+                    let _ = tx.send(p);
                 }
                 let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
                 if log.len() == LOG_LINES {
@@ -230,6 +230,10 @@ mod tests {
         assert_eq!(server.port(), port, "restarts on the same port");
         let js = server.jetstream().await;
         let mut stream = js.get_stream("T").await.unwrap();
-        assert_eq!(stream.info().await.unwrap().state.messages, 1, "the store survives");
+        assert_eq!(
+            stream.info().await.unwrap().state.messages,
+            1,
+            "the store survives"
+        );
     }
 }

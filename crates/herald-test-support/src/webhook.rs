@@ -4,7 +4,12 @@ use herald_core::signature;
 
 /// Headers (name, value) that sign `body` the Standard Webhooks way, with id `id`, now.
 pub fn standard_headers(secret: &str, id: &str, body: &[u8]) -> Vec<(String, String)> {
-    standard_headers_at(secret, id, time::OffsetDateTime::now_utc().unix_timestamp(), body)
+    standard_headers_at(
+        secret,
+        id,
+        time::OffsetDateTime::now_utc().unix_timestamp(),
+        body,
+    )
 }
 
 /// Like [`standard_headers`] at an explicit unix `timestamp`.

@@ -1,0 +1,25 @@
+//! Herald ingest: receives webhooks, CDC changes and events from a team's own services,
+//! verifies every request, and answers 2xx only once JetStream has acknowledged every event.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`config`] | sources (tenant, format, verification, secrets), API keys, limits |
+//! | [`verify`] | Standard Webhooks / HMAC-SHA256 / bearer verification → [`verify::Verified`] |
+//! | [`formats`] | Sequin, Debezium, CloudEvents and plain JSON → [`herald_core::event::Event`]s |
+//! | [`publish`] | pipelined publishes with `Nats-Msg-Id`, then every PubAck |
+//! | [`routes`] | `POST /v1/webhooks/{source}`, `POST /v1/events` |
+//! | [`error`] | [`error::ApiError`]: one status and code per failure, JSON bodies |
+//! | [`metrics`] | Prometheus counters and the publish-latency histogram |
+//! | [`app`] | [`App`]: build, then run until the shutdown token fires |
+
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod formats;
+pub mod metrics;
+pub mod publish;
+pub mod routes;
+pub mod verify;
+
+pub use app::{App, Error};
+pub use config::Config;

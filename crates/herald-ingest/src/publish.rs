@@ -1,0 +1,114 @@
+//! Publishing events to JetStream and waiting for every PubAck.
+//!
+//! The contract: a request is answered 2xx only after JetStream has acknowledged every one of
+//! its events. `Nats-Msg-Id` is the event's tenant-scoped id, so a producer's retry is stored
+//! once (within the stream's duplicate window) and reported as a duplicate.
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, message::PublishMessage};
+use futures::future::try_join_all;
+use herald_core::event::Event;
+use herald_core::streams::EVENTS_STREAM;
+use serde::Serialize;
+
+use crate::metrics::Metrics;
+
+/// Where one event was stored.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Stored {
+    /// The event id.
+    pub id: String,
+    /// The subject it was published on.
+    pub subject: String,
+    /// Its sequence in `HERALD_EVENTS` (for a duplicate: the sequence of the original).
+    pub seq: u64,
+    /// Whether JetStream already had it (a retry).
+    pub duplicate: bool,
+}
+
+/// Why events could not be stored. Every variant becomes a 503: the producer retries and
+/// de-duplication keeps anything that did land from being stored twice.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The client is not connected to NATS right now.
+    #[error("NATS is not connected")]
+    NotConnected,
+    /// JetStream refused or failed a publish.
+    #[error("JetStream publish failed")]
+    Publish(#[from] jetstream::context::PublishError),
+    /// Not every PubAck arrived within the publish timeout.
+    #[error("no PubAck within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Publishes events and collects their acknowledgements.
+#[derive(Clone)]
+pub struct Publisher {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    timeout: Duration,
+    metrics: Metrics,
+}
+
+impl Publisher {
+    /// A publisher on `js` whose requests give up after `timeout`.
+    pub fn new(
+        client: async_nats::Client,
+        js: jetstream::Context,
+        timeout: Duration,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            client,
+            js,
+            timeout,
+            metrics,
+        }
+    }
+
+    /// Publishes every event (pipelined: all are sent, then all acks awaited) and returns
+    /// where each was stored, in order. Fails unless every event was acknowledged.
+    pub async fn publish(
+        &self,
+        source: &str,
+        events: &[Event],
+    ) -> Result<Vec<Stored>, PublishError> {
+        if !herald_core::nats::is_connected(&self.client) {
+            return Err(PublishError::NotConnected);
+        }
+        let started = Instant::now();
+        let result = tokio::time::timeout(self.timeout, self.publish_all(events))
+            .await
+            .map_err(|_| PublishError::Timeout(self.timeout))?;
+        self.metrics.observe_publish(started.elapsed());
+        let stored = result?;
+        for s in &stored {
+            self.metrics.event(source, s.duplicate);
+        }
+        Ok(stored)
+    }
+
+    async fn publish_all(&self, events: &[Event]) -> Result<Vec<Stored>, PublishError> {
+        let mut pending = Vec::with_capacity(events.len());
+        for event in events {
+            let msg = PublishMessage::build()
+                .message_id(event.msg_id())
+                .expected_stream(EVENTS_STREAM)
+                .header("Content-Type", "application/cloudevents+json")
+                .payload(event.to_bytes());
+            let subject = event.subject();
+            let ack = self.js.send_publish(subject.clone(), msg).await?;
+            pending.push(async move {
+                let ack = ack.await?;
+                Ok::<_, PublishError>(Stored {
+                    id: event.id.to_string(),
+                    subject,
+                    seq: ack.sequence,
+                    duplicate: ack.duplicate,
+                })
+            });
+        }
+        try_join_all(pending).await
+    }
+}

@@ -1,0 +1,11 @@
+//! Ingest integration tests, against a real nats-server and real HTTP.
+#![allow(clippy::unwrap_used)]
+
+mod helpers;
+
+mod cdc;
+mod failures;
+mod names;
+mod properties;
+mod publish_api;
+mod signatures;
