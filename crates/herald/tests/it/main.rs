@@ -1,0 +1,5 @@
+//! `herald up` end to end: the real binary, a real nats-server, the README's own examples.
+#![allow(clippy::unwrap_used)]
+
+mod config;
+mod up;
