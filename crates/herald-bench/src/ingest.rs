@@ -16,6 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::report::Report;
 
+/// A pre-signed request: the body and its signature headers.
+type Signed = (Vec<u8>, Vec<(String, String)>);
+
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// Parameters of scenario D.
@@ -105,7 +108,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     let server = tokio::spawn(app.run_until_stopped());
 
     // Pre-sign every request so the measurement is ingest's work, not the generator's.
-    let signed: Arc<Vec<(Vec<u8>, Vec<(String, String)>)>> = Arc::new(
+    let signed: Arc<Vec<Signed>> = Arc::new(
         (0..args.requests)
             .map(|i| {
                 let body = sequin_body(i);
