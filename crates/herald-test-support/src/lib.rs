@@ -6,12 +6,16 @@
 //! | [`fixtures`] | the payloads and signature vectors from `fixtures/` |
 //! | [`webhook`] | building signed webhook requests for every scheme ingest accepts |
 //! | [`net`] | loopback listeners on free ports |
+//! | [`service`] | the config and context to start any service on 127.0.0.1:0 |
+//! | [`fake`] | fake Telegram Bot API and Slack servers: real HTTP, scriptable, recording |
 //!
 //! Never mock NATS: every test that touches JetStream starts a [`NatsServer`].
 
+pub mod fake;
 pub mod fixtures;
 pub mod nats;
 pub mod net;
+pub mod service;
 pub mod webhook;
 
 pub use nats::NatsServer;

@@ -122,12 +122,14 @@ fn to_event(
 ) -> Result<Event, ApiError> {
     let input: Input =
         serde_json::from_value(value).map_err(|e| ApiError::InvalidShape(format!("{at}: {e}")))?;
-    if let Some(t) = &input.tenant
-        && t != tenant.as_str()
-    {
-        return Err(ApiError::TenantMismatch(format!(
-            "{at}.tenant: this API key belongs to another tenant"
-        )));
+    if let Some(t) = &input.tenant {
+        let named = TenantId::parse(t.as_str())
+            .map_err(|e| ApiError::InvalidName(format!("{at}.tenant: {e}")))?;
+        if &named != tenant {
+            return Err(ApiError::TenantMismatch(format!(
+                "{at}.tenant: this API key belongs to another tenant"
+            )));
+        }
     }
     let id = match input.id.as_deref().or(idempotency_key) {
         Some(id) => formats::event_id(id, &format!("{at}.id"))?,

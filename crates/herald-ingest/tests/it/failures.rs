@@ -211,14 +211,8 @@ async fn health_readiness_and_metrics() {
 async fn ingest_starts_before_nats_and_becomes_ready_when_it_arrives() {
     herald_core::telemetry::init_for_tests();
     let mut nats = herald_test_support::NatsServer::start().await;
-    let url = nats.url();
     nats.stop().await;
-    let mut common = herald_core::service::CommonConfig::default();
-    common.nats.url = url;
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let ctx = herald_core::service::ServiceContext::connect(&common, "t", shutdown.clone())
-        .await
-        .unwrap();
+    let (ctx, shutdown) = herald_test_support::service::context(&nats, "t").await;
     let app = herald_ingest::App::build(
         crate::helpers::test_config(),
         herald_test_support::net::listener().await,

@@ -7,11 +7,10 @@ use async_nats::jetstream;
 use herald_core::event::Event;
 use herald_core::names::TenantId;
 use herald_core::secret::Secret;
-use herald_core::service::{CommonConfig, ServiceContext};
 use herald_core::streams::EVENTS_STREAM;
 use herald_ingest::config::{Format, SourceConfig, Verify};
 use herald_ingest::{App, Config};
-use herald_test_support::{NatsServer, net, webhook};
+use herald_test_support::{NatsServer, net, service, webhook};
 use tokio_util::sync::CancellationToken;
 
 pub const SEQUIN_TOKEN: &str = "sequin-bearer-token";
@@ -111,13 +110,7 @@ impl TestApp {
     pub async fn spawn_with(cfg: Config) -> Self {
         herald_core::telemetry::init_for_tests();
         let nats = NatsServer::start().await;
-        let mut common = CommonConfig::default();
-        common.nats.url = nats.url();
-        common.nats.request_timeout = Duration::from_secs(2);
-        let shutdown = CancellationToken::new();
-        let ctx = ServiceContext::connect(&common, "ingest-test", shutdown.clone())
-            .await
-            .unwrap();
+        let (ctx, shutdown) = service::context(&nats, "ingest-test").await;
         let app = App::build(cfg, net::listener().await, ctx).await.unwrap();
         let base = net::http_url(app.local_addr());
         let task = Some(tokio::spawn(app.run_until_stopped()));

@@ -102,6 +102,10 @@ async fn publish_api_fields() {
             )
             .await;
         assert_error(r, 400, "invalid_name").await;
+        let r = app
+            .publish(API_KEY, json!({"tenant": bad, "topic": "t", "action": "a"}))
+            .await;
+        assert_error(r, 400, "invalid_name").await;
     }
     // A tenant cannot be chosen by the body, only checked against the key.
     let r = app
