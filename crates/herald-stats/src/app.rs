@@ -1,0 +1,128 @@
+//! Building and running the stats-aggregator.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use herald_core::http::{NatsReadiness, Readiness, ReadyFuture, ops_router};
+use herald_core::service::{ServiceContext, serve};
+use tokio::net::TcpListener;
+
+use crate::config::{Config, ConfigError};
+use crate::consumer;
+use crate::metrics::Metrics;
+
+/// Why the aggregator could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The ops listener failed.
+    #[error("HTTP server failed")]
+    Io(#[from] std::io::Error),
+}
+
+/// A built aggregator: configured and bound, not yet consuming.
+pub struct App {
+    listener: TcpListener,
+    router: axum::Router,
+    ctx: ServiceContext,
+    cfg: Arc<Config>,
+    metrics: Metrics,
+    consuming: Arc<AtomicBool>,
+    addr: SocketAddr,
+}
+
+/// Ready when NATS is connected, the streams exist and the durable consumer is attached.
+struct StatsReadiness {
+    nats: NatsReadiness,
+    consuming: Arc<AtomicBool>,
+}
+
+impl Readiness for StatsReadiness {
+    fn check(&self) -> ReadyFuture<'_> {
+        Box::pin(async move {
+            self.nats.check().await?;
+            if !self.consuming.load(Ordering::Relaxed) {
+                return Err("the stats consumer is not attached yet".into());
+            }
+            Ok(())
+        })
+    }
+}
+
+impl App {
+    /// Validates `cfg` and wires the ops endpoints. Does not wait for NATS.
+    pub async fn build(
+        cfg: Config,
+        listener: TcpListener,
+        ctx: ServiceContext,
+    ) -> Result<Self, Error> {
+        cfg.validate()?;
+        let addr = listener.local_addr()?;
+        let (metrics, registry) = Metrics::new();
+        let consuming = Arc::new(AtomicBool::new(false));
+        let readiness = StatsReadiness {
+            nats: NatsReadiness {
+                client: ctx.client.clone(),
+                js: ctx.js.clone(),
+            },
+            consuming: Arc::clone(&consuming),
+        };
+        let router = ops_router(registry, Arc::new(readiness));
+        let fields: Vec<String> = cfg.group_by.iter().map(ToString::to_string).collect();
+        tracing::info!(%addr, consumer = %cfg.consumer, group_by = ?fields, "stats-aggregator listening");
+        Ok(Self {
+            listener,
+            router,
+            ctx,
+            cfg: Arc::new(cfg),
+            metrics,
+            consuming,
+            addr,
+        })
+    }
+
+    /// The address the ops endpoints listen on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The aggregator's metrics (shared with `/metrics`).
+    pub fn metrics(&self) -> Metrics {
+        self.metrics.clone()
+    }
+
+    /// Provisions the streams in the background, consumes and serves until shutdown; the
+    /// batch in flight is written and acknowledged before it returns.
+    pub async fn run_until_stopped(self) -> Result<(), Error> {
+        let Self {
+            listener,
+            router,
+            ctx,
+            cfg,
+            metrics,
+            consuming,
+            ..
+        } = self;
+        // A child token: if the HTTP server fails, stop our consumer but not the host.
+        let stop = ctx.shutdown.child_token();
+        let consumer = tokio::spawn(consumer::run(
+            ServiceContext {
+                shutdown: stop.clone(),
+                ..ctx.clone()
+            },
+            cfg,
+            metrics,
+            consuming,
+        ));
+        let served = serve(listener, router, stop.clone()).await;
+        stop.cancel();
+        if let Err(err) = consumer.await {
+            tracing::error!(%err, "stats consumer task failed");
+        }
+        tracing::info!("stats-aggregator stopped");
+        Ok(served?)
+    }
+}
