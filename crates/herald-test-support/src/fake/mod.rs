@@ -30,8 +30,10 @@ pub enum Reply {
     RetryAfter(u64),
     /// A 5xx (Telegram 502 JSON error; Slack 500 `rollup_error`).
     ServerError,
-    /// A permanent error. Telegram: `chat_not_found` (400) or `unauthorized` (401). Slack:
-    /// the error code, e.g. `channel_not_found`, `channel_is_archived`, `invalid_auth`.
+    /// A permanent error. Telegram: `chat_not_found` (400) or `unauthorized` (401); requests
+    /// the fake Telegram refuses by itself (empty or over-long text, unparsable MarkdownV2 or
+    /// HTML) are recorded as `bad_request`. Slack: the error code, e.g. `channel_not_found`,
+    /// `channel_is_archived`, `invalid_auth`.
     Error(&'static str),
 }
 
@@ -84,6 +86,13 @@ impl Recorder {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a request the fake refused on its own (malformed, too long, bad markup).
+    fn refused(&self, mut rec: Received, reply: Reply) {
+        rec.reply = reply;
+        self.lock().received.push(rec.clone());
+        let _ = self.tx.send(rec);
     }
 
     /// Decides the reply for a request to `target` and records it.

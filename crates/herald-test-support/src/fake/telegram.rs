@@ -85,15 +85,6 @@ async fn handle(
         _ => return error(400, "Bad Request: chat_id is empty", None),
     };
     let text = body["text"].as_str().unwrap_or_default().to_owned();
-    if text.is_empty() {
-        return error(400, "Bad Request: message text is empty", None);
-    }
-    if text.chars().count() > 4096 {
-        return error(400, "Bad Request: message is too long", None);
-    }
-    if let Err(problem) = check_markup(body["parse_mode"].as_str(), &text) {
-        return error(400, &format!("Bad Request: can't parse entities: {problem}"), None);
-    }
     let rec = Received {
         at: tokio::time::Instant::now(),
         target: chat.clone(),
@@ -103,6 +94,19 @@ async fn handle(
         body: body.clone(),
         reply: Reply::Ok,
     };
+    let refusal = if text.is_empty() {
+        Some("Bad Request: message text is empty".to_owned())
+    } else if text.chars().count() > 4096 {
+        Some("Bad Request: message is too long".to_owned())
+    } else {
+        check_markup(body["parse_mode"].as_str(), &text)
+            .err()
+            .map(|problem| format!("Bad Request: can't parse entities: {problem}"))
+    };
+    if let Some(description) = refusal {
+        state.recorder.refused(rec, Reply::Error("bad_request"));
+        return error(400, &description, None);
+    }
     match state.recorder.answer(rec) {
         Reply::Ok => {
             let mut ok = (*state.ok).clone();
@@ -176,14 +180,30 @@ fn check_markdown_v2(text: &str) -> Result<(), String> {
 
 fn check_html(text: &str) -> Result<(), String> {
     const TAGS: &[&str] = &[
-        "b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a",
-        "code", "pre", "blockquote", "tg-emoji",
+        "b",
+        "strong",
+        "i",
+        "em",
+        "u",
+        "ins",
+        "s",
+        "strike",
+        "del",
+        "span",
+        "tg-spoiler",
+        "a",
+        "code",
+        "pre",
+        "blockquote",
+        "tg-emoji",
     ];
     let mut rest = text;
     while let Some(i) = rest.find(['<', '&']) {
         let tail = &rest[i..];
         if tail.starts_with('&') {
-            let ok = ["&lt;", "&gt;", "&amp;", "&quot;"].iter().any(|e| tail.starts_with(e))
+            let ok = ["&lt;", "&gt;", "&amp;", "&quot;"]
+                .iter()
+                .any(|e| tail.starts_with(e))
                 || (tail.starts_with("&#") && tail.contains(';'));
             if !ok {
                 return Err("Unsupported HTML entity or bare '&'".into());

@@ -1,0 +1,225 @@
+//! `TestApp`: a notifier on a test nats-server, talking to fake Telegram and Slack servers.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use herald_core::event::{Event, EventId};
+use herald_core::names::{Action, TenantId, Topic};
+use herald_notifier::{App, Config, Reloader};
+use herald_test_support::NatsServer;
+use herald_test_support::fake::{FakeSlack, FakeTelegram};
+use tokio_util::sync::CancellationToken;
+
+/// How long any single wait in these tests may take.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+/// The bot tokens the notifier is configured with.
+/// The interval of polls under a deadline (a poll interval, not a synchronisation).
+pub const POLL: Duration = Duration::from_millis(20);
+pub const TG_TOKEN: &str = "123456:TEST-token";
+pub const SLACK_TOKEN: &str = "xoxb-test";
+
+pub struct TestApp {
+    pub nats: NatsServer,
+    pub tg: FakeTelegram,
+    pub slack: FakeSlack,
+    pub js: jetstream::Context,
+    pub addr: SocketAddr,
+    pub reloader: Reloader,
+    pub rules_file: PathBuf,
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+    run: Option<tokio::task::JoinHandle<Result<(), herald_notifier::Error>>>,
+    _dir: tempfile::TempDir,
+}
+
+/// Rules text with `{slack}` replaced by the fake Slack's webhook base.
+pub fn rules_for(template: &str, slack: &FakeSlack) -> String {
+    template.replace("{slack}", &slack.webhook_url(""))
+}
+
+/// A config pointing at the fakes, with short test delays.
+pub fn test_config(tg: &FakeTelegram, slack: &FakeSlack, rules_file: PathBuf) -> Config {
+    let mut cfg: Config = toml::from_str(
+        r#"
+        listen = "127.0.0.1:0"
+        ack_wait = "5s"
+        max_deliver = 4
+        backoff = ["200ms"]
+        "#,
+    )
+    .expect("test config");
+    cfg.rules_file = Some(rules_file);
+    cfg.telegram.api_url = tg.url();
+    cfg.telegram.bot_token = Some(herald_core::secret::Secret::new(TG_TOKEN));
+    cfg.slack.api_url = slack.api_url();
+    cfg.slack.bot_token = Some(herald_core::secret::Secret::new(SLACK_TOKEN));
+    cfg
+}
+
+impl TestApp {
+    /// Starts everything with `rules` (see [`rules_for`]) and waits until `/readyz` is 200.
+    pub async fn spawn(rules: &str) -> Self {
+        Self::spawn_with(rules, |_| {}).await
+    }
+
+    pub async fn spawn_with(rules: &str, tweak: impl FnOnce(&mut Config)) -> Self {
+        herald_core::telemetry::init_for_tests();
+        let nats = NatsServer::start().await;
+        let tg = FakeTelegram::start().await;
+        let slack = FakeSlack::start().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rules_file = dir.path().join("rules.toml");
+        std::fs::write(&rules_file, rules_for(rules, &slack)).expect("write rules");
+        let mut cfg = test_config(&tg, &slack, rules_file.clone());
+        tweak(&mut cfg);
+        let (ctx, shutdown) = herald_test_support::service::context(&nats, "notifier-test").await;
+        let listener = herald_test_support::net::listener().await;
+        let app = App::build(cfg, listener, ctx).await.expect("build");
+        let addr = app.local_addr();
+        let reloader = app.reloader();
+        let run = tokio::spawn(app.run_until_stopped());
+        let js = nats.jetstream().await;
+        let test = Self {
+            nats,
+            tg,
+            slack,
+            js,
+            addr,
+            reloader,
+            rules_file,
+            http: reqwest::Client::new(),
+            shutdown,
+            run: Some(run),
+            _dir: dir,
+        };
+        test.wait_ready().await;
+        test
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn healthz(&self) -> reqwest::Response {
+        self.http
+            .get(self.url("/healthz"))
+            .send()
+            .await
+            .expect("GET /healthz")
+    }
+
+    pub async fn readyz(&self) -> reqwest::Response {
+        self.http
+            .get(self.url("/readyz"))
+            .send()
+            .await
+            .expect("GET /readyz")
+    }
+
+    pub async fn metrics(&self) -> String {
+        let resp = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics");
+        assert!(resp.status().is_success());
+        resp.text().await.expect("metrics body")
+    }
+
+    /// Polls `/readyz` under the deadline.
+    pub async fn wait_ready(&self) {
+        let ready = tokio::time::timeout(DEADLINE, async {
+            loop {
+                if self.readyz().await.status().is_success() {
+                    return;
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        })
+        .await;
+        assert!(ready.is_ok(), "the notifier did not become ready");
+    }
+
+    /// Waits until a metric line with `needle` shows `value`.
+    pub async fn wait_metric(&self, needle: &str, value: u64) {
+        let found = tokio::time::timeout(DEADLINE, async {
+            loop {
+                let m = self.metrics().await;
+                if metric(&m, needle) >= value {
+                    return;
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        })
+        .await;
+        assert!(
+            found.is_ok(),
+            "metric {needle} never reached {value}:\n{}",
+            self.metrics().await
+        );
+    }
+
+    /// Publishes `event` to JetStream and waits for the PubAck.
+    pub async fn publish(&self, event: &Event) -> u64 {
+        publish(&self.js, event).await
+    }
+
+    /// Writes a new rules file.
+    pub fn write_rules(&self, rules: &str) {
+        std::fs::write(&self.rules_file, rules_for(rules, &self.slack)).expect("write rules");
+    }
+
+    /// Stops the notifier and waits for it to finish.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(run) = self.run.take() {
+            let result = tokio::time::timeout(DEADLINE, run).await;
+            assert!(matches!(result, Ok(Ok(Ok(())))), "clean stop: {result:?}");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// The value of the first metric line containing `needle` (0 if none).
+pub fn metric(text: &str, needle: &str) -> u64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && l.contains(needle))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+pub async fn publish(js: &jetstream::Context, event: &Event) -> u64 {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", event.msg_id().as_str());
+    js.publish_with_headers(event.subject(), headers, event.to_bytes())
+        .await
+        .expect("publish")
+        .await
+        .expect("puback")
+        .sequence
+}
+
+/// A `leads` event of tenant `acme`.
+pub fn lead(action: &str, data: serde_json::Value) -> Event {
+    event("acme", "leads", action, data)
+}
+
+pub fn event(tenant: &str, topic: &str, action: &str, data: serde_json::Value) -> Event {
+    Event::new(
+        EventId::generate(),
+        TenantId::parse(tenant).expect("tenant"),
+        Topic::parse(topic).expect("topic"),
+        Action::parse(action).expect("action"),
+        "/test",
+        data,
+    )
+}

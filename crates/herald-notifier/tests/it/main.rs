@@ -1,0 +1,12 @@
+//! The notifier's integration tests: a real nats-server, real HTTP, fake Telegram and Slack.
+#![allow(clippy::unwrap_used)]
+
+mod crash;
+mod delivery;
+mod dlq;
+mod helpers;
+mod load;
+mod ops;
+mod reload;
+mod retry;
+mod signals;

@@ -1,0 +1,112 @@
+//! The binary: SIGHUP reloads the rules (an invalid file keeps the old ones in force).
+
+use serde_json::json;
+
+use crate::crash::spawn;
+use crate::helpers::{DEADLINE, POLL, TG_TOKEN, event, lead, metric, publish};
+
+const LEADS: &str = "[targets.a]\nkind = \"telegram\"\nchat_id = 1\nmarkup = \"plain\"\n\
+    [[rules]]\nname = \"a\"\ntopic = \"leads\"\ntargets = [\"a\"]\ntemplate = \"lead {{ data.n }}\"\n";
+const DEALS: &str = "[targets.b]\nkind = \"telegram\"\nchat_id = 2\nmarkup = \"plain\"\n\
+    [[rules]]\nname = \"b\"\ntopic = \"deals\"\ntargets = [\"b\"]\ntemplate = \"deal {{ data.n }}\"\n";
+
+fn hangup(child: &tokio::process::Child) {
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+async fn wait_metric(http: &reqwest::Client, url: &str, needle: &str, value: u64) {
+    let reached = tokio::time::timeout(DEADLINE, async {
+        loop {
+            if let Ok(resp) = http.get(url).send().await
+                && let Ok(text) = resp.text().await
+                && metric(&text, needle) >= value
+            {
+                return;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    })
+    .await;
+    assert!(reached.is_ok(), "{needle} never reached {value}");
+}
+
+#[tokio::test]
+async fn sighup_reloads_rules_and_keeps_them_when_the_file_is_invalid() {
+    let nats = herald_test_support::NatsServer::start().await;
+    let tg = herald_test_support::fake::FakeTelegram::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules_file = dir.path().join("rules.toml");
+    std::fs::write(&rules_file, LEADS).unwrap();
+    // A free port for the ops endpoints, so the test can read /metrics.
+    let port = herald_test_support::net::listener()
+        .await
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("herald.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[nats]\nurl = \"{}\"\n[notifier]\nlisten = \"127.0.0.1:{port}\"\nrules_file = \"{}\"\n\
+             [notifier.telegram]\napi_url = \"{}\"\nbot_token = \"{TG_TOKEN}\"\n",
+            nats.url(),
+            rules_file.display(),
+            tg.url()
+        ),
+    )
+    .unwrap();
+    let mut child = spawn(&config);
+    let http = reqwest::Client::new();
+    let metrics = format!("http://127.0.0.1:{port}/metrics");
+    wait_metric(&http, &metrics, "herald_notifier_rules ", 1).await;
+    let js = nats.jetstream().await;
+    let ready = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let ok = http
+                .get(format!("http://127.0.0.1:{port}/readyz"))
+                .send()
+                .await;
+            if ok.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    })
+    .await;
+    assert!(ready.is_ok());
+
+    std::fs::write(&rules_file, "not = = toml").unwrap();
+    hangup(&child);
+    wait_metric(
+        &http,
+        &metrics,
+        "herald_notifier_reloads_total{result=\"error\"}",
+        1,
+    )
+    .await;
+    publish(&js, &lead("insert", json!({"n": 1}))).await;
+    let got = tg.wait_accepted(1, DEADLINE).await;
+    assert_eq!(got[0].text, "lead 1", "the old rules stayed in force");
+
+    std::fs::write(&rules_file, DEALS).unwrap();
+    hangup(&child);
+    wait_metric(
+        &http,
+        &metrics,
+        "herald_notifier_reloads_total{result=\"ok\"}",
+        1,
+    )
+    .await;
+    publish(&js, &event("acme", "deals", "insert", json!({"n": 2}))).await;
+    let got = tg.wait_accepted(2, DEADLINE).await;
+    assert_eq!(
+        (got[1].target.as_str(), got[1].text.as_str()),
+        ("2", "deal 2")
+    );
+    child.kill().await.ok();
+}
