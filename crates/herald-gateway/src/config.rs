@@ -1,0 +1,198 @@
+//! Gateway configuration: listener, auth, delivery tuning and limits.
+//!
+//! Loaded by `herald_core::config::load(file, Some("gateway"))`: defaults, then the
+//! `[gateway]` table of the TOML file, then `HERALD_<FIELD>` (standalone binary) or
+//! `HERALD_GATEWAY__<FIELD>` (under `herald up`). Nested fields use `__`, e.g.
+//! `HERALD_GATEWAY__JWT__SECRET`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use herald_core::secret::Secret;
+use serde::{Deserialize, Serialize};
+
+/// Gateway settings. Every field has a default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Where to listen (`HERALD_LISTEN` / `HERALD_GATEWAY__LISTEN`). Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// How clients authenticate (`HERALD_GATEWAY__JWT__*`).
+    pub jwt: JwtConfig,
+    /// Interval of the SSE `: hb` comment and the WebSocket ping (`HEARTBEAT`). Default 15 s.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+    /// The base of the SSE `retry:` hint (`RETRY_BASE`). Default 1 s.
+    #[serde(with = "humantime_serde")]
+    pub retry_base: Duration,
+    /// Random extra added to `retry_base` per connection, so reconnects spread out
+    /// (`RETRY_JITTER`). Default 2 s.
+    #[serde(with = "humantime_serde")]
+    pub retry_jitter: Duration,
+    /// On shutdown, connections are told to `reconnect` at random moments within this window
+    /// (`DRAIN_WINDOW`). Default 5 s.
+    #[serde(with = "humantime_serde")]
+    pub drain_window: Duration,
+    /// Events a client may have queued before it is disconnected with `overflow`
+    /// (`CLIENT_QUEUE`). Default 1024.
+    pub client_queue: usize,
+    /// The most events the in-memory ring buffer keeps for resumes (`RING_EVENTS`).
+    /// Default 10000.
+    pub ring_events: usize,
+    /// The most bytes (of SSE frames) the ring buffer keeps (`RING_BYTES`). Default 64 MiB.
+    pub ring_bytes: usize,
+    /// Replay chunks reading from JetStream at once, each with its own short-lived consumer;
+    /// more wait their turn (`MAX_REPLAYS`). Default 32.
+    pub max_replays: usize,
+    /// How often the tail checks the NATS connection (`CONNECTION_CHECK`). Default 250 ms.
+    #[serde(with = "humantime_serde")]
+    pub connection_check: Duration,
+    /// How often the tail re-reads stream info: lag metric and recreated-stream detection
+    /// (`STREAM_CHECK`). Default 5 s.
+    #[serde(with = "humantime_serde")]
+    pub stream_check: Duration,
+    /// Longest `wait` a long-poll may ask for (`POLL_MAX_WAIT`). Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub poll_max_wait: Duration,
+    /// Most events one long-poll response carries (`POLL_MAX_EVENTS`). Default 500.
+    pub poll_max_events: usize,
+    /// Connection limits (`HERALD_GATEWAY__LIMITS__*`).
+    pub limits: Limits,
+    /// Origins allowed by CORS (`CORS_ORIGINS`): empty (default) sends no CORS headers,
+    /// `["*"]` allows any origin without credentials, a list allows those origins with
+    /// credentials (cookies).
+    pub cors_origins: Vec<String>,
+    /// A directory served at `/` (dashboard, `herald.js`) (`WEB_DIR`). Default none (404).
+    pub web_dir: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            jwt: JwtConfig::default(),
+            heartbeat: Duration::from_secs(15),
+            retry_base: Duration::from_secs(1),
+            retry_jitter: Duration::from_secs(2),
+            drain_window: Duration::from_secs(5),
+            client_queue: 1024,
+            ring_events: 10_000,
+            ring_bytes: 64 << 20,
+            max_replays: 32,
+            connection_check: Duration::from_millis(250),
+            stream_check: Duration::from_secs(5),
+            poll_max_wait: Duration::from_secs(30),
+            poll_max_events: 500,
+            limits: Limits::default(),
+            cors_origins: Vec::new(),
+            web_dir: None,
+        }
+    }
+}
+
+/// JWT verification.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JwtConfig {
+    /// The HS256 secret (`SECRET`). Default none: every connection is refused with 401 until
+    /// one is set.
+    pub secret: Option<Secret>,
+    /// Optional PEM public key file for RS256/ES256 tokens (`PUBLIC_KEY_FILE`). Default none.
+    pub public_key_file: Option<PathBuf>,
+    /// Optional JWK Set file for RS256/ES256 tokens, keys chosen by `kid` (`JWKS_FILE`).
+    /// Default none.
+    pub jwks_file: Option<PathBuf>,
+    /// Optional JWK Set URL, fetched at start-up and every `jwks_refresh` (`JWKS_URL`).
+    /// Default none.
+    pub jwks_url: Option<String>,
+    /// How often `jwks_url` is fetched again (`JWKS_REFRESH`). Default 10 min.
+    #[serde(with = "humantime_serde")]
+    pub jwks_refresh: Duration,
+    /// The cookie a token may be read from (`COOKIE`). Default `herald_token`.
+    pub cookie: String,
+    /// Clock skew tolerated when checking `exp` (`LEEWAY`). Default 0 s.
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        Self {
+            secret: None,
+            public_key_file: None,
+            jwks_file: None,
+            jwks_url: None,
+            jwks_refresh: Duration::from_secs(600),
+            cookie: "herald_token".into(),
+            leeway: Duration::ZERO,
+        }
+    }
+}
+
+/// Connection limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// Open connections per user (`sub`); more → 429 (`PER_USER`). Default 16.
+    pub per_user: usize,
+    /// Open connections per tenant; more → 429 (`PER_TENANT`). Default 10000.
+    pub per_tenant: usize,
+    /// New connections per second, process-wide; more → 503 + `Retry-After`
+    /// (`CONNECT_RATE`). Default 1000.
+    pub connect_rate: u32,
+    /// Burst above `connect_rate` (`CONNECT_BURST`). Default 2000.
+    pub connect_burst: u32,
+    /// Topics one connection may subscribe to; more → 400 (`TOPICS_PER_CONNECTION`).
+    /// Default 64.
+    pub topics_per_connection: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            per_user: 16,
+            per_tenant: 10_000,
+            connect_rate: 1000,
+            connect_burst: 2000,
+            topics_per_connection: 64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_the_gateway_section_of_a_file_over_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.toml");
+        std::fs::write(
+            &path,
+            "[gateway]\nlisten = \"0.0.0.0:9000\"\nheartbeat = \"5s\"\ncors_origins = [\"*\"]\n\
+             [gateway.jwt]\nsecret = \"s3cret\"\n[gateway.limits]\nper_user = 3\n",
+        )
+        .unwrap();
+        let cfg: Config = herald_core::config::load(Some(&path), Some("gateway")).unwrap();
+        assert_eq!(cfg.listen, "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(cfg.heartbeat, Duration::from_secs(5));
+        assert_eq!(cfg.limits.per_user, 3);
+        assert_eq!(cfg.limits.per_tenant, Limits::default().per_tenant);
+        assert_eq!(cfg.cors_origins, vec!["*".to_owned()]);
+        let secret = cfg.jwt.secret.as_ref().unwrap();
+        assert_eq!(secret.expose(), "s3cret");
+        assert!(
+            !format!("{cfg:?}").contains("s3cret"),
+            "the secret is never printed"
+        );
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let cfg = Config::default();
+        assert_eq!(cfg.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
+        assert_eq!(cfg.heartbeat, Duration::from_secs(15));
+        assert!(cfg.web_dir.is_none() && cfg.cors_origins.is_empty() && cfg.jwt.secret.is_none());
+    }
+}

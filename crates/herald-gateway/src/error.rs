@@ -1,0 +1,120 @@
+//! Errors: every refused connection maps to one status and one stable code.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use herald_core::http::error_response;
+
+/// Why a connection or poll was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 401: no token, or a token that is malformed, expired or wrongly signed.
+    #[error("{0}")]
+    Unauthorized(#[from] AuthError),
+    /// 403: a topic outside the token's `topics` claim.
+    #[error("the token does not grant topic {0:?}")]
+    Forbidden(String),
+    /// 400: a malformed query parameter, cursor or topic.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 429: too many open connections for this user or tenant.
+    #[error("too many open connections for this {0}")]
+    TooManyConnections(&'static str),
+    /// 503: new connections arrive faster than the configured rate.
+    #[error("too many new connections; retry later")]
+    RateLimited {
+        /// Seconds for `Retry-After`.
+        retry_after: u32,
+    },
+    /// 503: the gateway has not reached JetStream yet.
+    #[error("the gateway is not connected to the event store yet; retry later")]
+    NotReady,
+}
+
+/// Why a token was refused. One variant per failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No token in the header, cookie or query.
+    #[error("missing access token")]
+    Missing,
+    /// Not a JWT, or claims of the wrong shape.
+    #[error("malformed access token")]
+    Malformed,
+    /// The signature does not verify (or the algorithm is not accepted).
+    #[error("invalid token signature")]
+    BadSignature,
+    /// `exp` is in the past.
+    #[error("the access token has expired")]
+    Expired,
+    /// No key is configured for the token's algorithm.
+    #[error("token authentication is not configured")]
+    NotConfigured,
+    /// A refreshed token names another user or tenant than the session.
+    #[error("the new token belongs to another user or tenant")]
+    IdentityChanged,
+}
+
+impl AuthError {
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Missing => "missing_token",
+            Self::Malformed => "malformed_token",
+            Self::BadSignature => "invalid_token",
+            Self::Expired => "token_expired",
+            Self::NotConfigured => "auth_not_configured",
+            Self::IdentityChanged => "identity_changed",
+        }
+    }
+}
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::TooManyConnections(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited { .. } | Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthorized(a) => a.code(),
+            Self::Forbidden(_) => "topic_forbidden",
+            Self::BadRequest(_) => "bad_request",
+            Self::TooManyConnections(_) => "too_many_connections",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::NotReady => "not_ready",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = error_response(self.status(), self.code(), &self.to_string());
+        let retry_after = match self {
+            Self::RateLimited { retry_after } => Some(retry_after),
+            Self::NotReady => Some(1),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+/// Why the gateway could not be built or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The listener's address could not be read, or serving failed.
+    #[error("serving HTTP failed")]
+    Io(#[from] std::io::Error),
+    /// The JWT key configuration is unusable.
+    #[error("invalid JWT configuration: {0}")]
+    Jwt(String),
+}

@@ -1,0 +1,287 @@
+//! What travels to clients, and how each transport writes it.
+//!
+//! An event is serialized **once** into an [`EventFrame`] when the tail receives it: the SSE
+//! frame is built eagerly, the WebSocket frame lazily on first use; both are `Bytes` shared by
+//! every subscriber. Control messages ([`Control`]) are rare and rendered per connection.
+
+use std::sync::{Arc, OnceLock};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use herald_core::cursor::Cursor;
+use herald_core::names::{TenantId, Topic};
+use herald_core::subject;
+use serde_json::value::RawValue;
+
+/// One stored event, ready to send.
+#[derive(Debug)]
+pub struct EventFrame {
+    /// Where the event is in `HERALD_EVENTS`.
+    pub cursor: Cursor,
+    /// Its tenant (from the subject).
+    pub tenant: TenantId,
+    /// Its topic (from the subject).
+    pub topic: Topic,
+    /// The CloudEvent JSON, compact (no raw newlines).
+    pub json: Bytes,
+    /// `id: <cursor>\ndata: <json>\n\n`.
+    pub sse: Bytes,
+    ws: OnceLock<Bytes>,
+}
+
+/// Why a stored message cannot be delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The subject is not `herald.events.<tenant>.<topic>.<action>`.
+    #[error("not an event subject")]
+    Subject,
+    /// The payload is not JSON.
+    #[error("payload is not JSON")]
+    Payload,
+}
+
+impl EventFrame {
+    /// Builds the frame of the message stored at `cursor` on `subject`.
+    pub fn new(cursor: Cursor, subject: &str, payload: &[u8]) -> Result<Self, FrameError> {
+        let parts = subject::parse_event(subject).ok_or(FrameError::Subject)?;
+        let raw: &RawValue = serde_json::from_slice(payload).map_err(|_| FrameError::Payload)?;
+        // SSE `data:` must be one line; JSON from Herald is compact, anything else is redone.
+        let json = if raw.get().bytes().any(|b| b == b'\n' || b == b'\r') {
+            let v: serde_json::Value =
+                serde_json::from_str(raw.get()).map_err(|_| FrameError::Payload)?;
+            Bytes::from(v.to_string())
+        } else {
+            Bytes::copy_from_slice(raw.get().as_bytes())
+        };
+        let id = cursor.to_string();
+        let mut sse = BytesMut::with_capacity(json.len() + id.len() + 12);
+        sse.put_slice(b"id: ");
+        sse.put_slice(id.as_bytes());
+        sse.put_slice(b"\ndata: ");
+        sse.put_slice(&json);
+        sse.put_slice(b"\n\n");
+        Ok(Self {
+            cursor,
+            tenant: parts.tenant,
+            topic: parts.topic,
+            json,
+            sse: sse.freeze(),
+            ws: OnceLock::new(),
+        })
+    }
+
+    /// The stream sequence.
+    pub fn seq(&self) -> u64 {
+        self.cursor.seq
+    }
+
+    /// `{"type":"event","cursor":…,"topic":…,"event":<CloudEvent>}`, built once.
+    pub fn ws_text(&self) -> Bytes {
+        self.ws
+            .get_or_init(|| {
+                let mut out = BytesMut::with_capacity(self.json.len() + 96);
+                out.put_slice(b"{\"type\":\"event\",\"cursor\":\"");
+                out.put_slice(self.cursor.to_string().as_bytes());
+                out.put_slice(b"\",\"topic\":\"");
+                out.put_slice(self.topic.as_str().as_bytes());
+                out.put_slice(b"\",\"event\":");
+                out.put_slice(&self.json);
+                out.put_slice(b"}");
+                out.freeze()
+            })
+            .clone()
+    }
+
+    /// The memory the frame holds, for the ring buffer's byte bound.
+    pub fn size(&self) -> usize {
+        self.json.len() + self.sse.len() + self.ws.get().map_or(0, Bytes::len) + 128
+    }
+}
+
+/// Why a client must refetch its snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetReason {
+    /// The cursor's epoch is not the stream's: the stream was recreated.
+    EpochMismatch,
+    /// The cursor is older than the stream's first retained event.
+    OutOfRetention,
+}
+
+impl ResetReason {
+    /// The reason as sent to clients.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EpochMismatch => "epoch_mismatch",
+            Self::OutOfRetention => "out_of_retention",
+        }
+    }
+}
+
+/// Why the server asks a client to reconnect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReconnectReason {
+    /// The gateway is shutting down.
+    Draining,
+    /// The token expires now; reconnect with a fresh one.
+    TokenExpired,
+    /// Replaying from JetStream failed; try again.
+    ReplayFailed,
+    /// The gateway cannot serve this resume right now (NATS unreachable); try again.
+    Unavailable,
+}
+
+impl ReconnectReason {
+    /// The reason as sent to clients.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Draining => "draining",
+            Self::TokenExpired => "token_expired",
+            Self::ReplayFailed => "replay_failed",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// A control message.
+#[derive(Debug, Clone)]
+pub enum Control {
+    /// The feed is live (`true`) or degraded (`false`: NATS unreachable).
+    Status {
+        /// Whether events are flowing.
+        live: bool,
+    },
+    /// Refetch your snapshot; continue from `cursor`.
+    Reset {
+        /// Why.
+        reason: ResetReason,
+        /// The position live delivery continues from.
+        cursor: Cursor,
+    },
+    /// The client was too slow and is being disconnected.
+    Overflow,
+    /// Reconnect (with your last cursor).
+    Reconnect {
+        /// Why.
+        reason: ReconnectReason,
+    },
+    /// A named non-event message (reserved for `$stats` documents): `data` must be JSON.
+    Named {
+        /// The SSE event name / WS `type`.
+        name: &'static str,
+        /// The JSON payload.
+        data: Bytes,
+    },
+}
+
+impl Control {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Status { .. } => "status",
+            Self::Reset { .. } => "reset",
+            Self::Overflow => "overflow",
+            Self::Reconnect { .. } => "reconnect",
+            Self::Named { name, .. } => name,
+        }
+    }
+
+    /// The JSON data of the message (without the WS `type`).
+    fn data(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            Self::Status { live } => json!({"state": if *live { "live" } else { "degraded" }}),
+            Self::Reset { reason, cursor } => {
+                json!({"reason": reason.as_str(), "cursor": cursor.to_string()})
+            }
+            Self::Overflow => json!({"reason": "client_too_slow"}),
+            Self::Reconnect { reason } => json!({"reason": reason.as_str()}),
+            Self::Named { data, .. } => {
+                serde_json::from_slice(data).unwrap_or(serde_json::Value::Null)
+            }
+        }
+    }
+
+    /// The SSE message. A reset carries `id:` so `Last-Event-ID` moves past the gap.
+    pub fn sse(&self) -> Bytes {
+        let mut out = String::new();
+        if let Self::Reset { cursor, .. } = self {
+            out.push_str(&format!("id: {cursor}\n"));
+        }
+        out.push_str(&format!(
+            "event: {}\ndata: {}\n\n",
+            self.name(),
+            self.data()
+        ));
+        Bytes::from(out)
+    }
+
+    /// The WebSocket text frame: the data object with `"type":<name>` added (data that is not
+    /// an object goes under `"data"`).
+    pub fn ws_text(&self) -> String {
+        let mut frame = match self.data() {
+            serde_json::Value::Object(map) => map,
+            other => {
+                let mut map = serde_json::Map::new();
+                map.insert("data".into(), other);
+                map
+            }
+        };
+        frame.insert("type".into(), self.name().into());
+        serde_json::Value::Object(frame).to_string()
+    }
+}
+
+/// What the fan-out queues for a client.
+#[derive(Debug, Clone)]
+pub enum Frame {
+    /// A stored event.
+    Event(Arc<EventFrame>),
+    /// A control message.
+    Control(Control),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_core::cursor::Epoch;
+
+    #[test]
+    fn event_frames_are_one_line_sse_and_valid_ws_json() {
+        let c = Cursor::new(7, Epoch(0xab));
+        let f = EventFrame::new(
+            c,
+            "herald.events.acme.leads.insert",
+            b"{\n\"a\": \"x\\ny\"\n}",
+        )
+        .unwrap();
+        assert_eq!(&f.sse[..], b"id: 7-000000ab\ndata: {\"a\":\"x\\ny\"}\n\n");
+        let ws: serde_json::Value = serde_json::from_slice(&f.ws_text()).unwrap();
+        assert_eq!(ws["cursor"], "7-000000ab");
+        assert_eq!(ws["event"]["a"], "x\ny");
+        assert!(EventFrame::new(c, "herald.events.acme.leads", b"{}").is_err());
+        assert!(EventFrame::new(c, "herald.events.acme.leads.x", b"nope").is_err());
+    }
+
+    #[test]
+    fn control_frames_render_for_both_transports() {
+        let reset = Control::Reset {
+            reason: ResetReason::OutOfRetention,
+            cursor: Cursor::new(9, Epoch(1)),
+        };
+        assert_eq!(
+            &reset.sse()[..],
+            b"id: 9-00000001\nevent: reset\ndata: {\"cursor\":\"9-00000001\",\"reason\":\"out_of_retention\"}\n\n"
+        );
+        let ws: serde_json::Value = serde_json::from_str(&reset.ws_text()).unwrap();
+        assert_eq!(ws["type"], "reset");
+        assert_eq!(ws["reason"], "out_of_retention");
+        let st: serde_json::Value =
+            serde_json::from_str(&Control::Status { live: false }.ws_text()).unwrap();
+        assert_eq!(st["state"], "degraded");
+        let named = Control::Named {
+            name: "stats",
+            data: Bytes::from_static(b"[1,2]"),
+        };
+        let v: serde_json::Value = serde_json::from_str(&named.ws_text()).unwrap();
+        assert_eq!(v, serde_json::json!({"type": "stats", "data": [1, 2]}));
+        assert_eq!(&named.sse()[..], b"event: stats\ndata: [1,2]\n\n");
+    }
+}

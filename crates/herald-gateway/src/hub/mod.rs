@@ -1,0 +1,357 @@
+//! The in-process fan-out: subscribers indexed by (tenant, topic), and the ring buffer.
+//!
+//! The tail hands every event to [`Hub::publish`] in stream order. Registration and
+//! publication take the same lock, which is what makes the replay hand-off exact: a new
+//! subscriber receives, through its queue, every event with a sequence above the `head` it was
+//! registered at, and nothing at or below it; whatever lies between its cursor and `head` comes
+//! from the ring (copied under that same lock) or from a JetStream replay that stops at `head`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use herald_core::cursor::{Cursor, Epoch};
+use herald_core::names::TenantId;
+use tokio::sync::{Notify, mpsc};
+
+use crate::auth::TopicSet;
+use crate::frame::{Control, EventFrame, Frame, ResetReason};
+use crate::metrics::Metrics;
+
+mod index;
+mod ring;
+
+use index::TenantIndex;
+use ring::Ring;
+
+/// Why the hub closed a subscriber's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// Its queue was full: the client is too slow.
+    Overflow,
+}
+
+/// What a new subscriber must be sent before its live queue.
+#[derive(Debug)]
+pub enum Backlog {
+    /// Nothing: no cursor was given, or nothing happened since.
+    Nothing,
+    /// These events, from the ring buffer.
+    Ring(Vec<Arc<EventFrame>>),
+    /// The cursor is older than the ring: replay `(cursor, head]` from JetStream.
+    Replay(Cursor),
+    /// The cursor cannot be resumed.
+    Reset(ResetReason),
+}
+
+/// A registered subscriber. Unregisters itself when dropped.
+pub struct Subscription {
+    hub: Arc<Hub>,
+    id: u64,
+    /// Live frames with sequence above [`Subscription::head`].
+    pub rx: mpsc::Receiver<Frame>,
+    /// The stream epoch at registration.
+    pub epoch: Epoch,
+    /// The last sequence published before registration.
+    pub head: u64,
+    /// Whether the feed was live at registration.
+    pub live: bool,
+    /// What to send before the live queue.
+    pub backlog: Backlog,
+    closed: Arc<OnceLock<Closed>>,
+}
+
+impl Subscription {
+    /// Why the queue was closed by the hub, if it was.
+    pub fn closed(&self) -> Option<Closed> {
+        self.closed.get().copied()
+    }
+
+    /// Replaces the topic set (WebSocket `subscribe`/`unsubscribe`), atomically with respect
+    /// to publication, so topics kept across the change miss nothing.
+    pub fn set_topics(&self, topics: TopicSet) {
+        self.hub.set_topics(self.id, topics);
+    }
+
+    /// The cursor of the registration point.
+    pub fn head_cursor(&self) -> Cursor {
+        Cursor::new(self.head, self.epoch)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.hub.remove(self.id);
+    }
+}
+
+struct Entry {
+    tenant: TenantId,
+    topics: TopicSet,
+    tx: mpsc::Sender<Frame>,
+    closed: Arc<OnceLock<Closed>>,
+}
+
+struct Inner {
+    epoch: Option<Epoch>,
+    head: u64,
+    live: bool,
+    ring: Ring,
+    subs: HashMap<u64, Entry>,
+    index: HashMap<TenantId, TenantIndex>,
+    next_id: u64,
+}
+
+/// The fan-out. One per gateway process, fed by the tail.
+pub struct Hub {
+    inner: Mutex<Inner>,
+    metrics: Arc<Metrics>,
+    published: Notify,
+}
+
+impl Hub {
+    /// An empty hub whose ring holds at most `ring_events` events and `ring_bytes` bytes.
+    pub fn new(ring_events: usize, ring_bytes: usize, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Self {
+            inner: Mutex::new(Inner {
+                epoch: None,
+                head: 0,
+                live: false,
+                ring: Ring::new(ring_events, ring_bytes),
+                subs: HashMap::new(),
+                index: HashMap::new(),
+                next_id: 0,
+            }),
+            metrics,
+            published: Notify::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves consistent data (no multi-step invariants are
+        // left half-done by anything that can panic), so poisoning is ignored.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current epoch, or `None` before the tail first reached the stream.
+    pub fn epoch(&self) -> Option<Epoch> {
+        self.lock().epoch
+    }
+
+    /// The last published position.
+    pub fn head(&self) -> Option<Cursor> {
+        let inner = self.lock();
+        inner.epoch.map(|e| Cursor::new(inner.head, e))
+    }
+
+    /// Whether the feed is live.
+    pub fn is_live(&self) -> bool {
+        self.lock().live
+    }
+
+    /// Open subscriptions.
+    pub fn subscribers(&self) -> usize {
+        self.lock().subs.len()
+    }
+
+    /// Registers a subscriber for `tenant`/`topics` with a queue of `capacity`, resuming
+    /// after `since`. `None` if the stream has not been reached yet.
+    pub fn subscribe(
+        self: &Arc<Self>,
+        tenant: TenantId,
+        topics: TopicSet,
+        since: Option<Cursor>,
+        capacity: usize,
+    ) -> Option<Subscription> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let closed = Arc::new(OnceLock::new());
+        let mut inner = self.lock();
+        let epoch = inner.epoch?;
+        let backlog = match since {
+            None => Backlog::Nothing,
+            Some(c) if c.epoch != epoch => Backlog::Reset(ResetReason::EpochMismatch),
+            Some(c) => match inner.ring.after(c.seq, &tenant, &topics) {
+                Some(events) if events.is_empty() => Backlog::Nothing,
+                Some(events) => Backlog::Ring(events),
+                None => Backlog::Replay(c),
+            },
+        };
+        let id = inner.next_id;
+        inner.next_id += 1;
+        inner
+            .index
+            .entry(tenant.clone())
+            .or_default()
+            .add(id, &topics);
+        inner.subs.insert(
+            id,
+            Entry {
+                tenant,
+                topics,
+                tx,
+                closed: Arc::clone(&closed),
+            },
+        );
+        Some(Subscription {
+            hub: Arc::clone(self),
+            id,
+            rx,
+            epoch,
+            head: inner.head,
+            live: inner.live,
+            backlog,
+            closed,
+        })
+    }
+
+    fn set_topics(&self, id: u64, topics: TopicSet) {
+        let mut inner = self.lock();
+        let Inner { subs, index, .. } = &mut *inner;
+        if let Some(entry) = subs.get_mut(&id) {
+            let idx = index.entry(entry.tenant.clone()).or_default();
+            idx.remove(id, &entry.topics);
+            idx.add(id, &topics);
+            entry.topics = topics;
+        }
+    }
+
+    fn remove(&self, id: u64) {
+        let mut inner = self.lock();
+        Self::remove_locked(&mut inner, id);
+    }
+
+    fn remove_locked(inner: &mut Inner, id: u64) -> Option<Entry> {
+        let entry = inner.subs.remove(&id)?;
+        if let Some(idx) = inner.index.get_mut(&entry.tenant) {
+            idx.remove(id, &entry.topics);
+            if idx.is_empty() {
+                inner.index.remove(&entry.tenant);
+            }
+        }
+        Some(entry)
+    }
+
+    /// Queues `frame` for `id`; a full queue closes it with [`Closed::Overflow`].
+    fn offer(inner: &mut Inner, id: u64, frame: Frame, metrics: &Metrics) {
+        let Some(entry) = inner.subs.get(&id) else {
+            return;
+        };
+        match entry.tx.try_send(frame) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                let _ = entry.closed.set(Closed::Overflow);
+                metrics.overflows.inc();
+                Self::remove_locked(inner, id);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                Self::remove_locked(inner, id);
+            }
+        }
+    }
+
+    /// Starts (or restarts, after an outage) at `epoch` with the next event expected after
+    /// `head`; returns the position to follow the stream from.
+    ///
+    /// A new epoch (the stream was recreated) empties the ring and sends `reset` to everyone.
+    /// So does a `first_seq` past `head + 1`: events expired while the tail was away, and
+    /// connected clients must not silently miss them.
+    pub fn start(&self, epoch: Epoch, head: u64, first_seq: u64) -> u64 {
+        let mut inner = self.lock();
+        let reset = match inner.epoch {
+            None => {
+                inner.epoch = Some(epoch);
+                inner.head = head;
+                inner.ring.reset(head);
+                None
+            }
+            Some(old) if old != epoch => {
+                inner.epoch = Some(epoch);
+                inner.head = head;
+                inner.ring.reset(head);
+                Some(ResetReason::EpochMismatch)
+            }
+            Some(_) if first_seq > inner.head + 1 => {
+                let floor = first_seq - 1;
+                inner.head = floor;
+                inner.ring.reset(floor);
+                Some(ResetReason::OutOfRetention)
+            }
+            Some(_) => None,
+        };
+        if let Some(reason) = reset {
+            self.metrics.resets.inc();
+            let control = Control::Reset {
+                reason,
+                cursor: Cursor::new(inner.head, epoch),
+            };
+            self.broadcast_locked(&mut inner, &control);
+        }
+        inner.head
+    }
+
+    /// Marks the feed live or degraded, telling every subscriber on a change.
+    pub fn set_live(&self, live: bool) {
+        let mut inner = self.lock();
+        if inner.live != live {
+            inner.live = live;
+            self.broadcast_locked(&mut inner, &Control::Status { live });
+        }
+    }
+
+    fn broadcast_locked(&self, inner: &mut Inner, control: &Control) {
+        let ids: Vec<u64> = inner.subs.keys().copied().collect();
+        for id in ids {
+            Self::offer(inner, id, Frame::Control(control.clone()), &self.metrics);
+        }
+    }
+
+    /// Publishes the next event in stream order. Sequences at or below the head are ignored.
+    pub fn publish(&self, frame: Arc<EventFrame>) {
+        let mut inner = self.lock();
+        if frame.seq() <= inner.head {
+            return;
+        }
+        inner.head = frame.seq();
+        inner.ring.push(Arc::clone(&frame));
+        let ids: Vec<u64> = match inner.index.get(&frame.tenant) {
+            None => Vec::new(),
+            Some(idx) => idx
+                .all
+                .iter()
+                .chain(idx.by_topic.get(&frame.topic).into_iter().flatten())
+                .copied()
+                .collect(),
+        };
+        for id in ids {
+            Self::offer(
+                &mut inner,
+                id,
+                Frame::Event(Arc::clone(&frame)),
+                &self.metrics,
+            );
+        }
+        drop(inner);
+        self.published.notify_waiters();
+    }
+
+    /// Sends `data` as a named message to the tenant's subscribers of every topic (the hook
+    /// for live `$stats` documents).
+    pub fn publish_named(&self, tenant: &TenantId, name: &'static str, data: bytes::Bytes) {
+        let mut inner = self.lock();
+        let ids: Vec<u64> = inner
+            .subs
+            .iter()
+            .filter(|(_, e)| &e.tenant == tenant)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let frame = Frame::Control(Control::Named {
+                name,
+                data: data.clone(),
+            });
+            Self::offer(&mut inner, id, frame, &self.metrics);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,119 @@
+//! Unit tests of the fan-out, the ring and the hand-off bookkeeping.
+
+use super::*;
+use herald_core::names::Topic;
+
+fn frame(seq: u64, tenant: &str, topic: &str) -> Arc<EventFrame> {
+    let subject = format!("herald.events.{tenant}.{topic}.insert");
+    Arc::new(EventFrame::new(Cursor::new(seq, Epoch(1)), &subject, b"{}").unwrap())
+}
+
+fn hub(ring: usize) -> Arc<Hub> {
+    let hub = Hub::new(ring, 1 << 20, Arc::new(Metrics::default()));
+    hub.start(Epoch(1), 0, 1);
+    hub
+}
+
+fn acme() -> TenantId {
+    TenantId::parse("acme").unwrap()
+}
+
+#[test]
+fn routes_by_tenant_and_topic() {
+    let hub = hub(10);
+    let only = TopicSet::Only([Topic::parse("leads").unwrap()].into());
+    let mut leads = hub.subscribe(acme(), only, None, 8).unwrap();
+    let all = hub.subscribe(acme(), TopicSet::All, None, 8).unwrap();
+    let mut other = hub
+        .subscribe(TenantId::parse("evil").unwrap(), TopicSet::All, None, 8)
+        .unwrap();
+    hub.publish(frame(1, "acme", "leads"));
+    hub.publish(frame(2, "acme", "deals"));
+    assert!(matches!(leads.rx.try_recv(), Ok(Frame::Event(e)) if e.seq() == 1));
+    assert!(leads.rx.try_recv().is_err());
+    assert_eq!(all.rx.len(), 2);
+    assert!(other.rx.try_recv().is_err());
+    drop(all);
+    assert_eq!(hub.subscribers(), 2);
+}
+
+#[test]
+fn resumes_from_ring_or_asks_for_replay_or_reset() {
+    let hub = hub(3);
+    for seq in 1..=5 {
+        hub.publish(frame(seq, "acme", "leads"));
+    }
+    let at = |seq| Some(Cursor::new(seq, Epoch(1)));
+    let s = hub.subscribe(acme(), TopicSet::All, at(2), 8).unwrap();
+    let Backlog::Ring(events) = &s.backlog else {
+        panic!("{:?}", s.backlog)
+    };
+    assert_eq!(
+        events.iter().map(|e| e.seq()).collect::<Vec<_>>(),
+        vec![3, 4, 5]
+    );
+    assert_eq!(s.head, 5);
+    let s = hub.subscribe(acme(), TopicSet::All, at(1), 8).unwrap();
+    assert!(matches!(s.backlog, Backlog::Replay(_)));
+    let s = hub.subscribe(acme(), TopicSet::All, at(5), 8).unwrap();
+    assert!(matches!(s.backlog, Backlog::Nothing));
+    let other = Some(Cursor::new(2, Epoch(2)));
+    let s = hub.subscribe(acme(), TopicSet::All, other, 8).unwrap();
+    assert!(matches!(
+        s.backlog,
+        Backlog::Reset(ResetReason::EpochMismatch)
+    ));
+}
+
+#[test]
+fn a_full_queue_closes_with_overflow_and_spares_others() {
+    let hub = hub(10);
+    let slow = hub.subscribe(acme(), TopicSet::All, None, 2).unwrap();
+    let mut fast = hub.subscribe(acme(), TopicSet::All, None, 8).unwrap();
+    for seq in 1..=3 {
+        hub.publish(frame(seq, "acme", "leads"));
+        assert!(fast.rx.try_recv().is_ok());
+    }
+    assert_eq!(slow.closed(), Some(Closed::Overflow));
+    assert_eq!(fast.closed(), None);
+    assert_eq!(hub.subscribers(), 1);
+}
+
+#[test]
+fn restarts_reset_clients_on_a_new_epoch_or_expired_events() {
+    let hub = hub(10);
+    hub.publish(frame(1, "acme", "leads"));
+    let mut s = hub.subscribe(acme(), TopicSet::All, None, 8).unwrap();
+    // Same epoch, nothing expired: carry on after the head.
+    assert_eq!(hub.start(Epoch(1), 1, 1), 1);
+    assert!(s.rx.try_recv().is_err());
+    // Events 2..=4 expired while the tail was away.
+    assert_eq!(hub.start(Epoch(1), 1, 5), 4);
+    assert!(matches!(
+        s.rx.try_recv(),
+        Ok(Frame::Control(Control::Reset { reason: ResetReason::OutOfRetention, cursor }))
+            if cursor == Cursor::new(4, Epoch(1))
+    ));
+    // The stream was recreated.
+    assert_eq!(hub.start(Epoch(2), 0, 0), 0);
+    assert!(matches!(
+        s.rx.try_recv(),
+        Ok(Frame::Control(Control::Reset {
+            reason: ResetReason::EpochMismatch,
+            ..
+        }))
+    ));
+    assert_eq!(hub.head(), Some(Cursor::new(0, Epoch(2))));
+}
+
+#[test]
+fn ring_is_bounded_by_bytes_too() {
+    let hub = Hub::new(1000, 1, Arc::new(Metrics::default()));
+    hub.start(Epoch(1), 0, 1);
+    hub.publish(frame(1, "acme", "leads"));
+    hub.publish(frame(2, "acme", "leads"));
+    let s = hub
+        .subscribe(acme(), TopicSet::All, Some(Cursor::new(0, Epoch(1))), 8)
+        .unwrap();
+    assert!(matches!(s.backlog, Backlog::Replay(_)));
+}

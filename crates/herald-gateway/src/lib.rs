@@ -1,0 +1,221 @@
+//! Herald gateway: delivers events to browsers over SSE, WebSocket and long-poll, with
+//! gap-free resume from a cursor.
+//!
+//! One ordered consumer per process ([`tail`]) follows `HERALD_EVENTS` and feeds an in-process
+//! fan-out ([`hub`]) that serializes each event once ([`frame`]) and keeps a ring buffer of
+//! recent events. Each client gets a [`session`]: its backlog (from the ring, or a [`replay`]
+//! from JetStream, or a `reset`), then live events, with no gap and no duplicate.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`config`] | `Config`: listener, JWT, heartbeat, ring, limits, CORS, `web_dir` |
+//! | [`auth`] | JWT verification, token sources, topic scoping |
+//! | [`tail`] | the one ordered consumer; outage and recreated-stream handling |
+//! | [`hub`] | subscribers by (tenant, topic), bounded queues, ring buffer, hand-off |
+//! | [`replay`] | short-lived tenant-filtered replays, bounded by a semaphore; reset detection |
+//! | [`session`] | one client's ordered delivery, heartbeats, expiry, drain |
+//! | [`frame`] | SSE and WebSocket renderings of events and control messages |
+//! | [`routes`] | `/v1/stream`, `/v1/ws`, `/v1/poll` |
+//! | [`limits`] | connections per user and tenant, connection rate |
+//! | [`metrics`] | Prometheus metrics |
+//! | [`error`] | `ApiError` (JSON bodies) and `Error` |
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use herald_core::http::{Readiness, ReadyFuture, ops_router};
+use herald_core::service::{ServiceContext, serve};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::services::ServeDir;
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod frame;
+pub mod hub;
+pub mod limits;
+pub mod metrics;
+pub mod replay;
+pub mod routes;
+pub mod session;
+pub mod state;
+pub mod tail;
+
+pub use config::Config;
+pub use error::Error;
+
+use crate::auth::Authenticator;
+use crate::hub::Hub;
+use crate::limits::Limiter;
+use crate::metrics::Metrics;
+use crate::state::AppState;
+use crate::tail::Tail;
+
+/// The config section (`[gateway]`, `HERALD_GATEWAY__*`).
+pub const SECTION: &str = "gateway";
+
+/// A built gateway, ready to run.
+pub struct App {
+    listener: TcpListener,
+    addr: SocketAddr,
+    router: Router,
+    tail: Tail,
+    jwks: Option<JwksTask>,
+    background: CancellationToken,
+    ctx: ServiceContext,
+}
+
+/// The JWK Set refresher, if `jwt.jwks_url` is set.
+type JwksTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+struct GatewayReadiness {
+    client: async_nats::Client,
+    hub: Arc<Hub>,
+}
+
+impl Readiness for GatewayReadiness {
+    fn check(&self) -> ReadyFuture<'_> {
+        Box::pin(async move {
+            if !herald_core::nats::is_connected(&self.client) {
+                return Err("NATS is not connected".into());
+            }
+            if !self.hub.is_live() {
+                return Err("not following the event stream yet".into());
+            }
+            Ok(())
+        })
+    }
+}
+
+impl App {
+    /// Builds the gateway on `listener`. Does not wait for NATS: the tail provisions and
+    /// connects in the background, and `/readyz` says not-ready until it follows the stream.
+    pub async fn build(
+        cfg: Config,
+        listener: TcpListener,
+        ctx: ServiceContext,
+    ) -> Result<App, Error> {
+        let addr = listener.local_addr()?;
+        let metrics = Arc::new(Metrics::default());
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        let hub = Hub::new(cfg.ring_events, cfg.ring_bytes, Arc::clone(&metrics));
+        let auth = Arc::new(Authenticator::new(&cfg.jwt)?);
+        // Background work stops on a child token: when serving ends (or fails) without
+        // stopping the other services that share `ctx.shutdown` under `herald up`.
+        let background = ctx.shutdown.child_token();
+        let jwks = cfg.jwt.jwks_url.clone().map(|url| {
+            auth::refresh_jwks(
+                Arc::clone(&auth),
+                url,
+                cfg.jwt.jwks_refresh,
+                background.clone(),
+            )
+        });
+        let state = AppState {
+            hub: Arc::clone(&hub),
+            js: ctx.js.clone(),
+            auth,
+            limiter: Limiter::new(cfg.limits.clone()),
+            metrics: Arc::clone(&metrics),
+            replay_slots: Arc::new(Semaphore::new(cfg.max_replays.max(1))),
+            shutdown: ctx.shutdown.clone(),
+            cfg: Arc::new(cfg.clone()),
+        };
+        let readiness = Arc::new(GatewayReadiness {
+            client: ctx.client.clone(),
+            hub: Arc::clone(&hub),
+        });
+        let mut router = routes::router(state)
+            .merge(ops_router(Arc::new(registry), readiness))
+            .layer(
+                // The span names the path only: the query may hold `access_token`, and no
+                // secret is ever logged.
+                tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                    |req: &axum::http::Request<axum::body::Body>| {
+                        tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+                    },
+                ),
+            );
+        if let Some(cors) = cors_layer(&cfg.cors_origins) {
+            router = router.layer(cors);
+        }
+        if let Some(dir) = &cfg.web_dir {
+            router = router.fallback_service(ServeDir::new(dir));
+        }
+        let tail = Tail {
+            client: ctx.client.clone(),
+            js: ctx.js.clone(),
+            settings: ctx.streams.clone(),
+            hub,
+            metrics,
+            connection_check: cfg.connection_check,
+            stream_check: cfg.stream_check,
+            shutdown: background.clone(),
+        };
+        Ok(App {
+            listener,
+            addr,
+            router,
+            tail,
+            jwks: jwks.map(|f| Box::pin(f) as JwksTask),
+            background,
+            ctx,
+        })
+    }
+
+    /// The address the gateway listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `ctx.shutdown` is cancelled, then drains: every open stream is told to
+    /// `reconnect` within the drain window, and this returns once they are closed.
+    pub async fn run_until_stopped(self) -> Result<(), Error> {
+        let tail = tokio::spawn(self.tail.run());
+        if let Some(jwks) = self.jwks {
+            tokio::spawn(jwks);
+        }
+        let served = serve(self.listener, self.router, self.ctx.shutdown.clone()).await;
+        self.background.cancel();
+        if let Err(err) = tail.await {
+            tracing::error!(%err, "the event tail panicked");
+        }
+        served.map_err(Error::Io)
+    }
+}
+
+/// CORS for `origins`: none → no layer; `*` → any origin; else those origins, with
+/// credentials.
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let base = CorsLayer::new()
+        .allow_methods([Method::GET, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("last-event-id"),
+        ]);
+    if origins.iter().any(|o| o == "*") {
+        return Some(base.allow_origin(AllowOrigin::any()));
+    }
+    let list: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| match HeaderValue::from_str(o) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                tracing::warn!(origin = %o, "ignoring an invalid CORS origin");
+                None
+            }
+        })
+        .collect();
+    Some(base.allow_origin(list).allow_credentials(true))
+}

@@ -1,0 +1,166 @@
+//! The gateway's Prometheus metrics, registered in a registry of its own.
+
+use std::fmt::Write as _;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// A delivery transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// Server-sent events (`/v1/stream`).
+    Sse,
+    /// WebSocket (`/v1/ws`).
+    Ws,
+    /// Long-poll (`/v1/poll`).
+    Poll,
+}
+
+impl EncodeLabelValue for Transport {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(match self {
+            Self::Sse => "sse",
+            Self::Ws => "ws",
+            Self::Poll => "poll",
+        })
+    }
+}
+
+/// Labels by transport.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct TransportLabels {
+    /// The transport.
+    pub transport: Transport,
+}
+
+/// Where a resume was served from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResumeSource {
+    /// The in-memory ring buffer.
+    Memory,
+    /// A replay from JetStream.
+    Jetstream,
+}
+
+impl EncodeLabelValue for ResumeSource {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(match self {
+            Self::Memory => "memory",
+            Self::Jetstream => "jetstream",
+        })
+    }
+}
+
+/// Labels by resume source.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ResumeLabels {
+    /// The source.
+    pub source: ResumeSource,
+}
+
+/// Every gateway metric.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Open connections by transport.
+    pub connections: Family<TransportLabels, Gauge>,
+    /// Events written to clients, by transport.
+    pub delivered: Family<TransportLabels, Counter>,
+    /// Resumes by source.
+    pub resumes: Family<ResumeLabels, Counter>,
+    /// `reset` messages sent.
+    pub resets: Counter,
+    /// Clients disconnected with `overflow`.
+    pub overflows: Counter,
+    /// Connections refused by a limit (429 or 503).
+    pub rejected: Counter,
+    /// Events in the stream not yet seen by the tail.
+    pub lag: Gauge,
+    /// Events received by the tail.
+    pub tailed: Counter,
+}
+
+impl Metrics {
+    /// Registers every metric under `herald_gateway_*`.
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("herald_gateway");
+        r.register(
+            "connections",
+            "Open client connections",
+            self.connections.clone(),
+        );
+        r.register(
+            "events_delivered",
+            "Events written to clients",
+            self.delivered.clone(),
+        );
+        r.register("resumes", "Resumes served, by source", self.resumes.clone());
+        r.register(
+            "resets",
+            "Reset messages sent to clients",
+            self.resets.clone(),
+        );
+        r.register(
+            "overflows",
+            "Clients disconnected for being too slow",
+            self.overflows.clone(),
+        );
+        r.register(
+            "rejected_connections",
+            "Connections refused by a limit",
+            self.rejected.clone(),
+        );
+        r.register(
+            "lag_events",
+            "Events in the stream the tail has not seen yet",
+            self.lag.clone(),
+        );
+        r.register(
+            "tailed_events",
+            "Events received from JetStream by the tail",
+            self.tailed.clone(),
+        );
+    }
+
+    /// Counts one open connection of `transport` until the guard drops.
+    pub fn connection(self: &std::sync::Arc<Self>, transport: Transport) -> ConnectionGuard {
+        self.connections
+            .get_or_create(&TransportLabels { transport })
+            .inc();
+        ConnectionGuard {
+            metrics: std::sync::Arc::clone(self),
+            transport,
+        }
+    }
+
+    /// Counts `n` events delivered over `transport`.
+    pub fn delivered(&self, transport: Transport, n: u64) {
+        self.delivered
+            .get_or_create(&TransportLabels { transport })
+            .inc_by(n);
+    }
+
+    /// Counts a resume from `source`.
+    pub fn resumed(&self, source: ResumeSource) {
+        self.resumes.get_or_create(&ResumeLabels { source }).inc();
+    }
+}
+
+/// Decrements the connection gauge on drop.
+pub struct ConnectionGuard {
+    metrics: std::sync::Arc<Metrics>,
+    transport: Transport,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.metrics
+            .connections
+            .get_or_create(&TransportLabels {
+                transport: self.transport,
+            })
+            .dec();
+    }
+}

@@ -1,0 +1,107 @@
+//! HTTP routes: `/v1/stream` (SSE), `/v1/ws` (WebSocket), `/v1/poll` (long-poll).
+//!
+//! Every transport admits a connection the same way ([`admit`]): verify the token (401),
+//! scope the topics to the claim (400/403), parse the cursor (400), then the limits
+//! (429/503).
+
+use axum::Router;
+use axum::http::HeaderMap;
+use axum::routing::get;
+use herald_core::cursor::Cursor;
+use serde::Deserialize;
+
+use crate::auth::{Claims, TopicSet};
+use crate::error::ApiError;
+use crate::limits::Permit;
+use crate::state::AppState;
+
+pub mod poll;
+pub mod sse;
+pub mod ws;
+
+/// The client-facing routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/stream", get(sse::stream))
+        .route("/v1/ws", get(ws::upgrade))
+        .route("/v1/poll", get(poll::poll))
+        .with_state(state)
+}
+
+/// Query parameters shared by the transports.
+#[derive(Debug, Default, Deserialize)]
+pub struct ConnectQuery {
+    /// Comma-separated topics; none = every topic the token grants.
+    pub topics: Option<String>,
+    /// A cursor to resume after.
+    pub since: Option<String>,
+    /// The token, for clients that cannot set headers (EventSource).
+    pub access_token: Option<String>,
+    /// Long-poll only: seconds to wait for an event.
+    pub wait: Option<u64>,
+}
+
+impl ConnectQuery {
+    /// The requested topics.
+    pub fn topic_list(&self) -> Vec<String> {
+        self.topics
+            .as_deref()
+            .map(|t| {
+                t.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// An admitted connection.
+pub struct Admitted {
+    /// The verified claims.
+    pub claims: Claims,
+    /// The topics it receives.
+    pub topics: TopicSet,
+    /// Where it resumes from.
+    pub since: Option<Cursor>,
+    /// Its slot in the connection limits.
+    pub permit: Permit,
+}
+
+/// Parses a cursor from a client, 400 if malformed.
+pub fn parse_cursor(raw: Option<&str>) -> Result<Option<Cursor>, ApiError> {
+    raw.map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<Cursor>()
+                .map_err(|e| ApiError::BadRequest(format!("invalid cursor: {e}")))
+        })
+        .transpose()
+}
+
+/// Authenticates and admits a connection; `cursor` is `Last-Event-ID` or `since`.
+pub fn admit(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: &ConnectQuery,
+    cursor: Option<&str>,
+) -> Result<Admitted, ApiError> {
+    let claims = state
+        .auth
+        .authenticate(headers, query.access_token.as_deref())?;
+    let topics = claims.scope(&query.topic_list(), state.cfg.limits.topics_per_connection)?;
+    let since = parse_cursor(cursor)?;
+    let permit = state
+        .limiter
+        .admit(&claims.tenant, &claims.sub)
+        .inspect_err(|_| {
+            state.metrics.rejected.inc();
+        })?;
+    Ok(Admitted {
+        claims,
+        topics,
+        since,
+        permit,
+    })
+}

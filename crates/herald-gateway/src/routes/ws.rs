@@ -1,0 +1,246 @@
+//! `GET /v1/ws`: WebSocket, subprotocol `herald.v1` (frames: `proto/websocket.md`).
+//!
+//! The token is checked at the upgrade. Client frames: `subscribe` (topics and an optional
+//! `since`; replaces the current subscription, resuming from its cursor), `unsubscribe`,
+//! `refresh` (a new token extends the session). Server frames: `event`, the control messages
+//! of SSE, and `error` for a refused client frame (the connection stays open).
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use herald_core::cursor::Cursor;
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use crate::auth::{Claims, TopicSet};
+use crate::error::{ApiError, AuthError};
+use crate::frame::{Control, Frame, ReconnectReason};
+use crate::limits::Permit;
+use crate::metrics::{ConnectionGuard, Transport};
+use crate::routes::{ConnectQuery, admit, parse_cursor};
+use crate::session::{Output, Session};
+use crate::state::AppState;
+
+/// The WebSocket subprotocol.
+pub const PROTOCOL: &str = "herald.v1";
+
+/// The largest client frame accepted (a subscribe with many topics, or a token, fits easily).
+const MAX_CLIENT_FRAME: usize = 64 * 1024;
+
+/// A client frame.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum ClientFrame {
+    /// Subscribe to `topics` (none = all granted), resuming after `since`.
+    Subscribe {
+        /// Topics.
+        #[serde(default)]
+        topics: Vec<String>,
+        /// A cursor.
+        #[serde(default)]
+        since: Option<String>,
+    },
+    /// Stop receiving `topics`.
+    Unsubscribe {
+        /// Topics.
+        topics: Vec<String>,
+    },
+    /// Replace the token (same user and tenant) to extend the session.
+    Refresh {
+        /// The new token.
+        token: String,
+    },
+}
+
+/// Upgrades to a WebSocket after checking the token and the limits.
+#[tracing::instrument(skip_all, fields(tenant, sub))]
+pub async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<ConnectQuery>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    // Authenticate first, so a request without a token gets 401 whatever its headers.
+    let admitted = admit(
+        &state,
+        &headers,
+        &ConnectQuery {
+            topics: None,
+            ..query
+        },
+        None,
+    )?;
+    let ws = ws.map_err(|e| ApiError::BadRequest(format!("not a WebSocket upgrade: {e}")))?;
+    let span = tracing::Span::current();
+    span.record("tenant", admitted.claims.tenant.as_str());
+    span.record("sub", admitted.claims.sub.as_str());
+    let guard = state.metrics.connection(Transport::Ws);
+    let claims = admitted.claims;
+    let permit = admitted.permit;
+    Ok(ws
+        .protocols([PROTOCOL])
+        .max_message_size(MAX_CLIENT_FRAME)
+        .on_upgrade(move |socket| connection(state, socket, claims, (permit, guard))))
+}
+
+fn error_frame(code: &str, message: &str) -> Message {
+    let body = serde_json::json!({"type": "error", "code": code, "message": message});
+    Message::Text(Utf8Bytes::from(body.to_string()))
+}
+
+struct Conn {
+    state: AppState,
+    claims: Claims,
+    session: Option<Session>,
+}
+
+impl Conn {
+    /// Handles one client frame; `Err` carries the error frame to send back.
+    async fn handle(&mut self, text: &str) -> Result<(), Message> {
+        let frame: ClientFrame = serde_json::from_str(text)
+            .map_err(|e| error_frame("bad_frame", &format!("unrecognised frame: {e}")))?;
+        match frame {
+            ClientFrame::Subscribe { topics, since } => {
+                let api = |e: ApiError| error_frame(e.code(), &e.to_string());
+                let set = self
+                    .claims
+                    .scope(&topics, self.state.cfg.limits.topics_per_connection)
+                    .map_err(api)?;
+                let since: Option<Cursor> = match parse_cursor(since.as_deref()).map_err(api)? {
+                    Some(c) => Some(c),
+                    None => self.session.as_ref().map(Session::cursor),
+                };
+                self.session = None;
+                let session = Session::open(
+                    &self.state,
+                    self.claims.tenant.clone(),
+                    set,
+                    since,
+                    self.claims.remaining(),
+                )
+                .await
+                .map_err(api)?;
+                self.session = Some(session);
+            }
+            ClientFrame::Unsubscribe { topics } => {
+                let Some(session) = self.session.as_mut() else {
+                    return Ok(());
+                };
+                let everything = topics.is_empty() || topics.iter().any(|t| t == "*");
+                match session.topics().clone() {
+                    _ if everything => self.session = None,
+                    TopicSet::All => {
+                        return Err(error_frame(
+                            "bad_request",
+                            "a wildcard subscription cannot drop single topics; subscribe to the topics you want instead",
+                        ));
+                    }
+                    TopicSet::Only(mut set) => {
+                        set.retain(|t| !topics.iter().any(|u| u == t.as_str()));
+                        if set.is_empty() {
+                            self.session = None;
+                        } else {
+                            session.set_topics(TopicSet::Only(set));
+                        }
+                    }
+                }
+            }
+            ClientFrame::Refresh { token } => {
+                let claims = self
+                    .state
+                    .auth
+                    .verify(&token)
+                    .map_err(|e| error_frame(e.code(), &e.to_string()))?;
+                if claims.tenant != self.claims.tenant || claims.sub != self.claims.sub {
+                    let e = AuthError::IdentityChanged;
+                    return Err(error_frame(e.code(), &e.to_string()));
+                }
+                if let Some(session) = self.session.as_mut() {
+                    session.extend(claims.remaining());
+                }
+                self.claims = claims;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn next_output(session: &mut Option<Session>) -> Output {
+    match session {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+#[tracing::instrument(skip_all, fields(tenant = %claims.tenant, sub = %claims.sub))]
+async fn connection(
+    state: AppState,
+    mut socket: WebSocket,
+    claims: Claims,
+    _guard: (Permit, ConnectionGuard),
+) {
+    let shutdown = state.shutdown.clone();
+    let heartbeat = state.cfg.heartbeat;
+    let expires = tokio::time::sleep(claims.remaining());
+    tokio::pin!(expires);
+    let mut conn = Conn {
+        state,
+        claims,
+        session: None,
+    };
+    let mut idle_ping = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+    loop {
+        let has_session = conn.session.is_some();
+        let outgoing = tokio::select! {
+            msg = socket.recv() => match msg {
+                Some(Ok(Message::Text(text))) => match conn.handle(text.as_str()).await {
+                    Ok(()) => {
+                        // A refresh may have moved the expiry (sessions track their own).
+                        expires.as_mut().reset(Instant::now() + conn.claims.remaining());
+                        continue;
+                    }
+                    Err(reply) => reply,
+                },
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => continue,
+            },
+            out = next_output(&mut conn.session) => match out {
+                Output::Heartbeat => Message::Ping(bytes::Bytes::new()),
+                Output::Frame(Frame::Event(e)) => {
+                    conn.state.metrics.delivered(Transport::Ws, 1);
+                    match Utf8Bytes::try_from(e.ws_text()) {
+                        Ok(text) => Message::Text(text),
+                        Err(_) => continue,
+                    }
+                }
+                Output::Frame(Frame::Control(c)) => Message::Text(Utf8Bytes::from(c.ws_text())),
+                Output::End => {
+                    let close = CloseFrame {
+                        code: 1000,
+                        reason: Utf8Bytes::from_static("bye"),
+                    };
+                    let _ = socket.send(Message::Close(Some(close))).await;
+                    return;
+                }
+            },
+            () = &mut expires, if !has_session => {
+                let _ = socket.send(Message::Text(Utf8Bytes::from(
+                    Control::Reconnect { reason: ReconnectReason::TokenExpired }.ws_text(),
+                ))).await;
+                return;
+            }
+            () = shutdown.cancelled(), if !has_session => {
+                let _ = socket.send(Message::Text(Utf8Bytes::from(
+                    Control::Reconnect { reason: ReconnectReason::Draining }.ws_text(),
+                ))).await;
+                return;
+            }
+            _ = idle_ping.tick(), if !has_session => Message::Ping(bytes::Bytes::new()),
+        };
+        if socket.send(outgoing).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,408 @@
+//! One client's delivery, independent of the transport.
+//!
+//! A [`Session`] yields, in order: the resume backlog (ring events, a JetStream replay, or a
+//! `reset`), then live frames, with heartbeats in between; it ends with a final control
+//! message (`overflow`, or `reconnect` at token expiry, on drain or after a failed replay).
+//! Every event's sequence is checked against the last one sent, so the hand-off from replay to
+//! live can never send an event twice.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_core::cursor::{Cursor, Epoch};
+use herald_core::names::TenantId;
+use rand::Rng;
+use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::TopicSet;
+use crate::error::ApiError;
+use crate::frame::{Control, Frame, ReconnectReason};
+use crate::hub::{Backlog, Closed, Subscription};
+use crate::metrics::ResumeSource;
+use crate::replay::{self, Plan, Replay};
+use crate::state::AppState;
+
+/// What a session produces next.
+#[derive(Debug)]
+pub enum Output {
+    /// A frame to write.
+    Frame(Frame),
+    /// Time for a heartbeat.
+    Heartbeat,
+    /// The session is over; close the connection.
+    End,
+}
+
+/// A session's clocks.
+pub(crate) struct Timing {
+    /// Heartbeat interval.
+    pub heartbeat: Duration,
+    /// Time until the token expires.
+    pub expires_in: Duration,
+    /// Window over which a draining session picks its moment to end.
+    pub drain_window: Duration,
+    /// Starts the drain.
+    pub shutdown: CancellationToken,
+}
+
+/// One client's ordered, gap-free delivery.
+pub struct Session {
+    sub: Subscription,
+    epoch: Epoch,
+    head: u64,
+    topics: TopicSet,
+    backlog: VecDeque<Frame>,
+    replay: Option<Box<Replay>>,
+    last_seq: u64,
+    heartbeat: Interval,
+    expires: Pin<Box<Sleep>>,
+    drain: Option<Pin<Box<Sleep>>>,
+    drain_window: Duration,
+    shutdown: CancellationToken,
+    ended: bool,
+}
+
+impl Session {
+    /// Registers a subscriber and plans its resume from `since`. Fails with 503 before the
+    /// stream was reached or when a needed replay cannot start.
+    pub async fn open(
+        state: &AppState,
+        tenant: TenantId,
+        topics: TopicSet,
+        since: Option<Cursor>,
+        expires_in: Duration,
+    ) -> Result<Self, ApiError> {
+        let mut sub = state
+            .hub
+            .subscribe(
+                tenant.clone(),
+                topics.clone(),
+                since,
+                state.cfg.client_queue,
+            )
+            .ok_or(ApiError::NotReady)?;
+        let mut backlog = VecDeque::new();
+        let mut replay = None;
+        if !sub.live {
+            backlog.push_back(Frame::Control(Control::Status { live: false }));
+        }
+        let mut last_seq = since.filter(|c| c.epoch == sub.epoch).map_or(0, |c| c.seq);
+        let head = sub.head_cursor();
+        let reset = |reason, backlog: &mut VecDeque<Frame>| {
+            state.metrics.resets.inc();
+            backlog.push_back(Frame::Control(Control::Reset {
+                reason,
+                cursor: head,
+            }));
+        };
+        match std::mem::replace(&mut sub.backlog, Backlog::Nothing) {
+            Backlog::Nothing => {}
+            Backlog::Ring(events) => {
+                state.metrics.resumed(ResumeSource::Memory);
+                backlog.extend(events.into_iter().map(Frame::Event));
+            }
+            Backlog::Reset(reason) => {
+                reset(reason, &mut backlog);
+                last_seq = sub.head;
+            }
+            Backlog::Replay(since) => {
+                let plan = replay::plan(&state.js, &state.replay_slots, &tenant, since, sub.head)
+                    .await
+                    .map_err(|err| {
+                        tracing::warn!(error = %herald_core::error_chain(&err), "replay failed to start");
+                        ApiError::NotReady
+                    })?;
+                match plan {
+                    Plan::Reset(reason) => {
+                        reset(reason, &mut backlog);
+                        last_seq = sub.head;
+                    }
+                    Plan::Empty => state.metrics.resumed(ResumeSource::Jetstream),
+                    Plan::Replay(r) => {
+                        state.metrics.resumed(ResumeSource::Jetstream);
+                        replay = Some(r);
+                    }
+                }
+            }
+        }
+        let mut session = Self::new(
+            sub,
+            topics,
+            Timing {
+                heartbeat: state.cfg.heartbeat,
+                expires_in,
+                drain_window: state.cfg.drain_window,
+                shutdown: state.shutdown.clone(),
+            },
+        );
+        session.backlog = backlog;
+        session.replay = replay;
+        session.last_seq = last_seq;
+        Ok(session)
+    }
+
+    /// A live-only session over an existing subscription (tests build sessions without NATS
+    /// this way).
+    pub(crate) fn new(sub: Subscription, topics: TopicSet, timing: Timing) -> Self {
+        let Timing {
+            heartbeat,
+            expires_in,
+            drain_window,
+            shutdown,
+        } = timing;
+        let mut heartbeat = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Self {
+            epoch: sub.epoch,
+            head: sub.head,
+            sub,
+            topics,
+            backlog: VecDeque::new(),
+            replay: None,
+            last_seq: 0,
+            heartbeat,
+            expires: Box::pin(tokio::time::sleep(expires_in)),
+            drain: None,
+            drain_window,
+            shutdown,
+            ended: false,
+        }
+    }
+
+    /// Where the client is: the last event sent or, once the backlog is exhausted, at least
+    /// the registration point (events up to it that matched were all sent).
+    pub fn cursor(&self) -> Cursor {
+        let caught_up = self.backlog.is_empty() && self.replay.is_none();
+        let seq = if caught_up {
+            self.last_seq.max(self.head)
+        } else {
+            self.last_seq
+        };
+        Cursor::new(seq, self.epoch)
+    }
+
+    /// Moves the token expiry (a WebSocket `refresh`).
+    pub fn extend(&mut self, expires_in: Duration) {
+        self.expires.as_mut().reset(Instant::now() + expires_in);
+    }
+
+    /// The topics the session receives.
+    pub fn topics(&self) -> &TopicSet {
+        &self.topics
+    }
+
+    /// Replaces the topic set; topics kept across the change miss nothing.
+    pub fn set_topics(&mut self, topics: TopicSet) {
+        self.sub.set_topics(topics.clone());
+        self.topics = topics;
+    }
+
+    fn accept(&mut self, frame: Frame) -> Option<Output> {
+        match &frame {
+            Frame::Event(e) => {
+                if e.seq() <= self.last_seq || !self.topics.contains(&e.topic) {
+                    return None;
+                }
+                self.last_seq = e.seq();
+            }
+            // The stream was recreated: sequences start over in the new epoch.
+            Frame::Control(Control::Reset { cursor, .. }) => {
+                self.last_seq = cursor.seq;
+                self.head = cursor.seq;
+                self.epoch = cursor.epoch;
+            }
+            Frame::Control(_) => {}
+        }
+        Some(Output::Frame(frame))
+    }
+
+    fn end(&mut self, control: Control) -> Output {
+        self.ended = true;
+        Output::Frame(Frame::Control(control))
+    }
+
+    /// The next thing to send. Cancel-safe: nothing is lost if the future is dropped.
+    pub async fn next(&mut self) -> Output {
+        loop {
+            if self.ended {
+                return Output::End;
+            }
+            if let Some(frame) = self.backlog.pop_front() {
+                if let Some(out) = self.accept(frame) {
+                    return out;
+                }
+                continue;
+            }
+            let replaying = self.replay.is_some();
+            let draining = self.drain.is_some();
+            tokio::select! {
+                biased;
+                () = self.shutdown.cancelled(), if !draining => {
+                    let spread = self.drain_window.as_millis() as u64;
+                    let delay = Duration::from_millis(rand::thread_rng().gen_range(0..=spread));
+                    self.drain = Some(Box::pin(tokio::time::sleep(delay)));
+                }
+                () = wait(&mut self.drain) => {
+                    return self.end(Control::Reconnect { reason: ReconnectReason::Draining });
+                }
+                () = &mut self.expires => {
+                    return self.end(Control::Reconnect { reason: ReconnectReason::TokenExpired });
+                }
+                item = next_replayed(&mut self.replay), if replaying => match item {
+                    Some(Ok(frame)) => {
+                        if let Some(out) = self.accept(Frame::Event(frame)) {
+                            return out;
+                        }
+                    }
+                    None => self.replay = None,
+                    Some(Err(err)) => {
+                        tracing::warn!(error = %herald_core::error_chain(&err), "replay failed");
+                        return self.end(Control::Reconnect { reason: ReconnectReason::ReplayFailed });
+                    }
+                },
+                frame = self.sub.rx.recv(), if !replaying => match frame {
+                    Some(frame) => {
+                        if let Some(out) = self.accept(frame) {
+                            return out;
+                        }
+                    }
+                    None => {
+                        let control = match self.sub.closed() {
+                            Some(Closed::Overflow) => Control::Overflow,
+                            None => Control::Reconnect { reason: ReconnectReason::Draining },
+                        };
+                        return self.end(control);
+                    }
+                },
+                _ = self.heartbeat.tick() => return Output::Heartbeat,
+            }
+        }
+    }
+}
+
+async fn wait(sleep: &mut Option<Pin<Box<Sleep>>>) {
+    match sleep {
+        Some(s) => s.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_replayed(
+    replay: &mut Option<Box<Replay>>,
+) -> Option<Result<Arc<crate::frame::EventFrame>, replay::ReplayError>> {
+    match replay {
+        Some(r) => r.next().await,
+        None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::EventFrame;
+    use crate::hub::Hub;
+    use crate::metrics::Metrics;
+
+    fn session(
+        hub: &Arc<Hub>,
+        hb: Duration,
+        expires: Duration,
+        shutdown: CancellationToken,
+    ) -> Session {
+        let tenant = TenantId::parse("acme").unwrap();
+        let sub = hub.subscribe(tenant, TopicSet::All, None, 8).unwrap();
+        let timing = Timing {
+            heartbeat: hb,
+            expires_in: expires,
+            drain_window: Duration::ZERO,
+            shutdown,
+        };
+        Session::new(sub, TopicSet::All, timing)
+    }
+
+    fn hub() -> Arc<Hub> {
+        let hub = Hub::new(16, 1 << 20, Arc::new(Metrics::default()));
+        hub.start(Epoch(1), 0, 1);
+        hub.set_live(true);
+        hub
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn heartbeats_come_on_time_and_not_before() {
+        let hub = hub();
+        let mut s = session(
+            &hub,
+            Duration::from_secs(15),
+            Duration::from_secs(3600),
+            CancellationToken::new(),
+        );
+        let start = Instant::now();
+        assert!(matches!(s.next().await, Output::Heartbeat));
+        assert_eq!(start.elapsed(), Duration::from_secs(15));
+        let frame =
+            EventFrame::new(Cursor::new(1, Epoch(1)), "herald.events.acme.a.b", b"{}").unwrap();
+        hub.publish(Arc::new(frame));
+        assert!(matches!(s.next().await, Output::Frame(Frame::Event(_))));
+        assert!(matches!(s.next().await, Output::Heartbeat));
+        assert_eq!(start.elapsed(), Duration::from_secs(30));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn token_expiry_and_shutdown_end_with_reconnect() {
+        let hub = hub();
+        let mut s = session(
+            &hub,
+            Duration::from_secs(15),
+            Duration::from_secs(20),
+            CancellationToken::new(),
+        );
+        assert!(matches!(s.next().await, Output::Heartbeat));
+        let out = s.next().await;
+        assert!(
+            matches!(
+                out,
+                Output::Frame(Frame::Control(Control::Reconnect {
+                    reason: ReconnectReason::TokenExpired
+                }))
+            ),
+            "{out:?}"
+        );
+        assert!(matches!(s.next().await, Output::End));
+
+        let stop = CancellationToken::new();
+        let mut s = session(
+            &hub,
+            Duration::from_secs(15),
+            Duration::from_secs(3600),
+            stop.clone(),
+        );
+        stop.cancel();
+        assert!(matches!(
+            s.next().await,
+            Output::Frame(Frame::Control(Control::Reconnect {
+                reason: ReconnectReason::Draining
+            }))
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn extend_moves_the_expiry() {
+        let hub = hub();
+        let mut s = session(
+            &hub,
+            Duration::from_secs(100),
+            Duration::from_secs(10),
+            CancellationToken::new(),
+        );
+        s.extend(Duration::from_secs(50));
+        let start = Instant::now();
+        assert!(matches!(
+            s.next().await,
+            Output::Frame(Frame::Control(Control::Reconnect { .. }))
+        ));
+        assert_eq!(start.elapsed(), Duration::from_secs(50));
+    }
+}

@@ -1,0 +1,34 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use async_nats::jetstream;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::limits::Limiter;
+use crate::metrics::Metrics;
+
+/// Shared handler state (cheap to clone).
+#[derive(Clone)]
+pub struct AppState {
+    /// The configuration.
+    pub cfg: Arc<Config>,
+    /// The fan-out.
+    pub hub: Arc<Hub>,
+    /// JetStream, for replays.
+    pub js: jetstream::Context,
+    /// Token verification.
+    pub auth: Arc<Authenticator>,
+    /// Connection limits.
+    pub limiter: Arc<Limiter>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Slots for concurrent JetStream replays.
+    pub replay_slots: Arc<Semaphore>,
+    /// Cancelled on shutdown: sessions drain.
+    pub shutdown: CancellationToken,
+}

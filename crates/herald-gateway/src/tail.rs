@@ -1,0 +1,197 @@
+//! The tail: one ordered consumer per process on `herald.events.>`, feeding the hub.
+//!
+//! It provisions the streams in the background (the gateway answers `/readyz` not-ready until
+//! then), then follows `HERALD_EVENTS` from the position it last saw. When NATS goes away it
+//! marks the feed degraded (clients get `status`), waits for the connection, re-reads the
+//! stream's identity (a recreated stream means a new epoch: `reset` for everyone) and resumes
+//! its consumer after the last sequence it delivered, so clients miss nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig};
+use futures::StreamExt;
+use herald_core::cursor::{Cursor, Epoch};
+use herald_core::nats::{is_connected, provision_until_ready};
+use herald_core::streams::{self, EVENTS_STREAM, StreamSettings};
+use herald_core::subject;
+use tokio_util::sync::CancellationToken;
+
+use crate::frame::EventFrame;
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+
+/// Why the tail lost its place (it recovers by itself).
+#[derive(Debug, thiserror::Error)]
+pub enum TailError {
+    /// The streams could not be provisioned.
+    #[error("provisioning the streams failed")]
+    Provision(#[from] streams::ProvisionError),
+    /// The events stream could not be looked up.
+    #[error("looking up the events stream failed")]
+    Stream(#[from] jetstream::context::GetStreamError),
+    /// The stream info could not be read.
+    #[error("reading the events stream info failed")]
+    Info(#[from] jetstream::context::RequestError),
+    /// The consumer could not be created.
+    #[error("creating the ordered consumer failed")]
+    Consumer(#[from] jetstream::stream::ConsumerError),
+    /// The consumer's messages could not be read.
+    #[error("reading the ordered consumer failed")]
+    Messages(#[from] jetstream::consumer::StreamError),
+    /// The consumer failed.
+    #[error("the ordered consumer failed")]
+    Ordered(#[from] jetstream::consumer::pull::OrderedError),
+    /// The NATS connection is down.
+    #[error("NATS is disconnected")]
+    Disconnected,
+    /// The stream was deleted and recreated.
+    #[error("the events stream was recreated")]
+    Recreated,
+    /// The consumer's message stream ended.
+    #[error("the ordered consumer ended")]
+    Ended,
+}
+
+/// The tail's dependencies and timing.
+pub struct Tail {
+    /// The NATS client (for its connection state).
+    pub client: async_nats::Client,
+    /// JetStream.
+    pub js: jetstream::Context,
+    /// What to provision.
+    pub settings: StreamSettings,
+    /// The fan-out to feed.
+    pub hub: Arc<Hub>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// How often to check the connection.
+    pub connection_check: Duration,
+    /// How often to re-read stream info.
+    pub stream_check: Duration,
+    /// Stops the tail.
+    pub shutdown: CancellationToken,
+}
+
+impl Tail {
+    /// Runs until shutdown.
+    pub async fn run(self) {
+        if provision_until_ready(&self.js, &self.settings, &self.shutdown)
+            .await
+            .is_none()
+        {
+            return;
+        }
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if !self.wait_connected().await {
+                return;
+            }
+            match self.follow().await {
+                Ok(()) => return,
+                Err(err) => {
+                    // A tail that got as far as following the stream starts over quickly.
+                    if self.hub.is_live() {
+                        backoff = Duration::from_millis(100);
+                    }
+                    self.hub.set_live(false);
+                    tracing::warn!(error = %herald_core::error_chain(&err), retry_in = ?backoff, "event tail interrupted");
+                }
+            }
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// Waits until NATS is connected; `false` on shutdown.
+    async fn wait_connected(&self) -> bool {
+        let mut tick = tokio::time::interval(self.connection_check);
+        loop {
+            if is_connected(&self.client) {
+                return true;
+            }
+            self.hub.set_live(false);
+            tokio::select! {
+                () = self.shutdown.cancelled() => return false,
+                _ = tick.tick() => {}
+            }
+        }
+    }
+
+    /// Follows the stream from the hub's head until shutdown (`Ok`) or a failure.
+    #[tracing::instrument(skip_all, fields(stream = EVENTS_STREAM))]
+    async fn follow(&self) -> Result<(), TailError> {
+        // Re-provisioning is idempotent, and recreates the stream if it was deleted.
+        let epoch = streams::provision(&self.js, &self.settings).await?.epoch;
+        let mut stream = self.js.get_stream(EVENTS_STREAM).await?;
+        let info = stream.info().await?;
+        let (first, last) = (info.state.first_sequence, info.state.last_sequence);
+        let head = match self.hub.head() {
+            Some(c) if c.epoch == epoch => c.seq,
+            // First start, or a recreated stream: go live from the current end.
+            _ => last,
+        };
+        let head = self.hub.start(epoch, head, first);
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                filter_subject: subject::EVENTS_ALL.to_owned(),
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: head + 1,
+                },
+                ..Default::default()
+            })
+            .await?;
+        let mut messages = consumer.messages().await?;
+        self.hub.set_live(true);
+        tracing::info!(%epoch, from = head + 1, "following the event stream");
+
+        let mut conn_tick = tokio::time::interval(self.connection_check);
+        let mut stream_tick = tokio::time::interval(self.stream_check);
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return Ok(()),
+                msg = messages.next() => {
+                    let msg = msg.ok_or(TailError::Ended)??;
+                    let Ok(info) = msg.info() else { continue };
+                    let cursor = Cursor::new(info.stream_sequence, epoch);
+                    self.metrics.tailed.inc();
+                    match EventFrame::new(cursor, msg.subject.as_str(), &msg.payload) {
+                        Ok(frame) => self.hub.publish(Arc::new(frame)),
+                        Err(err) => tracing::warn!(seq = cursor.seq, %err, "skipping an undeliverable stored message"),
+                    }
+                }
+                _ = conn_tick.tick() => {
+                    if !is_connected(&self.client) {
+                        return Err(TailError::Disconnected);
+                    }
+                }
+                _ = stream_tick.tick() => self.check_stream(&mut stream, epoch).await?,
+            }
+        }
+    }
+
+    /// Updates the lag metric and detects a recreated stream.
+    async fn check_stream(
+        &self,
+        stream: &mut jetstream::stream::Stream,
+        epoch: Epoch,
+    ) -> Result<(), TailError> {
+        let timeout = self.connection_check.max(Duration::from_secs(1));
+        let Ok(info) = tokio::time::timeout(timeout, stream.info()).await else {
+            return Ok(());
+        };
+        // An error here (e.g. the stream was deleted) restarts the tail, which re-provisions
+        // and compares epochs.
+        let info = info?;
+        if Epoch::from_created(info.created) != epoch {
+            return Err(TailError::Recreated);
+        }
+        let head = self.hub.head().map_or(0, |c| c.seq);
+        let lag = info.state.last_sequence.saturating_sub(head);
+        self.metrics.lag.set(i64::try_from(lag).unwrap_or(i64::MAX));
+        Ok(())
+    }
+}

@@ -1,0 +1,520 @@
+//! `TestApp`: a real nats-server, the gateway in-process on a free port, and one method per
+//! endpoint; `SseClient`/`WsClient`: real clients that parse what the gateway sends.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use async_nats::jetstream;
+use futures::{SinkExt, StreamExt};
+use herald_core::cursor::{Cursor, Epoch};
+use herald_core::event::{Event, EventId};
+use herald_core::names::{Action, TenantId, Topic};
+use herald_core::nats::NatsConfig;
+use herald_core::secret::Secret;
+use herald_core::service::{CommonConfig, ServiceContext};
+use herald_core::streams::{EVENTS_STREAM, StreamSettings};
+use herald_gateway::auth::Claims;
+use herald_gateway::{App, Config};
+use herald_test_support::NatsServer;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
+use tokio_util::sync::CancellationToken;
+
+/// The HS256 secret every test gateway uses.
+pub const SECRET: &str = "test-secret-0123456789";
+/// How long any single awaited condition may take.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// One gateway process (in-process): its address and the token that stops it.
+pub struct Gateway {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    handle: JoinHandle<Result<(), herald_gateway::Error>>,
+}
+
+/// A test environment: NATS, a gateway, a publisher.
+pub struct TestApp {
+    pub nats: NatsServer,
+    pub gw: Gateway,
+    pub cfg: Config,
+    pub settings: StreamSettings,
+    pub http: reqwest::Client,
+}
+
+/// The test configuration: fast checks, no drain delay, small retry hint.
+pub fn test_config() -> Config {
+    let mut cfg = Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        ..Config::default()
+    };
+    cfg.jwt.secret = Some(Secret::new(SECRET));
+    cfg.drain_window = Duration::ZERO;
+    cfg.connection_check = Duration::from_millis(50);
+    cfg.stream_check = Duration::from_millis(200);
+    cfg.retry_base = Duration::from_millis(100);
+    cfg.retry_jitter = Duration::from_millis(50);
+    cfg
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(test_config(), StreamSettings::default()).await
+    }
+
+    pub async fn spawn_with(cfg: Config, settings: StreamSettings) -> Self {
+        herald_core::telemetry::init_for_tests();
+        let nats = NatsServer::start().await;
+        let gw = start_gateway(&nats, &cfg, &settings).await;
+        let app = Self {
+            nats,
+            gw,
+            cfg,
+            settings,
+            http: reqwest::Client::new(),
+        };
+        app.wait_ready().await;
+        app
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.gw.addr)
+    }
+
+    /// Stops the gateway (clients are told to reconnect) and starts a new one on a new port.
+    pub async fn restart_gateway(&mut self) {
+        self.stop_gateway().await;
+        self.gw = start_gateway(&self.nats, &self.cfg, &self.settings).await;
+        self.wait_ready().await;
+    }
+
+    /// Stops the gateway and waits for it to finish.
+    pub async fn stop_gateway(&mut self) {
+        self.gw.shutdown.cancel();
+        let handle = std::mem::replace(&mut self.gw.handle, tokio::spawn(async { Ok(()) }));
+        let res = tokio::time::timeout(DEADLINE, handle).await;
+        assert!(
+            matches!(res, Ok(Ok(Ok(())))),
+            "gateway stops cleanly: {res:?}"
+        );
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn wait_ready(&self) {
+        let ready = async {
+            loop {
+                let status = self
+                    .http
+                    .get(self.url("/readyz"))
+                    .send()
+                    .await
+                    .map(|r| r.status());
+                if matches!(status, Ok(s) if s == 200) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(DEADLINE, ready)
+            .await
+            .expect("gateway becomes ready");
+    }
+
+    /// The current epoch of `HERALD_EVENTS`.
+    pub async fn epoch(&self) -> Epoch {
+        let js = self.nats.jetstream().await;
+        let mut stream = js.get_stream(EVENTS_STREAM).await.expect("stream");
+        Epoch::from_created(stream.info().await.expect("info").created)
+    }
+
+    /// A token for `tenant` granting `topics`, valid for `ttl` seconds (negative: expired).
+    pub fn token(tenant: &str, topics: &[&str], ttl: i64) -> String {
+        token_for("user-1", tenant, topics, ttl, SECRET)
+    }
+
+    /// Opens `/v1/stream` with `query` (already encoded) and optional `Last-Event-ID`.
+    pub async fn stream(
+        &self,
+        token: &str,
+        query: &str,
+        last_event_id: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .http
+            .get(self.url(&format!("/v1/stream?{query}")))
+            .bearer_auth(token);
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id);
+        }
+        req.send().await.expect("GET /v1/stream")
+    }
+
+    /// An SSE client on `/v1/stream`, asserting a 200.
+    pub async fn sse(&self, token: &str, query: &str, last_event_id: Option<&str>) -> SseClient {
+        let resp = self.stream(token, query, last_event_id).await;
+        assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+        SseClient::new(resp)
+    }
+
+    /// `GET /v1/poll`.
+    pub async fn poll(&self, token: &str, query: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(&format!("/v1/poll?{query}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET /v1/poll")
+    }
+
+    /// A WebSocket on `/v1/ws` with subprotocol `herald.v1`.
+    pub async fn ws(&self, token: &str) -> anyhow::Result<WsClient> {
+        let mut req = format!("ws://{}/v1/ws", self.gw.addr).into_client_request()?;
+        req.headers_mut()
+            .insert("Authorization", format!("Bearer {token}").parse()?);
+        req.headers_mut()
+            .insert("Sec-WebSocket-Protocol", "herald.v1".parse()?);
+        let (socket, resp) = tokio_tungstenite::connect_async(req).await?;
+        assert_eq!(
+            resp.headers()
+                .get("sec-websocket-protocol")
+                .map(|v| v.as_bytes()),
+            Some(&b"herald.v1"[..])
+        );
+        Ok(WsClient { socket })
+    }
+
+    /// `/metrics` as text.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
+    /// A metric's value (first sample whose line starts with `prefix`).
+    pub async fn metric(&self, prefix: &str) -> f64 {
+        self.metrics()
+            .await
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Publishes an event and returns its stream sequence (after the PubAck).
+    pub async fn publish(&self, tenant: &str, topic: &str, data: Value) -> u64 {
+        publish(&self.nats.jetstream().await, tenant, topic, data).await
+    }
+}
+
+/// Publishes through `js`; returns the stream sequence.
+pub async fn publish(js: &jetstream::Context, tenant: &str, topic: &str, data: Value) -> u64 {
+    let event = Event::new(
+        EventId::generate(),
+        TenantId::parse(tenant).expect("tenant"),
+        Topic::parse(topic).expect("topic"),
+        Action::parse("insert").expect("action"),
+        "/test",
+        data,
+    );
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", event.msg_id().as_str());
+    js.publish_with_headers(event.subject(), headers, event.to_bytes())
+        .await
+        .expect("publish")
+        .await
+        .expect("PubAck")
+        .sequence
+}
+
+pub fn token_for(sub: &str, tenant: &str, topics: &[&str], ttl: i64, secret: &str) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let claims = Claims {
+        sub: sub.into(),
+        tenant: TenantId::parse(tenant).expect("tenant"),
+        topics: topics.iter().map(|t| t.to_string()).collect(),
+        exp: (now + ttl) as u64,
+    };
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("sign")
+}
+
+pub async fn start_gateway(nats: &NatsServer, cfg: &Config, settings: &StreamSettings) -> Gateway {
+    start_gateway_at(nats.url(), cfg, settings).await
+}
+
+async fn start_gateway_at(url: String, cfg: &Config, settings: &StreamSettings) -> Gateway {
+    let common = CommonConfig {
+        nats: NatsConfig {
+            url,
+            ..NatsConfig::default()
+        },
+        stream: settings.clone(),
+        ..CommonConfig::default()
+    };
+    let shutdown = CancellationToken::new();
+    let ctx = ServiceContext::connect(&common, "herald-gateway-test", shutdown.clone())
+        .await
+        .expect("connect");
+    let listener = herald_test_support::net::listener().await;
+    let app = App::build(cfg.clone(), listener, ctx).await.expect("build");
+    let addr = app.local_addr();
+    let handle = tokio::spawn(app.run_until_stopped());
+    Gateway {
+        addr,
+        shutdown,
+        handle,
+    }
+}
+
+/// One SSE message.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    pub data: String,
+}
+
+impl SseEvent {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data).expect("data is JSON")
+    }
+
+    pub fn cursor(&self) -> Cursor {
+        self.id
+            .as_deref()
+            .expect("an id")
+            .parse()
+            .expect("a cursor")
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.cursor().seq
+    }
+}
+
+/// A parsing SSE client.
+pub struct SseClient {
+    body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    buf: String,
+    /// `retry:` values seen.
+    pub retries: Vec<u64>,
+    /// Comments (heartbeats) seen.
+    pub comments: usize,
+    /// The `Last-Event-ID` an EventSource would send now.
+    pub last_id: Option<String>,
+}
+
+impl SseClient {
+    pub fn new(resp: reqwest::Response) -> Self {
+        Self {
+            body: resp.bytes_stream().boxed(),
+            buf: String::new(),
+            retries: Vec::new(),
+            comments: 0,
+            last_id: None,
+        }
+    }
+
+    /// The next message, or `None` when the stream ends. Fails after [`DEADLINE`].
+    pub async fn next(&mut self) -> anyhow::Result<Option<SseEvent>> {
+        tokio::time::timeout(DEADLINE, self.next_inner())
+            .await
+            .context("no SSE message within the deadline")?
+    }
+
+    async fn next_inner(&mut self) -> anyhow::Result<Option<SseEvent>> {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut ev = SseEvent::default();
+                let mut any = false;
+                for line in block.lines() {
+                    if let Some(c) = line.strip_prefix(':') {
+                        let _ = c;
+                        self.comments += 1;
+                    } else if let Some(v) = line.strip_prefix("retry: ") {
+                        self.retries.push(v.parse()?);
+                    } else if let Some(v) = line.strip_prefix("id: ") {
+                        ev.id = Some(v.to_owned());
+                        any = true;
+                    } else if let Some(v) = line.strip_prefix("event: ") {
+                        ev.event = Some(v.to_owned());
+                        any = true;
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        ev.data.push_str(v);
+                        any = true;
+                    }
+                }
+                if any {
+                    if ev.id.is_some() {
+                        self.last_id.clone_from(&ev.id);
+                    }
+                    return Ok(Some(ev));
+                }
+                continue;
+            }
+            match self.body.next().await {
+                None => return Ok(None),
+                Some(Err(e)) => return Err(e.into()),
+                Some(Ok(chunk)) => self.buf.push_str(std::str::from_utf8(&chunk)?),
+            }
+        }
+    }
+
+    /// The next message, which must be an event (unnamed).
+    pub async fn event(&mut self) -> anyhow::Result<SseEvent> {
+        match self.next().await? {
+            Some(ev) if ev.event.is_none() => Ok(ev),
+            other => bail!("expected an event, got {other:?}"),
+        }
+    }
+
+    /// Reads `n` events, skipping nothing (a control message fails).
+    pub async fn events(&mut self, n: usize) -> anyhow::Result<Vec<SseEvent>> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(self.event().await?);
+        }
+        Ok(out)
+    }
+
+    /// Reads until a message named `name`; returns it and the events seen before.
+    pub async fn until(&mut self, name: &str) -> anyhow::Result<(SseEvent, Vec<SseEvent>)> {
+        let mut before = Vec::new();
+        loop {
+            match self.next().await? {
+                None => bail!("stream ended before `{name}`"),
+                Some(ev) if ev.event.as_deref() == Some(name) => return Ok((ev, before)),
+                Some(ev) => before.push(ev),
+            }
+        }
+    }
+}
+
+/// A WebSocket client speaking `herald.v1`.
+pub struct WsClient {
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl WsClient {
+    pub async fn send(&mut self, frame: Value) {
+        self.socket
+            .send(tungstenite::Message::text(frame.to_string()))
+            .await
+            .expect("send a frame");
+    }
+
+    /// The next JSON text frame (pings are skipped), `None` on close.
+    pub async fn next(&mut self) -> anyhow::Result<Option<Value>> {
+        let fut = async {
+            loop {
+                match self.socket.next().await {
+                    None | Some(Ok(tungstenite::Message::Close(_))) => return Ok(None),
+                    Some(Err(e)) => return Err(anyhow::Error::from(e)),
+                    Some(Ok(tungstenite::Message::Text(t))) => {
+                        return Ok(Some(serde_json::from_str(t.as_str())?));
+                    }
+                    Some(Ok(_)) => continue,
+                }
+            }
+        };
+        tokio::time::timeout(DEADLINE, fut)
+            .await
+            .context("no WebSocket frame within the deadline")?
+    }
+
+    /// The next frame of `type`, failing on anything else.
+    pub async fn expect(&mut self, ty: &str) -> anyhow::Result<Value> {
+        match self.next().await? {
+            Some(v) if v["type"] == ty => Ok(v),
+            other => bail!("expected a `{ty}` frame, got {other:?}"),
+        }
+    }
+}
+
+/// Counts of each value, to find duplicates.
+pub fn duplicates(seqs: &[u64]) -> Vec<u64> {
+    let mut seen = HashMap::new();
+    for s in seqs {
+        *seen.entry(*s).or_insert(0) += 1;
+    }
+    let mut d: Vec<u64> = seen
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(s, _)| s)
+        .collect();
+    d.sort_unstable();
+    d
+}
+
+/// A gateway on a runtime of its own, so that killing it drops every task and socket at once,
+/// like a crashed process: clients get no `reconnect`, their connection just ends.
+pub struct KillableGateway {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    kill: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl KillableGateway {
+    pub async fn start(nats: &NatsServer, cfg: &Config, settings: &StreamSettings) -> Self {
+        let (url, cfg, settings) = (nats.url(), cfg.clone(), settings.clone());
+        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+        let (kill_tx, kill_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            rt.block_on(async move {
+                let gw = start_gateway_at(url, &cfg, &settings).await;
+                let _ = addr_tx.send(gw.addr);
+                let _ = kill_rx.await;
+            });
+            // Drops every task of the gateway (server, connections, tail) without running
+            // any of its shutdown paths.
+            rt.shutdown_background();
+        });
+        let addr = tokio::time::timeout(DEADLINE, addr_rx)
+            .await
+            .expect("the gateway starts")
+            .expect("the gateway thread reports its address");
+        Self {
+            addr,
+            kill: Some(kill_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Kills the gateway and waits until its runtime is gone.
+    pub async fn kill(&mut self) {
+        if let Some(kill) = self.kill.take() {
+            let _ = kill.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            tokio::task::spawn_blocking(move || thread.join())
+                .await
+                .expect("join")
+                .expect("the gateway thread exits");
+        }
+    }
+}

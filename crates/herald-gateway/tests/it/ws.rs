@@ -1,0 +1,55 @@
+//! The WebSocket transport.
+
+use herald_core::cursor::Cursor;
+use serde_json::json;
+
+use crate::helpers::TestApp;
+
+#[tokio::test]
+async fn subscribe_resume_unsubscribe_and_refresh() {
+    let app = TestApp::spawn().await;
+    let epoch = app.epoch().await;
+    let token = TestApp::token("acme", &["leads", "deals"], 3600);
+    let first = app.publish("acme", "leads", json!({"n": 1})).await;
+    let second = app.publish("acme", "leads", json!({"n": 2})).await;
+    let mut ws = app.ws(&token).await.unwrap();
+    ws.send(json!({"op": "subscribe", "topics": ["leads", "deals"], "since": Cursor::new(first, epoch).to_string()}))
+        .await;
+    let ev = ws.expect("event").await.unwrap();
+    assert_eq!(ev["cursor"], Cursor::new(second, epoch).to_string());
+    assert_eq!(ev["topic"], "leads");
+    assert_eq!(ev["event"]["data"]["n"], 2);
+
+    ws.send(json!({"op": "unsubscribe", "topics": ["leads"]}))
+        .await;
+    // A refresh with a token of another user is refused; the session carries on.
+    let other =
+        crate::helpers::token_for("someone-else", "acme", &["*"], 3600, crate::helpers::SECRET);
+    ws.send(json!({"op": "refresh", "token": other})).await;
+    assert_eq!(
+        ws.expect("error").await.unwrap()["code"],
+        "identity_changed"
+    );
+    ws.send(json!({"op": "refresh", "token": TestApp::token("acme", &["leads", "deals"], 7200)}))
+        .await;
+    app.publish("acme", "leads", json!({})).await;
+    let deal = app.publish("acme", "deals", json!({})).await;
+    let ev = ws.expect("event").await.unwrap();
+    assert_eq!(
+        ev["cursor"],
+        Cursor::new(deal, epoch).to_string(),
+        "leads was unsubscribed"
+    );
+    ws.send(json!({"op": "bogus"})).await;
+    assert_eq!(ws.expect("error").await.unwrap()["code"], "bad_frame");
+}
+
+#[tokio::test]
+async fn ws_token_expiry_sends_reconnect() {
+    let app = TestApp::spawn().await;
+    let mut ws = app.ws(&TestApp::token("acme", &["*"], 2)).await.unwrap();
+    ws.send(json!({"op": "subscribe"})).await;
+    let frame = ws.expect("reconnect").await.unwrap();
+    assert_eq!(frame["reason"], "token_expired");
+    assert!(ws.next().await.unwrap().is_none(), "then the socket closes");
+}
