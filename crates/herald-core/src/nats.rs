@@ -166,7 +166,7 @@ pub fn is_connected(client: &Client) -> bool {
 }
 
 /// Provisions streams, retrying with backoff (100 ms doubling to 5 s) until it succeeds.
-/// Returns `None` if `shutdown` fires first.
+/// Returns `None` as soon as `shutdown` fires, even in the middle of an attempt.
 pub async fn provision_until_ready(
     js: &jetstream::Context,
     settings: &StreamSettings,
@@ -174,7 +174,11 @@ pub async fn provision_until_ready(
 ) -> Option<Provisioned> {
     let mut delay = Duration::from_millis(100);
     loop {
-        match streams::provision(js, settings).await {
+        let attempt = tokio::select! {
+            () = shutdown.cancelled() => return None,
+            attempt = streams::provision(js, settings) => attempt,
+        };
+        match attempt {
             Ok(p) => return Some(p),
             Err(err) => {
                 tracing::warn!(error = %crate::error_chain(&err), retry_in = ?delay, "provisioning streams failed");

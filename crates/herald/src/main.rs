@@ -14,11 +14,27 @@ struct Cli {
 enum Command {
     /// Start the whole stack locally: nats-server (data under ./.herald/) and every service.
     Up(herald::up::UpArgs),
+    /// Mint a gateway JWT (HS256).
+    Token(herald::token::TokenArgs),
+    /// Sign a JSON payload (standard-webhooks, hmac-sha256 or bearer) and post it.
+    Send(herald::send::SendArgs),
+    /// Follow a tenant's events from a cursor, one JSON line each.
+    Tail(herald::ops::TailArgs),
+    /// List or re-drive the notifier's dead letters.
+    #[command(subcommand)]
+    Dlq(herald::ops::DlqCommand),
+    /// GET a URL and exit 0 on 2xx (container healthchecks).
+    Probe(herald::probe::ProbeArgs),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Up(args) => herald::up::run(args).await,
+        Command::Token(args) => herald::token::run(args),
+        Command::Send(args) => herald::send::run(args).await,
+        Command::Tail(args) => herald::ops::tail(args).await,
+        Command::Dlq(cmd) => herald::ops::dlq(cmd).await,
+        Command::Probe(args) => herald::probe::run(args).await,
     }
 }

@@ -1,18 +1,21 @@
 //! `herald up`: the whole stack in one process on a laptop.
 //!
 //! Spawns nats-server (JetStream data under `--data-dir`, default `./.herald/`), provisions
-//! the streams, runs every service on its documented default port, prints where everything
-//! is, and shuts it all down cleanly on Ctrl-C or SIGTERM.
+//! the streams, runs ingest, gateway, notifier and stats on their documented default ports,
+//! prints where everything is, and shuts it all down cleanly on Ctrl-C or SIGTERM.
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 use herald_core::config::{self, file_from_env};
+use herald_core::secret::Secret;
 use herald_core::service::{CommonConfig, ServiceContext};
 use herald_core::telemetry::{LogConfig, LogFormat};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::dev;
 use crate::nats_server::LocalNats;
@@ -29,24 +32,61 @@ pub struct UpArgs {
     /// Do not spawn nats-server: connect to HERALD_NATS__URL (or the config file's [nats]).
     #[arg(long)]
     pub external_nats: bool,
-    /// A TOML config file with [nats], [stream], [log], [ingest], … sections (also HERALD_CONFIG).
+    /// Post demo traffic (Sequin-style webhooks for a fake `leads` table) so the dashboard
+    /// moves.
+    #[arg(long)]
+    pub demo: bool,
+    /// A TOML config file with [nats], [stream], [log], [ingest], [gateway], [notifier],
+    /// [stats] sections (also HERALD_CONFIG).
     #[arg(long)]
     pub config: Option<PathBuf>,
+}
+
+/// Every service's configuration, as `herald up` hosts them.
+struct Stack {
+    common: CommonConfig,
+    ingest: herald_ingest::Config,
+    gateway: herald_gateway::Config,
+    notifier: herald_notifier::Config,
+    stats: herald_stats::Config,
+    /// Whether the public dev credentials are in use.
+    dev_credentials: bool,
+}
+
+impl Stack {
+    fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut common: CommonConfig = config::load(file, None)?;
+        if file.is_none() && std::env::var_os("HERALD_LOG__FORMAT").is_none() {
+            common.log = LogConfig {
+                format: LogFormat::Pretty,
+                ..common.log
+            };
+        }
+        let mut ingest: herald_ingest::Config = config::load(file, Some("ingest"))?;
+        let mut gateway: herald_gateway::Config = config::load(file, Some("gateway"))?;
+        let dev_credentials = dev::apply_ingest_defaults(&mut ingest);
+        if gateway.jwt.secret.is_none() {
+            gateway.jwt.secret = Some(Secret::new(dev::JWT_SECRET));
+        }
+        if gateway.web_dir.is_none() && Path::new("web/index.html").exists() {
+            gateway.web_dir = Some(PathBuf::from("web"));
+        }
+        Ok(Self {
+            common,
+            ingest,
+            gateway,
+            notifier: config::load(file, Some("notifier"))?,
+            stats: config::load(file, Some("stats"))?,
+            dev_credentials,
+        })
+    }
 }
 
 /// Runs the stack until shutdown.
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let file = args.config.clone().or_else(file_from_env);
-    let mut common: CommonConfig = config::load(file.as_deref(), None)?;
-    let mut ingest: herald_ingest::Config = config::load(file.as_deref(), Some("ingest"))?;
-    if file.is_none() && std::env::var_os("HERALD_LOG__FORMAT").is_none() {
-        common.log = LogConfig {
-            format: LogFormat::Pretty,
-            ..common.log
-        };
-    }
-    herald_core::telemetry::init(&common.log);
-    let demo = dev::apply_ingest_defaults(&mut ingest);
+    let mut stack = Stack::load(file.as_deref())?;
+    herald_core::telemetry::init(&stack.common.log);
 
     let nats = if args.external_nats {
         None
@@ -54,12 +94,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         let nats = LocalNats::start(&args.data_dir, args.nats_port)
             .await
             .with_context(|| format!("starting nats-server on 127.0.0.1:{}", args.nats_port))?;
-        common.nats.url = nats.url.clone();
+        stack.common.nats.url = nats.url.clone();
         Some(nats)
     };
 
     let shutdown = herald_core::shutdown::on_signals();
-    let result = serve(&common, ingest, demo, &shutdown).await;
+    let result = serve(stack, args.demo, &shutdown).await;
     shutdown.cancel();
     if let Some(nats) = nats {
         nats.stop().await;
@@ -68,37 +108,87 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     result
 }
 
-async fn bind(name: &str, addr: std::net::SocketAddr, env: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("{name} cannot listen on {addr} (in use? set {env})"))
+async fn bind(name: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| {
+        format!(
+            "{name} cannot listen on {addr} (in use? set HERALD_{}__LISTEN)",
+            name.to_ascii_uppercase()
+        )
+    })
 }
 
-async fn serve(
-    common: &CommonConfig,
-    ingest: herald_ingest::Config,
-    demo: bool,
-    shutdown: &tokio_util::sync::CancellationToken,
-) -> anyhow::Result<()> {
-    let ctx = ServiceContext::connect(common, "herald", shutdown.clone()).await?;
+/// Where the services ended up listening.
+struct Addrs {
+    ingest: SocketAddr,
+    gateway: SocketAddr,
+    notifier: SocketAddr,
+    stats: SocketAddr,
+}
+
+async fn serve(stack: Stack, demo: bool, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    let ctx = ServiceContext::connect(&stack.common, "herald", shutdown.clone()).await?;
     let provisioned = tokio::time::timeout(
         Duration::from_secs(30),
         herald_core::nats::provision_until_ready(&ctx.js, &ctx.streams, shutdown),
     )
     .await
-    .with_context(|| format!("NATS at {} is not reachable", common.nats.url))?;
+    .with_context(|| format!("NATS at {} is not reachable", stack.common.nats.url))?;
     let Some(provisioned) = provisioned else {
         return Ok(()); // shut down before NATS was ready
     };
     tracing::info!(epoch = %provisioned.epoch, "streams ready");
 
-    let mut tasks = JoinSet::new();
-    let ingest_listener = bind("ingest", ingest.listen, "HERALD_INGEST__LISTEN").await?;
-    let ingest_app = herald_ingest::App::build(ingest, ingest_listener, ctx.clone()).await?;
-    let ingest_addr = ingest_app.local_addr();
-    tasks.spawn(async move { ingest_app.run_until_stopped().await.context("ingest") });
+    let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
+    let ingest_listener = bind("ingest", stack.ingest.listen).await?;
+    let ingest = herald_ingest::App::build(stack.ingest, ingest_listener, ctx.clone()).await?;
+    let gateway_jwt = stack.gateway.jwt.secret.clone();
+    let listener = bind("gateway", stack.gateway.listen).await?;
+    let gateway = herald_gateway::App::build(stack.gateway, listener, ctx.clone()).await?;
+    let listener = bind("notifier", stack.notifier.listen).await?;
+    let notifier = herald_notifier::App::build(stack.notifier, listener, ctx.clone()).await?;
+    let listener = bind("stats", stack.stats.listen).await?;
+    let stats = herald_stats::App::build(stack.stats, listener, ctx.clone()).await?;
+    let addrs = Addrs {
+        ingest: ingest.local_addr(),
+        gateway: gateway.local_addr(),
+        notifier: notifier.local_addr(),
+        stats: stats.local_addr(),
+    };
+    tasks.spawn(async move { ingest.run_until_stopped().await.context("ingest") });
+    tasks.spawn(async move { gateway.run_until_stopped().await.context("gateway") });
+    tasks.spawn(async move { notifier.run_until_stopped().await.context("notifier") });
+    tasks.spawn(async move { stats.run_until_stopped().await.context("stats") });
+    if demo {
+        let (addr, token) = (addrs.ingest, shutdown.clone());
+        if stack.dev_credentials {
+            tasks.spawn(async move {
+                crate::demo::run(addr, token).await;
+                Ok(())
+            });
+        } else {
+            tracing::warn!(
+                "--demo needs the demo source; it is off because sources are configured"
+            );
+        }
+    }
 
-    print_banner(&common.nats.url, ingest_addr, demo);
+    let dashboard_token = gateway_jwt.as_ref().and_then(|secret| {
+        let tenant = herald_core::names::TenantId::parse(dev::TENANT).ok()?;
+        crate::token::mint(
+            secret.expose(),
+            "dashboard",
+            &tenant,
+            &["*".to_owned()],
+            Duration::from_secs(30 * 24 * 3600),
+        )
+        .ok()
+    });
+    print_banner(
+        &stack.common.nats.url,
+        &addrs,
+        stack.dev_credentials,
+        dashboard_token.as_deref(),
+    );
 
     // Run until shutdown, or until any service fails (then stop the others).
     let mut first_error = None;
@@ -122,11 +212,25 @@ async fn serve(
     }
 }
 
-fn print_banner(nats_url: &str, ingest: std::net::SocketAddr, demo: bool) {
+fn print_banner(nats_url: &str, addrs: &Addrs, dev_credentials: bool, token: Option<&str>) {
+    let Addrs {
+        ingest,
+        gateway,
+        notifier,
+        stats,
+    } = addrs;
     let mut out = format!(
-        "\n  Herald is up.\n\n  NATS     {nats_url}\n  ingest   http://{ingest}   (POST /v1/webhooks/{{source}}, POST /v1/events)\n"
+        "\n  Herald is up.\n\n\
+         \x20 NATS      {nats_url}\n\
+         \x20 ingest    http://{ingest}   (POST /v1/webhooks/{{source}}, POST /v1/events)\n\
+         \x20 gateway   http://{gateway}   (GET /v1/stream, /v1/ws, /v1/poll)\n\
+         \x20 notifier  http://{notifier}   (/healthz, /readyz, /metrics)\n\
+         \x20 stats     http://{stats}   (/healthz, /readyz, /metrics)\n"
     );
-    if demo {
+    if let Some(token) = token {
+        out.push_str(&format!("\n  dashboard http://{gateway}/#token={token}\n"));
+    }
+    if dev_credentials {
         let body = r#"{"record":{"id":1,"name":"Ada Lovelace","status":"new"},"changes":null,"action":"insert","metadata":{"table_name":"leads","idempotency_key":"demo-1"}}"#;
         out.push_str(&format!(
             "\n  Demo tenant `{tenant}` (dev credentials, loopback only).\n\n  \
@@ -145,10 +249,8 @@ fn print_banner(nats_url: &str, ingest: std::net::SocketAddr, demo: bool) {
         ));
     }
     out.push_str("\n  Ctrl-C stops everything.\n");
-    if std::env::var_os("HERALD_QUIET_BANNER").is_none() {
-        eprintln!("{out}");
-    }
-    if demo {
+    eprintln!("{out}");
+    if dev_credentials {
         tracing::warn!(
             "using the public dev credentials from the README; configure sources and keys for anything but local use"
         );

@@ -43,8 +43,8 @@ async fn start() -> Up {
     let ingest = tokio::time::timeout(Duration::from_secs(60), async {
         let mut seen = Vec::new();
         while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.trim().strip_prefix("ingest   http://") {
-                return rest.split_whitespace().next().unwrap().to_owned();
+            if let Some(addr) = banner_url(&line, "ingest") {
+                return addr;
             }
             seen.push(line);
         }
@@ -59,6 +59,13 @@ async fn start() -> Up {
         ingest,
         _data: data,
     }
+}
+
+/// The address in a banner line such as `  ingest    http://127.0.0.1:8081   (…)`.
+fn banner_url(line: &str, service: &str) -> Option<String> {
+    let rest = line.trim().strip_prefix(service)?.trim_start();
+    let addr = rest.strip_prefix("http://")?.split_whitespace().next()?;
+    Some(addr.to_owned())
 }
 
 /// The README's shell blocks that mention `needle`, with the ingest address replaced.
