@@ -1,0 +1,162 @@
+// The live demo dashboard: wires a Herald client to the feed, the counters, the connection
+// indicator and the log. Served by the gateway at `/` (config `web_dir`).
+//
+// The page reads its settings from the address:
+//   #token=<jwt>        the gateway token (the fragment never reaches a server log);
+//                       `?token=` and `?access_token=` work too
+//   ?transport=sse|ws|poll|auto   ?topics=a,b   ?heartbeat=<ms> (the gateway's heartbeat)
+//   ?upgradeAfter=<ms>  ?gateway=<url> (default: this origin)
+
+import { Herald } from "../herald.js";
+import { Counters } from "./counters.js";
+import { Feed } from "./feed.js";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const hash = new URLSearchParams(location.hash.slice(1));
+
+function settings() {
+  // `herald up` prints `?access_token=`; the fragment form stays out of server logs.
+  const token = hash.get("token") ?? params.get("token") ?? params.get("access_token");
+  const num = (k) => (params.has(k) ? Number(params.get(k)) : undefined);
+  const opts = {
+    token,
+    transport: params.get("transport") ?? "auto",
+    topics: (params.get("topics") ?? "").split(",").map((t) => t.trim()).filter(Boolean),
+  };
+  for (const k of ["heartbeat", "upgradeAfter", "pollWait"]) if (num(k) !== undefined) opts[k] = num(k);
+  return { url: params.get("gateway") ?? "", opts };
+}
+
+const LABELS = {
+  connecting: "Connecting",
+  live: "Live",
+  degraded: "Degraded",
+  reconnecting: "Reconnecting",
+  polling: "Polling",
+  offline: "Offline",
+};
+
+function ago(ms) {
+  if (!ms) return "–";
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  return s < 60 ? `${s} s ago` : `${Math.floor(s / 60)} min ago`;
+}
+
+class Log {
+  constructor(list, keep = 40) {
+    this.list = list;
+    this.keep = keep;
+  }
+
+  add(kind, text) {
+    const li = document.createElement("li");
+    li.className = `k-${kind}`;
+    const t = document.createElement("time");
+    t.textContent = new Date().toLocaleTimeString();
+    li.append(t, document.createTextNode(text));
+    this.list.prepend(li);
+    while (this.list.children.length > this.keep) this.list.lastElementChild.remove();
+  }
+}
+
+function renderCounters(counters) {
+  const v = counters.view();
+  const cards = [["Events", v.total], ...v.actions.slice(0, 4).map(([a, n]) => [a, n])];
+  const box = $("counter-cards");
+  cards.forEach(([label, value], i) => {
+    let card = box.children[i];
+    if (!card) {
+      card = document.createElement("div");
+      card.className = "card-n";
+      card.innerHTML = '<div class="label"></div><div class="value"></div>';
+      box.append(card);
+    }
+    const valueEl = card.querySelector(".value");
+    if (valueEl.textContent !== String(value)) {
+      card.classList.remove("bump");
+      void card.offsetWidth; // restart the animation
+      card.classList.add("bump");
+    }
+    card.querySelector(".label").textContent = label;
+    valueEl.textContent = String(value);
+    card.dataset.counter = label;
+  });
+  while (box.children.length > cards.length) box.lastElementChild.remove();
+  const max = Math.max(1, ...v.topics.map(([, n]) => n));
+  $("topic-bars").replaceChildren(
+    ...v.topics.slice(0, 8).map(([topic, n]) => {
+      const row = document.createElement("div");
+      row.className = "bar";
+      row.innerHTML = '<span class="t"></span><span class="track"><span class="fill"></span></span><b></b>';
+      row.querySelector(".t").textContent = topic;
+      row.querySelector(".fill").style.width = `${(100 * n) / max}%`;
+      row.querySelector("b").textContent = String(n);
+      return row;
+    }),
+  );
+  $("counter-source").textContent = counters.fromStats
+    ? "exact counts from the stats-aggregator, live"
+    : "counted from the feed since this page opened";
+}
+
+function start() {
+  const { url, opts } = settings();
+  if (!opts.token) {
+    $("no-token").hidden = false;
+    return;
+  }
+  const h = Herald.connect(url, opts);
+  const feed = new Feed($("feed"), $("new-badge"), $("feed-empty"));
+  const counters = new Counters();
+  const log = new Log($("log"));
+  // Every event id in arrival order, for the browser tests (the feed keeps only 50).
+  const received = [];
+  window.herald = h;
+  window.heraldReceived = received;
+
+  const conn = $("conn");
+  const showState = (state, reason) => {
+    conn.dataset.state = state;
+    $("conn-state").textContent = LABELS[state] ?? state;
+    $("conn-reason").textContent = reason ?? "";
+    conn.title = reason ?? "";
+  };
+  showState(h.state, h.reason);
+  h.on("state", (state, { reason }) => {
+    showState(state, reason);
+    details();
+    log.add("state", `${state} — ${reason}`);
+  });
+  h.on("error", (f) => log.add("error", `${f.code ?? f.kind}: ${f.message ?? ""}`));
+  h.on("resync", (info) => {
+    log.add("resync", `resync (${info.reason}): refetching counters`);
+    // A real app refetches its snapshot here; the feed keeps what it has shown.
+  });
+  const onStats = (doc) => counters.applyStats(doc) && renderCounters(counters);
+  h.on("$stats", onStats);
+  h.on("stats", onStats);
+  h.subscribe("*", (event, meta) => {
+    received.push(event.id);
+    feed.add(event);
+    counters.addEvent(event, meta.cursor);
+    renderCounters(counters);
+    details();
+  });
+  renderCounters(counters);
+
+  function details() {
+    const s = h.stats();
+    $("d-transport").textContent = s.transport ?? "–";
+    $("d-role").textContent =
+      s.role === "follower" ? "uses another tab's" : s.role === "leader" ? "holds the connection" : "own connection";
+    $("d-cursor").textContent = s.cursor ?? "–";
+    $("d-reconnects").textContent = String(s.reconnects);
+    $("d-last-event").textContent = s.lastEvent ? `${ago(s.lastEventAt)} · ${s.lastEvent.topic ?? ""}` : "–";
+    $("d-last-heartbeat").textContent = ago(s.lastHeartbeatAt);
+  }
+  details();
+  setInterval(details, 1000);
+}
+
+start();

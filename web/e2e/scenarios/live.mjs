@@ -1,0 +1,29 @@
+import { assertOnce, openDashboard, screenshot, waitReceived, waitState } from "../browser.mjs";
+import { uid } from "../stack.mjs";
+
+export const name = "events published through ingest appear on the page";
+
+export default async function ({ stack, browser }) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  try {
+    const page = await openDashboard(context, stack.gatewayUrl);
+    await waitState(page, "live");
+    const run = uid();
+    const people = ["Ada Lovelace", "Grace Hopper", "Alan Turing", "Barbara Liskov", "Edsger Dijkstra", "Margaret Hamilton"];
+    const ids = people.map((_, i) => `${run}-live-${i}`);
+    await stack.publish(people.slice(0, 4).map((name, i) => ({ id: ids[i], name, action: i === 3 ? "update" : "insert" })));
+    await stack.publish([{ id: ids[4], topic: "deals", action: "created", data: { id: 77, title: `Deal with ${people[4]}` } }]);
+    // And a Sequin CDC webhook, the way real Sequin sends it.
+    await stack.sequin(ids[5], { id: 6, name: people[5], status: "new" });
+    await waitReceived(page, ids);
+    await assertOnce(page, ids);
+    // The newest is on top.
+    const first = await page.$eval("#feed li", (li) => li.dataset.id);
+    if (first !== ids[5]) throw new Error(`newest event not first: ${first}`);
+    const total = await page.$eval('[data-counter="Events"] .value', (e) => Number(e.textContent));
+    if (total !== ids.length) throw new Error(`counter shows ${total}, want ${ids.length}`);
+    await screenshot(page, "dashboard-live");
+  } finally {
+    await context.close();
+  }
+}

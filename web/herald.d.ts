@@ -1,0 +1,152 @@
+// Types of herald-client (herald.js). The runtime is dependency-free JavaScript; these
+// declarations are the contract.
+
+/** A Herald event: a CloudEvents 1.0 envelope with Herald's extension attributes. */
+export interface HeraldEvent<D = unknown> {
+  specversion: "1.0";
+  id: string;
+  source: string;
+  type: string;
+  time?: string;
+  datacontenttype?: string;
+  data?: D;
+  tenant: string;
+  topic: string;
+  action: string;
+  /** CDC updates: the previous values of the changed columns. */
+  changes?: Record<string, unknown> | null;
+  [extension: string]: unknown;
+}
+
+export type HeraldState = "connecting" | "live" | "degraded" | "reconnecting" | "polling" | "offline";
+export type TransportName = "sse" | "ws" | "poll";
+
+/** Why a connection ended. Informational: the client always reconnects by itself. */
+export interface Failure {
+  kind: "network" | "refused" | "blocked" | "closed" | "silent";
+  /** Herald's error code (`not_ready`, `token_expired`, …) or the server's reason. */
+  code?: string;
+  /** The HTTP status, when there was an answer. */
+  status?: number;
+  message?: string;
+  /** The server's `Retry-After`, in milliseconds. */
+  retryAfter?: number;
+}
+
+export interface ResyncInfo {
+  /** `out_of_retention`, `epoch_mismatch`, … */
+  reason: string;
+  /** Where the stream continues from. */
+  cursor: string | null;
+}
+
+export interface EventMeta {
+  /** The client's cursor once this event was received. */
+  cursor: string | null;
+}
+
+export interface HeraldStats {
+  state: HeraldState;
+  reason: string;
+  transport: TransportName | null;
+  /** The newest cursor: every reconnect resumes after it. */
+  cursor: string | null;
+  /** Connection attempts after the first one (reconnects, fallbacks, upgrades). */
+  reconnects: number;
+  /** Failed attempts since the connection was last healthy (the backoff exponent). */
+  attempt: number;
+  lastEvent: { id: string; type: string; topic: string; cursor: string | null } | null;
+  /** `Date.now()` of the last event / the last sign of life from the server. */
+  lastEventAt: number | null;
+  lastHeartbeatAt: number | null;
+  /** Events handed to the app, and duplicates dropped. */
+  delivered: number;
+  duplicates: number;
+  /** `leader`: this tab holds the connection for the others; `follower`: it shares one. */
+  role: "alone" | "leader" | "follower";
+}
+
+/** A token, or a JWT whose `exp` tells the client when to fetch the next one. */
+export type TokenSource = () => string | Promise<string>;
+
+export interface HeraldOptions {
+  /** A gateway JWT. Use `getToken` instead for tokens that expire. */
+  token?: string | null;
+  /** Called before the first connection and again ahead of each token's `exp`. */
+  getToken?: TokenSource | null;
+  /** Topics to receive; empty = every topic the token grants. */
+  topics?: string[];
+  /** `auto` (default): SSE, then WebSocket, then long-poll when one is blocked. */
+  transport?: "auto" | TransportName;
+  /** Resume after this cursor (e.g. the one a snapshot was taken at). */
+  cursor?: string | null;
+  /** The gateway's heartbeat interval in ms (its `heartbeat` setting). Default 15000. */
+  heartbeat?: number;
+  /** Heartbeats missed before a connection counts as dead. Default 2.5. */
+  silence?: number;
+  /** Backoff bounds in ms: the delay before retry n is uniform in [0, min(cap, base·2ⁿ)). */
+  backoff?: { base?: number; cap?: number };
+  /** Blocked attempts before `auto` tries the next transport. Default 2. */
+  fallbackAfter?: number;
+  /** How soon, in ms, a fallback tries the better transport again. Default 60000. */
+  upgradeAfter?: number;
+  /** Seconds a long-poll waits for events. Default 25. */
+  pollWait?: number;
+  /** Fetch the next token this many ms before expiry. Default 30000. */
+  tokenMargin?: number;
+  /** Share one connection between the tabs of this origin. Default true. */
+  shareTabs?: boolean;
+  /** Event ids remembered for duplicate suppression. Default 5000. */
+  dedup?: number;
+}
+
+export type Unsubscribe = () => void;
+
+export declare class HeraldClient {
+  constructor(url: string, options?: HeraldOptions);
+  readonly state: HeraldState;
+  readonly reason: string;
+  /**
+   * Calls `cb` for each event whose topic or CloudEvents `type` is `typeOrTopic` (`"*"`: all),
+   * once, in stream order.
+   */
+  subscribe<D = unknown>(typeOrTopic: string, cb: (event: HeraldEvent<D>, meta: EventMeta) => void): Unsubscribe;
+  on(name: "state", cb: (state: HeraldState, info: { reason: string }) => void): Unsubscribe;
+  /** The cursor could not be resumed: refetch your snapshot, the stream continues after it. */
+  on(name: "resync", cb: (info: ResyncInfo) => void): Unsubscribe;
+  on(name: "event", cb: (event: HeraldEvent, meta: EventMeta) => void): Unsubscribe;
+  on(name: "error", cb: (failure: Failure) => void): Unsubscribe;
+  /** Named server messages, e.g. `$stats` documents. */
+  on(name: string, cb: (data: any) => void): Unsubscribe;
+  stats(): HeraldStats;
+  close(): void;
+}
+
+export declare const Herald: {
+  connect(url: string, options?: HeraldOptions): HeraldClient;
+};
+export default Herald;
+
+export declare const STATES: readonly HeraldState[];
+export declare const FALLBACK_ORDER: readonly TransportName[];
+export declare const DEFAULTS: Readonly<Required<Omit<HeraldOptions, "token" | "getToken" | "cursor">>>;
+export declare const BACKOFF: Readonly<{ base: number; cap: number }>;
+export declare function backoffDelay(attempt: number, opts?: { base?: number; cap?: number; random?: () => number }): number;
+export declare function tokenExpiry(token: string): number | null;
+export declare function parseCursor(cursor: string): { seq: number; epoch: string } | null;
+export declare function advances(current: string | null, next: string | null): boolean;
+export declare function eventKey(event: Pick<HeraldEvent, "id" | "source">): string | null;
+export declare class RecentSet {
+  constructor(capacity?: number);
+  add(key: string): boolean;
+  has(key: string): boolean;
+  readonly size: number;
+}
+export declare class SseParser {
+  constructor(handlers: {
+    message?: (m: { event: string; data: string; id: string | undefined }) => void;
+    comment?: (text: string) => void;
+    retry?: (ms: number) => void;
+  });
+  push(text: string): void;
+}

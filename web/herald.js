@@ -1,0 +1,32 @@
+// herald-client: the browser client of Herald.
+//
+//   import { Herald } from "/herald.js";
+//   const h = Herald.connect("", { getToken: () => fetch("/token").then(r => r.text()), topics: ["leads"] });
+//   const off = h.subscribe("leads", (event) => render(event));
+//   h.on("state", (state, { reason }) => indicator(state, reason));
+//   h.on("resync", () => refetchSnapshot());
+//
+// Dependency-free ES module. The parts, in lib/: client.js (the state machine), transports.js
+// (SSE over fetch, WebSocket, long-poll), sse.js (the event-stream parser), backoff.js,
+// cursor.js (cursors), delivery.js (dedup, subscriptions), tokens.js (getToken ahead of expiry),
+// tabs.js (one connection shared by every tab).
+
+import { HeraldClient } from "./lib/client.js";
+
+export { HeraldClient, STATES, DEFAULTS, FALLBACK_ORDER, tokenExpiry } from "./lib/client.js";
+export { backoffDelay, BACKOFF } from "./lib/backoff.js";
+export { SseParser } from "./lib/sse.js";
+export { parseCursor, advances, eventKey, RecentSet } from "./lib/cursor.js";
+
+/** The entry point: `Herald.connect(url, options)`. */
+export const Herald = Object.freeze({
+  /**
+   * Connects to the gateway at `url` ("" = this page's origin) and keeps the connection up
+   * until `close()`.
+   */
+  connect(url, options) {
+    return new HeraldClient(url, options);
+  },
+});
+
+export default Herald;

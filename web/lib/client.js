@@ -1,0 +1,559 @@
+// The Herald client: one state machine that owns backoff, fallback, resume, dedup and tab
+// sharing, over the transports of transports.js.
+//
+//   connecting ──open──► live ◄──status──► degraded          (any state) ──offline──► offline
+//        │                 │  ▲                                                       │
+//        └──fail──► reconnecting ──open──┘            polling: live over long-poll  online
+//                    (backoff with full jitter, forever)                              ▼
+//                                                                           reconnect now
+//
+// Every failure leads back to reconnecting, never to a dead end: the client stops only when
+// the app calls close(). What it knows about the server's position is one cursor, handed back
+// on every reconnect whatever the transport, and one bounded set of recent event ids that
+// drops the rare duplicate (a poll that overlaps an upgrade, a new leader tab's replay).
+
+import { backoffDelay, BACKOFF } from "./backoff.js";
+import { advances } from "./cursor.js";
+import { Delivery, safely } from "./delivery.js";
+import { FALLBACK_ORDER, Ladder } from "./ladder.js";
+import { TabGroup } from "./tabs.js";
+import { TokenKeeper } from "./tokens.js";
+import { endpoint, TRANSPORTS } from "./transports.js";
+
+export { tokenExpiry } from "./tokens.js";
+
+/** Every state the client can be in. */
+export const STATES = Object.freeze(["connecting", "live", "degraded", "reconnecting", "polling", "offline"]);
+
+export { FALLBACK_ORDER } from "./ladder.js";
+
+/** Defaults; every one can be overridden in `Herald.connect(url, options)`. */
+export const DEFAULTS = Object.freeze({
+  token: null,
+  getToken: null,
+  topics: [],
+  transport: "auto",
+  cursor: null,
+  heartbeat: 15_000, // the gateway's `heartbeat` setting
+  silence: 2.5, // heartbeats missed before a connection counts as dead
+  backoff: BACKOFF,
+  fallbackAfter: 2, // blocked attempts before "auto" tries the next transport
+  upgradeAfter: 60_000, // how soon a fallback tries the better transport again
+  pollWait: 25, // seconds a long-poll waits for events
+  tokenMargin: 30_000, // getToken() is called this long before the token expires
+  shareTabs: true,
+  dedup: 5000, // event ids remembered for duplicate suppression
+});
+
+const IMMEDIATE = new Set(["draining", "token_expired", "replay_failed", "overflow"]);
+
+function browserEnv() {
+  const g = globalThis;
+  return {
+    fetch: g.fetch ? (...args) => g.fetch(...args) : undefined,
+    WebSocket: g.WebSocket,
+    setTimeout: (fn, ms) => g.setTimeout(fn, ms),
+    clearTimeout: (t) => g.clearTimeout(t),
+    now: () => Date.now(),
+    random: () => Math.random(),
+    window: typeof window === "undefined" ? null : window,
+    document: typeof document === "undefined" ? null : document,
+    navigator: g.navigator ?? null,
+    locks: g.navigator?.locks ?? null,
+    BroadcastChannel: g.BroadcastChannel ?? null,
+  };
+}
+
+const NAMES = Object.freeze({ sse: "SSE", ws: "WebSocket", poll: "long-poll" });
+
+function describe(failure) {
+  const message = failure.message ?? failure.kind;
+  return failure.code && !message.includes(failure.code) ? `${failure.code}: ${message}` : message;
+}
+
+export class HeraldClient {
+  /**
+   * @param {string} url  the gateway's base URL ("" = this origin)
+   * @param {object} [options]  see DEFAULTS and herald.d.ts
+   */
+  constructor(url, options = {}) {
+    const { env, ...rest } = options;
+    this.url = url ?? "";
+    this.opts = { ...DEFAULTS, ...rest, backoff: { ...BACKOFF, ...rest.backoff } };
+    this.topics = [...new Set(this.opts.topics ?? [])].sort();
+    this.env = { ...browserEnv(), ...env };
+    if (!["auto", ...FALLBACK_ORDER].includes(this.opts.transport)) {
+      throw new TypeError(`transport must be auto, sse, ws or poll, not ${this.opts.transport}`);
+    }
+    this.listeners = new Map();
+    this.delivery = new Delivery(this.opts.dedup, () => this.env.now());
+    this.state = "connecting";
+    this.reason = "starting";
+    this.cursor = this.opts.cursor ?? null;
+    this.role = "alone";
+    this.gen = 0;
+    this.attempt = 0;
+    this.reconnects = 0;
+    this.connects = 0;
+    this.ladder = new Ladder({ mode: this.opts.transport, fallbackAfter: this.opts.fallbackAfter, upgradeAfter: this.opts.upgradeAfter });
+    this.serverLive = true;
+    this.transport = null;
+    this.kind = null;
+    this.opened = false;
+    this.hadOpen = false;
+    this.lastHeartbeatAt = null;
+    this.lastActivity = 0;
+    this.remote = null; // the leader's stats, in a follower
+    this.timers = {};
+    this.closed = false;
+    this.tokens = new TokenKeeper(
+      { token: this.opts.token, getToken: this.opts.getToken, margin: this.opts.tokenMargin },
+      this.env,
+      {
+        // An open WebSocket takes the new token in place; the others use it on their next
+        // request or reconnect.
+        refreshed: (token) => this.transport?.refresh?.(token),
+        error: (err) => this.emit("error", { kind: "refused", code: "token_unavailable", message: String(err?.message ?? err) }),
+      },
+    );
+    this.start();
+  }
+
+  // ── public API ────────────────────────────────────────────────────────────────────────
+
+  /**
+   * Calls `cb(event, meta)` for events whose topic or CloudEvents type is `typeOrTopic`
+   * (`"*"`: every event). Returns the unsubscribe function.
+   */
+  subscribe(typeOrTopic, cb) {
+    if (typeof cb !== "function") throw new TypeError("subscribe(typeOrTopic, cb): cb must be a function");
+    return this.delivery.subscribe(String(typeOrTopic), cb);
+  }
+
+  /**
+   * Listens to the client: `state` (state, info), `resync` ({reason, cursor}), `event`
+   * (every event), `error` (each failure, informational), `stats` and other named server
+   * messages. Returns the function that removes the listener.
+   */
+  on(name, cb) {
+    if (!this.listeners.has(name)) this.listeners.set(name, new Set());
+    const entry = { cb };
+    this.listeners.get(name).add(entry);
+    return () => this.listeners.get(name)?.delete(entry);
+  }
+
+  /** A snapshot of what the client is doing, for dashboards and tests. */
+  stats() {
+    const own = {
+      state: this.state,
+      reason: this.reason,
+      transport: this.kind,
+      cursor: this.cursor,
+      reconnects: this.reconnects,
+      attempt: this.attempt,
+      lastEvent: this.delivery.lastEvent,
+      lastEventAt: this.delivery.lastEventAt,
+      lastHeartbeatAt: this.lastHeartbeatAt,
+      delivered: this.delivery.delivered,
+      duplicates: this.delivery.duplicates,
+      role: this.role,
+    };
+    if (this.role === "follower" && this.remote) {
+      return { ...own, transport: this.remote.transport, reconnects: this.remote.reconnects, attempt: this.remote.attempt };
+    }
+    return own;
+  }
+
+  /** Closes the connection (or leaves the tab group) for good. */
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    this.gen++;
+    this.transport?.stop();
+    this.transport = null;
+    for (const t of Object.values(this.timers)) if (t) this.env.clearTimeout(t);
+    this.timers = {};
+    this.tokens.stop();
+    this.unlisten?.();
+    this.group?.close();
+    this.setState("offline", "closed by the app");
+  }
+
+  // ── start-up, tabs, browser signals ───────────────────────────────────────────────────
+
+  start() {
+    this.listenToBrowser();
+    if (this.opts.shareTabs && TabGroup.supported(this.env)) {
+      this.role = "follower";
+      const base = new URL(this.url || "/", this.env.window?.location?.href ?? undefined).href;
+      this.group = new TabGroup(`herald:${base}|${this.topics.join(",")}`, this.env, {
+        lead: () => this.lead(),
+        message: (m) => this.onTabMessage(m),
+      });
+      this.reason = "waiting for the tab that holds the connection";
+      this.group.start();
+      if (this.role === "follower") this.group.post({ t: "hello" });
+    } else {
+      this.role = "alone";
+      this.connect();
+    }
+  }
+
+  lead() {
+    if (this.closed) return;
+    const tookOver = this.role === "follower" && this.remote !== null;
+    this.role = "leader";
+    if (tookOver) this.setState("reconnecting", "this tab takes over the shared connection");
+    this.connect();
+  }
+
+  listenToBrowser() {
+    const { window: win, document: doc } = this.env;
+    const online = () => this.wake("the network is back");
+    const offline = () => this.goOffline();
+    const visible = () => {
+      if (doc?.visibilityState === "visible") this.wake("the tab is visible again");
+    };
+    win?.addEventListener?.("online", online);
+    win?.addEventListener?.("offline", offline);
+    doc?.addEventListener?.("visibilitychange", visible);
+    this.unlisten = () => {
+      win?.removeEventListener?.("online", online);
+      win?.removeEventListener?.("offline", offline);
+      doc?.removeEventListener?.("visibilitychange", visible);
+    };
+  }
+
+  isOffline() {
+    return this.env.navigator?.onLine === false;
+  }
+
+  /** The network came back or the tab woke up: check the connection, or retry right now. */
+  wake(why) {
+    if (this.closed || this.role === "follower") return;
+    if (this.transport && this.opened) {
+      if (this.kind !== "poll" && this.env.now() - this.lastActivity > this.silenceBudget()) {
+        this.fail(this.gen, { kind: "silent", message: `no heartbeat while asleep (${why})` });
+      }
+      return;
+    }
+    if (this.timers.retry) {
+      this.attempt = 0;
+      this.clearTimer("retry");
+      this.setState(this.hadOpen ? "reconnecting" : "connecting", why);
+      this.connect();
+    }
+  }
+
+  goOffline() {
+    if (this.closed || this.role === "follower") return;
+    this.fail(this.gen, { kind: "network", message: "the browser is offline" });
+  }
+
+  // ── connecting ────────────────────────────────────────────────────────────────────────
+
+  async connect() {
+    if (this.closed) return;
+    this.clearTimer("retry");
+    this.clearTimer("watchdog");
+    const gen = ++this.gen;
+    const kind = this.ladder.kind;
+    if (this.connects++ > 0) this.reconnects++;
+    this.kind = kind;
+    this.opened = false;
+    this.sawData = false;
+    // A new connection starts live: the gateway opens with `status: degraded` if it is not.
+    this.serverLive = true;
+    let token;
+    try {
+      token = await this.tokens.current();
+    } catch (err) {
+      return this.fail(gen, { kind: "refused", code: "token_unavailable", message: String(err?.message ?? err) });
+    }
+    if (gen !== this.gen) return;
+    if (!this.cursor && kind !== "poll") await this.bootstrapCursor(token);
+    if (gen !== this.gen) return;
+    const ctx = {
+      base: this.url,
+      topics: this.topics,
+      cursor: this.cursor,
+      token,
+      heartbeat: this.opts.heartbeat,
+      pollWait: this.opts.pollWait,
+      env: this.env,
+      on: this.handlers(gen),
+    };
+    const Transport = (this.env.transports ?? TRANSPORTS)[kind];
+    this.transport = new Transport(ctx);
+    this.startedAt = this.env.now();
+    this.lastActivity = this.startedAt;
+    this.transport.start();
+    if (kind !== "poll") this.armWatchdog(gen);
+  }
+
+  /**
+   * A first connection without a cursor asks the gateway where the stream is (a long-poll
+   * with `wait=0`), so an outage before the first event cannot lose anything. Best effort.
+   */
+  async bootstrapCursor(token) {
+    const res = await this.ask("/v1/poll", { wait: 0 }, token);
+    if (res?.ok) {
+      try {
+        const body = await res.json();
+        if (!this.cursor && typeof body.cursor === "string" && body.cursor) this.cursor = body.cursor;
+      } catch {
+        // not a Herald answer; the transport will tell
+      }
+    }
+  }
+
+  /** A bounded GET to the gateway; resolves to the response, or null if unreachable. */
+  async ask(path, params, token) {
+    const abort = new AbortController();
+    const timer = this.env.setTimeout(() => abort.abort(), this.opts.heartbeat);
+    try {
+      const headers = token ? { Authorization: `Bearer ${token}` } : {};
+      const topics = this.topics.length ? this.topics.join(",") : undefined;
+      return await this.env.fetch(endpoint(this.url, path, { topics, ...params }), {
+        headers,
+        cache: "no-store",
+        credentials: "same-origin",
+        signal: abort.signal,
+      });
+    } catch {
+      return null;
+    } finally {
+      this.env.clearTimeout(timer);
+    }
+  }
+
+  handlers(gen) {
+    const current = () => gen === this.gen && !this.closed;
+    return {
+      open: () => current() && this.onOpen(),
+      event: (event, cursor) => current() && this.onActivity() && this.deliver(event, cursor),
+      cursor: (cursor) => current() && this.advance(cursor),
+      control: (name, data, cursor) => current() && this.onActivity() && this.onControl(gen, name, data, cursor),
+      alive: () => {
+        if (!current()) return;
+        this.onActivity();
+        this.lastHeartbeatAt = this.env.now();
+        this.group?.post({ t: "beat", at: this.lastHeartbeatAt });
+      },
+      fail: (failure) => current() && this.fail(gen, failure),
+    };
+  }
+
+  onOpen() {
+    this.opened = true;
+    this.hadOpen = true;
+    this.lastActivity = this.env.now();
+    this.showLive(`${NAMES[this.kind]} connected`);
+    if (this.ladder.opened()) this.scheduleUpgrade();
+  }
+
+  onActivity() {
+    this.lastActivity = this.env.now();
+    this.sawData = true;
+    // Proof of life after an open: the next failure starts the backoff from the beginning.
+    if (this.opened) this.attempt = 0;
+    return true;
+  }
+
+  showLive(reason) {
+    if (!this.serverLive) this.setState("degraded", "the gateway lost its event stream (NATS); events resume when it is back");
+    else this.setState(this.kind === "poll" ? "polling" : "live", reason);
+  }
+
+  onControl(gen, name, data, cursor) {
+    switch (name) {
+      case "status":
+        this.serverLive = data?.state !== "degraded";
+        if (this.opened) this.showLive(`${NAMES[this.kind]} connected`);
+        return;
+      case "reset":
+        // The cursor could not be resumed (retention, or a recreated stream): continue from
+        // the gateway's position and tell the app to refetch its snapshot.
+        if (typeof data?.cursor === "string") this.cursor = data.cursor;
+        else if (cursor) this.cursor = cursor;
+        this.resync({ reason: data?.reason ?? "reset", cursor: this.cursor });
+        return;
+      case "overflow":
+        return this.fail(gen, { kind: "closed", code: "overflow", message: "the client fell behind; resuming" });
+      case "reconnect":
+        return this.fail(gen, { kind: "closed", code: data?.reason ?? "reconnect", message: "the gateway asked to reconnect" });
+      default:
+        this.emit(name, data);
+        this.group?.post({ t: "named", name, data });
+    }
+  }
+
+  // ── failure, backoff, fallback ────────────────────────────────────────────────────────
+
+  async fail(gen, failure) {
+    if (gen !== this.gen || this.closed) return;
+    const wasOpen = this.opened;
+    const kind = this.kind;
+    const failedGen = ++this.gen; // callbacks of the failed connection are ignored from now on
+    this.transport?.stop();
+    this.transport = null;
+    this.opened = false;
+    for (const t of ["retry", "watchdog", "upgrade"]) this.clearTimer(t);
+    this.lastFailure = failure;
+    this.emit("error", failure);
+
+    let now = IMMEDIATE.has(failure.code) && this.attempt === 0;
+    // An expired or refused token is fetched again (with getToken) before the next attempt.
+    if (failure.code === "token_expired" || failure.status === 401) this.tokens.invalidate();
+    if (this.ladder.auto && !wasOpen) {
+      const blocked = !this.ladder.tryingUpgrade && (await this.isBlocked(kind, failure));
+      if (failedGen !== this.gen || this.closed) return;
+      if (this.ladder.failedBeforeOpen(kind, blocked)) now = true;
+    }
+    if (failedGen !== this.gen || this.closed) return;
+
+    const delay = now
+      ? 0
+      : Math.min(
+          Math.max(backoffDelay(this.attempt++, { ...this.opts.backoff, random: this.env.random }), failure.retryAfter ?? 0),
+          this.opts.backoff.cap,
+        );
+    this.nextRetryIn = delay;
+    const next = delay >= 1000 ? ` · next try in ${Math.round(delay / 1000)} s` : "";
+    if (this.isOffline()) this.setState("offline", `the browser is offline${next}`);
+    else this.setState(this.hadOpen ? "reconnecting" : "connecting", `${describe(failure)}${next}`);
+    this.timers.retry = this.env.setTimeout(() => {
+      this.timers.retry = null;
+      this.connect();
+    }, delay);
+  }
+
+  /** Whether a failure means "this transport does not get through", not "server down". */
+  async isBlocked(kind, failure) {
+    if (failure.kind === "blocked") return true;
+    if (kind === "ws" && failure.kind === "network" && !this.isOffline()) {
+      // A browser hides why a WebSocket failed. If plain HTTP reaches the gateway, the
+      // WebSocket is what is blocked.
+      const res = await this.ask("/v1/poll", { wait: 0 }, this.tokens.token);
+      return res !== null;
+    }
+    return false;
+  }
+
+  scheduleUpgrade() {
+    this.clearTimer("upgrade");
+    const gen = this.gen;
+    this.timers.upgrade = this.env.setTimeout(() => {
+      this.timers.upgrade = null;
+      if (gen !== this.gen || this.closed || !this.opened) return;
+      this.ladder.tryBest();
+      this.transport?.stop();
+      this.transport = null;
+      this.connect();
+    }, this.ladder.upgradeDelay);
+  }
+
+  silenceBudget() {
+    return this.opts.heartbeat * this.opts.silence;
+  }
+
+  armWatchdog(gen) {
+    const tick = Math.max(50, Math.floor(this.opts.heartbeat / 2));
+    const check = () => {
+      this.timers.watchdog = null;
+      if (gen !== this.gen || this.closed) return;
+      const idle = this.env.now() - this.lastActivity;
+      if (idle > this.silenceBudget()) {
+        const blocked = this.opened && !this.sawData;
+        return this.fail(gen, {
+          kind: blocked ? "blocked" : this.opened ? "silent" : "network",
+          message: this.opened
+            ? `no heartbeat for ${Math.round(idle / 1000)} s`
+            : `no answer for ${Math.round(idle / 1000)} s`,
+        });
+      }
+      if (this.opened && idle >= this.opts.heartbeat) this.transport?.probe?.();
+      this.timers.watchdog = this.env.setTimeout(check, tick);
+    };
+    this.timers.watchdog = this.env.setTimeout(check, tick);
+  }
+
+  clearTimer(name) {
+    if (this.timers[name]) this.env.clearTimeout(this.timers[name]);
+    this.timers[name] = null;
+  }
+
+  // ── delivery ──────────────────────────────────────────────────────────────────────────
+
+  advance(cursor) {
+    if (cursor && advances(this.cursor, cursor)) {
+      this.cursor = cursor;
+      if (this.role === "leader") this.group?.post({ t: "cursor", cursor });
+    }
+  }
+
+  deliver(event, cursor) {
+    this.advance(cursor);
+    if (this.role === "leader") this.group?.post({ t: "event", event, cursor: this.cursor });
+    this.dispatch(event);
+  }
+
+  /** Hands an event to the app once, however many times it arrived. */
+  dispatch(event) {
+    const meta = { cursor: this.cursor };
+    if (this.delivery.dispatch(event, meta)) this.emit("event", event, meta);
+  }
+
+  resync(info) {
+    if (this.role === "leader") this.group?.post({ t: "resync", info });
+    this.emit("resync", info);
+  }
+
+  setState(state, reason) {
+    const changed = state !== this.state || reason !== this.reason;
+    this.state = state;
+    this.reason = reason;
+    if (!changed) return;
+    if (this.role === "leader") this.group?.post({ t: "state", state, reason, stats: this.stats() });
+    this.emit("state", state, { reason });
+  }
+
+  emit(name, ...args) {
+    for (const { cb } of [...(this.listeners.get(name) ?? [])]) safely(cb, ...args);
+  }
+
+  onTabMessage(m) {
+    if (!m || typeof m !== "object") return;
+    if (m.t === "hello") {
+      if (this.role === "leader") this.group.post({ t: "state", state: this.state, reason: this.reason, stats: this.stats() });
+      return;
+    }
+    if (this.role !== "follower") return; // a leader trusts only its own connection
+    switch (m.t) {
+      case "event":
+        this.advance(m.cursor);
+        this.dispatch(m.event);
+        break;
+      case "cursor":
+        this.advance(m.cursor);
+        break;
+      case "state":
+        this.remote = m.stats;
+        this.advance(m.stats?.cursor);
+        this.setState(m.state, m.reason);
+        break;
+      case "resync":
+        if (m.info?.cursor) this.cursor = m.info.cursor;
+        this.emit("resync", m.info);
+        break;
+      case "named":
+        this.emit(m.name, m.data);
+        break;
+      case "beat":
+        this.lastHeartbeatAt = m.at;
+        break;
+      default:
+        break;
+    }
+  }
+}
