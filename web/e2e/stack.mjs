@@ -111,7 +111,7 @@ export class Stack {
   async start() {
     const natsBin = process.env.HERALD_NATS_SERVER ?? join(REPO, ".venv", "bin", "nats-server");
     if (!existsSync(natsBin)) throw new Error(`nats-server not found at ${natsBin} (set HERALD_NATS_SERVER, or run ./dev once)`);
-    const bin = (name) => join(REPO, "target", "debug", name);
+    const bin = (name) => join(process.env.CARGO_TARGET_DIR ?? join(REPO, "target"), "debug", name);
     const [natsPort, ingestPort, gatewayPort] = [await freePort(), await freePort(), await freePort()];
     this.nats = new Proc("nats-server", natsBin, ["-js", "-a", "127.0.0.1", "-p", String(natsPort), "-sd", join(this.tmp, "js")], {}, this.logDir);
     const common = { HERALD_NATS__URL: `nats://127.0.0.1:${natsPort}`, RUST_LOG: "info" };
