@@ -90,3 +90,32 @@ fn every_config_key_is_documented_and_every_documented_key_exists() {
         "documented keys the code does not have: {unknown:#?}"
     );
 }
+
+/// The README's notifier rule parses, routes a Sequin insert to both targets, and renders it.
+#[test]
+fn the_readme_rule_routes_a_sequin_insert_to_telegram_and_slack() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let block = readme
+        .split("```toml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .find(|b| b.contains("[[rules]]"))
+        .expect("a rules example in the README");
+    let rules = herald_notifier::rules::Rules::parse(block).unwrap();
+    let record = herald_test_support::fixtures::json("sequin/insert.json")["record"].clone();
+    let event = herald_core::event::Event::new(
+        herald_core::event::EventId::parse("MjUxNjU4MjQ6MA==").unwrap(),
+        "acme".parse().unwrap(),
+        "leads".parse().unwrap(),
+        "insert".parse().unwrap(),
+        "/webhooks/crm",
+        record,
+    );
+    let deliveries = rules.route(&event);
+    assert_eq!(deliveries.len(), 2, "one Telegram and one Slack message");
+    for d in &deliveries {
+        let text = rules.render(d, &event).unwrap();
+        assert!(text.contains("Ada Lovelace"), "{text}");
+    }
+}
