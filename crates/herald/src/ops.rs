@@ -16,7 +16,7 @@ use herald_core::subject;
 /// Where to find NATS.
 #[derive(Debug, clap::Args)]
 pub struct NatsArgs {
-    /// A TOML config file with a [nats] section (also HERALD_CONFIG; HERALD_NATS__* apply).
+    /// A TOML config file with a `[nats]` section (also HERALD_CONFIG; HERALD_NATS__* apply).
     #[arg(long)]
     pub config: Option<PathBuf>,
 }

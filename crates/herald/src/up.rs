@@ -29,15 +29,15 @@ pub struct UpArgs {
     /// The client port of the spawned nats-server.
     #[arg(long, env = "HERALD_NATS_PORT", default_value_t = 4222)]
     pub nats_port: u16,
-    /// Do not spawn nats-server: connect to HERALD_NATS__URL (or the config file's [nats]).
+    /// Do not spawn nats-server: connect to HERALD_NATS__URL (or the config file's `[nats]`).
     #[arg(long)]
     pub external_nats: bool,
     /// Post demo traffic (Sequin-style webhooks for a fake `leads` table) so the dashboard
     /// moves.
     #[arg(long)]
     pub demo: bool,
-    /// A TOML config file with [nats], [stream], [log], [ingest], [gateway], [notifier],
-    /// [stats] sections (also HERALD_CONFIG).
+    /// A TOML config file with `[nats]`, `[stream]`, `[log]`, `[ingest]`, `[gateway]`, `[notifier]`,
+    /// `[stats]` sections (also HERALD_CONFIG).
     #[arg(long)]
     pub config: Option<PathBuf>,
 }
