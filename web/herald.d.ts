@@ -66,6 +66,15 @@ export interface HeraldStats {
   role: "alone" | "leader" | "follower";
 }
 
+/** A live stats document: the same shape as one answer of `GET /v1/stats`. */
+export interface StatsMessage {
+  topic: string;
+  /** The position the document reflects. */
+  cursor: string;
+  /** The document (`proto/stats.schema.json`): total, by_action, rows, group_by, rates… */
+  doc: Record<string, unknown>;
+}
+
 /** A token, or a JWT whose `exp` tells the client when to fetch the next one. */
 export type TokenSource = () => string | Promise<string>;
 
@@ -74,13 +83,20 @@ export interface HeraldOptions {
   token?: string | null;
   /** Called before the first connection and again ahead of each token's `exp`. */
   getToken?: TokenSource | null;
-  /** Topics to receive; empty = every topic the token grants. */
+  /**
+   * Topics to receive; empty = every topic the token grants. `"$stats"` adds live stats
+   * documents (the `stats` listener) of every topic the token grants; alone, it receives no
+   * events.
+   */
   topics?: string[];
   /** `auto` (default): SSE, then WebSocket, then long-poll when one is blocked. */
   transport?: "auto" | TransportName;
   /** Resume after this cursor (e.g. the one a snapshot was taken at). */
   cursor?: string | null;
-  /** The gateway's heartbeat interval in ms (its `heartbeat` setting). Default 15000. */
+  /**
+   * Overrides the heartbeat interval in ms. Default: the interval the gateway announces in
+   * the opening `status` of every stream (`heartbeat_ms`; 15000 until it does).
+   */
   heartbeat?: number;
   /** Heartbeats missed before a connection counts as dead. Default 2.5. */
   silence?: number;
@@ -116,7 +132,9 @@ export declare class HeraldClient {
   on(name: "resync", cb: (info: ResyncInfo) => void): Unsubscribe;
   on(name: "event", cb: (event: HeraldEvent, meta: EventMeta) => void): Unsubscribe;
   on(name: "error", cb: (failure: Failure) => void): Unsubscribe;
-  /** Named server messages, e.g. `$stats` documents. */
+  /** A stats document (with `"$stats"` among the topics): `{topic, cursor, doc}`. */
+  on(name: "stats", cb: (message: StatsMessage) => void): Unsubscribe;
+  /** Other named server messages. */
   on(name: string, cb: (data: any) => void): Unsubscribe;
   stats(): HeraldStats;
   close(): void;

@@ -2,7 +2,8 @@
 //
 //   feed   counted from the events this page receives (what exists today)
 //   stats  the stats-aggregator's documents (`proto/stats.schema.json`: total, by_action,
-//          last_seq, cursor per topic), sent by the gateway as named `$stats` messages
+//          group_by, last_seq, cursor per topic), from `GET /v1/stats` and live as `stats`
+//          messages of a connection subscribed to `$stats`
 //
 // A stats document replaces the feed's count of its topic; events after it add on top, and an
 // event at or below the document's `last_seq` (same epoch) is already in it and is skipped.
@@ -19,7 +20,7 @@ export class Counters {
   topic(name) {
     let t = this.topics.get(name);
     if (!t) {
-      t = { total: 0, byAction: new Map(), from: "feed", seq: 0, epoch: null };
+      t = { total: 0, byAction: new Map(), groupBy: new Map(), from: "feed", seq: 0, epoch: null };
       this.topics.set(name, t);
     }
     return t;
@@ -36,8 +37,12 @@ export class Counters {
     return true;
   }
 
-  /** Applies a stats document (a snapshot of one topic). */
-  applyStats(doc) {
+  /**
+   * Applies a stats document (a snapshot of one topic): the document itself, or the
+   * gateway's `{topic, cursor, doc}` wrapping of it.
+   */
+  applyStats(message) {
+    const doc = message && typeof message.doc === "object" ? message.doc : message;
     if (!doc || typeof doc.topic !== "string" || typeof doc.total !== "number") return false;
     const t = this.topic(doc.topic);
     const at = parseCursor(doc.cursor);
@@ -45,6 +50,9 @@ export class Counters {
     t.from = "stats";
     t.total = doc.total;
     t.byAction = new Map(Object.entries(doc.by_action ?? {}));
+    // Live rows by the value of a configured field, e.g. `status` (only the aggregator knows
+    // them: an update's old value is not in the event).
+    t.groupBy = new Map(Object.entries(doc.group_by ?? {}).map(([field, counts]) => [field, new Map(Object.entries(counts ?? {}))]));
     t.seq = at?.seq ?? doc.last_seq ?? 0;
     t.epoch = at?.epoch ?? doc.epoch ?? null;
     return true;
@@ -55,19 +63,29 @@ export class Counters {
     return [...this.topics.values()].some((t) => t.from === "stats");
   }
 
-  /** Totals across topics: `{ total, actions: [[action, n]…], topics: [[topic, n]…] }`. */
+  /**
+   * Totals across topics: `{ total, actions: [[action, n]…], topics: [[topic, n]…],
+   * groups: [{ topic, field, counts: [[value, n]…] }…] }` (groups: stats documents with
+   * group-by values only).
+   */
   view() {
     let total = 0;
     const actions = new Map();
-    for (const t of this.topics.values()) {
+    const groups = [];
+    const byCount = (a, b) => b[1] - a[1] || a[0].localeCompare(b[0]);
+    for (const [name, t] of this.topics) {
       total += t.total;
       for (const [a, n] of t.byAction) actions.set(a, (actions.get(a) ?? 0) + n);
+      for (const [field, counts] of t.groupBy) {
+        if (counts.size > 0) groups.push({ topic: name, field, counts: [...counts].sort(byCount) });
+      }
     }
-    const byCount = (a, b) => b[1] - a[1] || a[0].localeCompare(b[0]);
+    groups.sort((a, b) => a.topic.localeCompare(b.topic) || a.field.localeCompare(b.field));
     return {
       total,
       actions: [...actions].sort(byCount),
       topics: [...this.topics].map(([name, t]) => [name, t.total]).sort(byCount),
+      groups,
     };
   }
 }

@@ -4,8 +4,12 @@
 // The page reads its settings from the address:
 //   #token=<jwt>        the gateway token (the fragment never reaches a server log);
 //                       `?token=` and `?access_token=` work too
-//   ?transport=sse|ws|poll|auto   ?topics=a,b   ?heartbeat=<ms> (the gateway's heartbeat)
+//   ?transport=sse|ws|poll|auto   ?topics=a,b   ?heartbeat=<ms> (overrides the gateway's)
 //   ?upgradeAfter=<ms>  ?gateway=<url> (default: this origin)
+//
+// Counters: `GET /v1/stats` (the stats-aggregator's exact documents) at start and on every
+// resync, then each new document live over the same connection (`$stats`); topics without a
+// document yet are counted from the feed.
 
 import { Herald } from "../herald.js";
 import { Counters } from "./counters.js";
@@ -15,14 +19,28 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const hash = new URLSearchParams(location.hash.slice(1));
 
+/** The `topics` claim of a JWT (unverified: only to know what to ask for). */
+function claimedTopics(token) {
+  try {
+    const claims = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+    return Array.isArray(claims.topics) ? claims.topics.map(String) : [];
+  } catch {
+    return [];
+  }
+}
+
 function settings() {
   // `herald up` prints `?access_token=`; the fragment form stays out of server logs.
   const token = hash.get("token") ?? params.get("token") ?? params.get("access_token");
   const num = (k) => (params.has(k) ? Number(params.get(k)) : undefined);
+  // `$stats` adds live stats documents. Alone it would mean "no events", so name the event
+  // topics too: the ones asked for, else every one the token grants.
+  const asked = (params.get("topics") ?? "").split(",").map((t) => t.trim()).filter(Boolean);
+  const events = asked.length ? asked : token ? claimedTopics(token) : [];
   const opts = {
     token,
     transport: params.get("transport") ?? "auto",
-    topics: (params.get("topics") ?? "").split(",").map((t) => t.trim()).filter(Boolean),
+    topics: events.length ? [...events, "$stats"] : [],
   };
   for (const k of ["heartbeat", "upgradeAfter", "pollWait"]) if (num(k) !== undefined) opts[k] = num(k);
   return { url: params.get("gateway") ?? "", opts };
@@ -95,9 +113,51 @@ function renderCounters(counters) {
       return row;
     }),
   );
+  const groups = $("group-bars");
+  groups.hidden = v.groups.length === 0;
+  groups.replaceChildren(
+    ...v.groups.slice(0, 3).flatMap(({ topic, field, counts }) => {
+      const title = document.createElement("h3");
+      title.textContent = `${topic} by ${field}`;
+      const max = Math.max(1, ...counts.map(([, n]) => n));
+      const bars = document.createElement("div");
+      bars.className = "bars";
+      bars.dataset.group = `${topic}.${field}`;
+      bars.replaceChildren(
+        ...counts.slice(0, 8).map(([value, n]) => {
+          const row = document.createElement("div");
+          row.className = "bar";
+          row.dataset.value = value;
+          row.innerHTML = '<span class="t"></span><span class="track"><span class="fill"></span></span><b></b>';
+          row.querySelector(".t").textContent = value;
+          row.querySelector(".fill").style.width = `${(100 * Math.max(0, n)) / max}%`;
+          row.querySelector("b").textContent = String(n);
+          return row;
+        }),
+      );
+      return [title, bars];
+    }),
+  );
   $("counter-source").textContent = counters.fromStats
     ? "exact counts from the stats-aggregator, live"
     : "counted from the feed since this page opened";
+}
+
+/** `GET /v1/stats`: the current document of every topic the token grants. */
+async function loadStats(url, token, counters) {
+  try {
+    const res = await fetch(`${url.replace(/\/+$/, "")}/v1/stats`, {
+      headers: { Authorization: `Bearer ${token}` },
+      cache: "no-store",
+    });
+    if (!res.ok) return false;
+    const body = await res.json();
+    let changed = false;
+    for (const doc of body.stats ?? []) changed = counters.applyStats(doc) || changed;
+    return changed;
+  } catch {
+    return false; // no aggregator (or no gateway yet): the feed counts, live documents follow
+  }
 }
 
 function start() {
@@ -131,11 +191,11 @@ function start() {
   h.on("error", (f) => log.add("error", `${f.code ?? f.kind}: ${f.message ?? ""}`));
   h.on("resync", (info) => {
     log.add("resync", `resync (${info.reason}): refetching counters`);
-    // A real app refetches its snapshot here; the feed keeps what it has shown.
+    // The feed keeps what it has shown; the counters reload their snapshot.
+    loadStats(url, opts.token, counters).then((changed) => changed && renderCounters(counters));
   });
-  const onStats = (doc) => counters.applyStats(doc) && renderCounters(counters);
-  h.on("$stats", onStats);
-  h.on("stats", onStats);
+  h.on("stats", (message) => counters.applyStats(message) && renderCounters(counters));
+  loadStats(url, opts.token, counters).then((changed) => changed && renderCounters(counters));
   h.subscribe("*", (event, meta) => {
     received.push(event.id);
     feed.add(event);

@@ -5,7 +5,7 @@ import { join } from "node:path";
 
 import { chromium } from "playwright-core";
 
-import { ARTIFACTS, HEARTBEAT_MS, token } from "./stack.mjs";
+import { ARTIFACTS, token } from "./stack.mjs";
 
 export const TIMEOUT = 20_000;
 
@@ -17,15 +17,15 @@ export function launch() {
 }
 
 /**
- * Opens the dashboard served by `base` (the gateway, or a proxy in front of it), with the
- * client told the gateway's heartbeat, and records every state the client goes through in
- * `window.__states`.
+ * Opens the dashboard served by `base` (the gateway, or a proxy in front of it) and records
+ * every state the client goes through in `window.__states`. The client learns the gateway's
+ * heartbeat from the gateway (`HEARTBEAT_MS` in these tests); `params` may override it.
  */
 export async function openDashboard(context, base, params = {}) {
   const page = await context.newPage();
   page.errors = [];
   page.on("pageerror", (err) => page.errors.push(err));
-  const q = new URLSearchParams({ heartbeat: String(HEARTBEAT_MS), ...params });
+  const q = new URLSearchParams(params);
   await page.goto(`${base}/?${q}#token=${token()}`);
   await page.waitForFunction(() => window.herald !== undefined, null, { timeout: TIMEOUT });
   await page.evaluate(() => {

@@ -1,5 +1,5 @@
-// Browser tests: the real stack (nats-server, herald-ingest, herald-gateway as processes) and
-// one headless Chromium, driven by playwright-core. Prints `N passed, N failed`; exits 1 on
+// Browser tests: the real stack (nats-server, herald-ingest, herald-gateway, herald-stats as
+// processes) and one headless Chromium, driven by playwright-core. Prints `N passed, N failed`; exits 1 on
 // any failure. Screenshots and service logs go to e2e/artifacts/.
 //
 //   npm run e2e                 every scenario
@@ -14,7 +14,7 @@ import { launch } from "./browser.mjs";
 import { ARTIFACTS, Stack } from "./stack.mjs";
 
 // In order of what matters most, and so a scenario that restarts a service runs late.
-const SCENARIOS = ["live", "gateway-restart", "fallback", "tabs", "nats-restart", "sleep-offline"];
+const SCENARIOS = ["live", "stats", "gateway-restart", "plain-eventsource", "fallback", "tabs", "nats-restart", "sleep-offline"];
 const PER_SCENARIO_MS = 120_000;
 
 async function main() {
@@ -68,6 +68,7 @@ async function restore(stack) {
   if (!alive(stack.nats)) await stack.startNats();
   if (!alive(stack.gateway)) await stack.startGateway();
   if (!alive(stack.ingest)) await stack.startIngest();
+  if (!alive(stack.stats)) await stack.startStats();
 }
 
 main();

@@ -1,5 +1,6 @@
-// The real Herald stack for browser tests: nats-server, herald-ingest and herald-gateway as
-// separate processes, each on a free port, each killable and restartable on the same port.
+// The real Herald stack for browser tests: nats-server, herald-ingest, herald-gateway and
+// herald-stats (counting `leads` by `status`) as separate processes, each on a free port, each
+// killable and restartable on the same port.
 // Readiness is observed (nats-server's "Server is ready", `GET /readyz` → 200), never slept on.
 
 import { spawn, spawnSync } from "node:child_process";
@@ -104,7 +105,7 @@ export class Stack {
 
   static build() {
     if (process.env.HERALD_E2E_NO_BUILD) return;
-    const r = spawnSync("cargo", ["build", "-p", "herald-ingest", "-p", "herald-gateway"], { cwd: REPO, stdio: "inherit" });
+    const r = spawnSync("cargo", ["build", "-p", "herald-ingest", "-p", "herald-gateway", "-p", "herald-stats"], { cwd: REPO, stdio: "inherit" });
     if (r.status !== 0) throw new Error("cargo build failed");
   }
 
@@ -112,7 +113,7 @@ export class Stack {
     const natsBin = process.env.HERALD_NATS_SERVER ?? join(REPO, ".venv", "bin", "nats-server");
     if (!existsSync(natsBin)) throw new Error(`nats-server not found at ${natsBin} (set HERALD_NATS_SERVER, or run ./dev once)`);
     const bin = (name) => join(process.env.CARGO_TARGET_DIR ?? join(REPO, "target"), "debug", name);
-    const [natsPort, ingestPort, gatewayPort] = [await freePort(), await freePort(), await freePort()];
+    const [natsPort, ingestPort, gatewayPort, statsPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
     this.nats = new Proc("nats-server", natsBin, ["-js", "-a", "127.0.0.1", "-p", String(natsPort), "-sd", join(this.tmp, "js")], {}, this.logDir);
     const common = { HERALD_NATS__URL: `nats://127.0.0.1:${natsPort}`, RUST_LOG: "info" };
     this.ingestUrl = `http://127.0.0.1:${ingestPort}`;
@@ -131,8 +132,20 @@ export class Stack {
       HERALD_GATEWAY__HEARTBEAT: `${HEARTBEAT_MS}ms`,
       HERALD_GATEWAY__DRAIN_WINDOW: "100ms",
     }, this.logDir);
+    this.statsUrl = `http://127.0.0.1:${statsPort}`;
+    this.stats = new Proc("herald-stats", bin("herald-stats"), [], {
+      ...common,
+      HERALD_STATS__LISTEN: `127.0.0.1:${statsPort}`,
+      HERALD_STATS__GROUP_BY: '["leads.status"]',
+      HERALD_STATS__FLUSH_INTERVAL: "20ms",
+    }, this.logDir);
     await this.startNats();
-    await Promise.all([this.startIngest(), this.startGateway()]);
+    await Promise.all([this.startIngest(), this.startGateway(), this.startStats()]);
+  }
+
+  async startStats() {
+    await this.stats.start();
+    await until("stats /readyz", () => ready(this.statsUrl));
   }
 
   startNats() {
@@ -175,6 +188,13 @@ export class Stack {
     return res.json();
   }
 
+  /** `GET /v1/stats` on the gateway: `{ stats: [{ topic, cursor, doc }…] }`. */
+  async statsSnapshot() {
+    const res = await fetch(`${this.gatewayUrl}/v1/stats`, { headers: { Authorization: `Bearer ${token()}` } });
+    if (!res.ok) throw new Error(`GET /v1/stats: ${res.status} ${await res.text()}`);
+    return res.json();
+  }
+
   /** Open gateway connections by transport, from its /metrics. */
   async connections() {
     const text = await (await fetch(`${this.gatewayUrl}/metrics`)).text();
@@ -184,7 +204,7 @@ export class Stack {
   }
 
   async stop() {
-    await Promise.all([this.gateway?.stop("SIGTERM"), this.ingest?.stop("SIGTERM")]);
+    await Promise.all([this.gateway?.stop("SIGTERM"), this.ingest?.stop("SIGTERM"), this.stats?.stop("SIGTERM")]);
     await this.nats?.stop("SIGTERM");
     rmSync(this.tmp, { recursive: true, force: true });
   }

@@ -34,7 +34,7 @@ export const DEFAULTS = Object.freeze({
   topics: [],
   transport: "auto",
   cursor: null,
-  heartbeat: 15_000, // the gateway's `heartbeat` setting
+  heartbeat: null, // ms; null: the interval the gateway announces (`heartbeat_ms`), 15 s until then
   silence: 2.5, // heartbeats missed before a connection counts as dead
   backoff: BACKOFF,
   fallbackAfter: 2, // blocked attempts before "auto" tries the next transport
@@ -44,6 +44,9 @@ export const DEFAULTS = Object.freeze({
   shareTabs: true,
   dedup: 5000, // event ids remembered for duplicate suppression
 });
+
+/** The gateway's default heartbeat, used until it announces its own. */
+const DEFAULT_HEARTBEAT = 15_000;
 
 const IMMEDIATE = new Set(["draining", "token_expired", "replay_failed", "overflow"]);
 
@@ -90,6 +93,8 @@ export class HeraldClient {
     this.state = "connecting";
     this.reason = "starting";
     this.cursor = this.opts.cursor ?? null;
+    // The option overrides; otherwise each connection's opening `status` says.
+    this.heartbeat = this.opts.heartbeat ?? DEFAULT_HEARTBEAT;
     this.role = "alone";
     this.gen = 0;
     this.attempt = 0;
@@ -271,14 +276,14 @@ export class HeraldClient {
       return this.fail(gen, { kind: "refused", code: "token_unavailable", message: String(err?.message ?? err) });
     }
     if (gen !== this.gen) return;
-    if (!this.cursor && kind !== "poll") await this.bootstrapCursor(token);
-    if (gen !== this.gen) return;
+    // Without a cursor, the gateway opens every stream with its position (SSE: the `id:` of
+    // the opening `status`; WebSocket: its `cursor`), so nothing is lost before the first event.
     const ctx = {
       base: this.url,
       topics: this.topics,
       cursor: this.cursor,
       token,
-      heartbeat: this.opts.heartbeat,
+      heartbeat: this.heartbeat,
       pollWait: this.opts.pollWait,
       env: this.env,
       on: this.handlers(gen),
@@ -291,26 +296,10 @@ export class HeraldClient {
     if (kind !== "poll") this.armWatchdog(gen);
   }
 
-  /**
-   * A first connection without a cursor asks the gateway where the stream is (a long-poll
-   * with `wait=0`), so an outage before the first event cannot lose anything. Best effort.
-   */
-  async bootstrapCursor(token) {
-    const res = await this.ask("/v1/poll", { wait: 0 }, token);
-    if (res?.ok) {
-      try {
-        const body = await res.json();
-        if (!this.cursor && typeof body.cursor === "string" && body.cursor) this.cursor = body.cursor;
-      } catch {
-        // not a Herald answer; the transport will tell
-      }
-    }
-  }
-
   /** A bounded GET to the gateway; resolves to the response, or null if unreachable. */
   async ask(path, params, token) {
     const abort = new AbortController();
-    const timer = this.env.setTimeout(() => abort.abort(), this.opts.heartbeat);
+    const timer = this.env.setTimeout(() => abort.abort(), this.heartbeat);
     try {
       const headers = token ? { Authorization: `Bearer ${token}` } : {};
       const topics = this.topics.length ? this.topics.join(",") : undefined;
@@ -369,6 +358,16 @@ export class HeraldClient {
     switch (name) {
       case "status":
         this.serverLive = data?.state !== "degraded";
+        // The opening status announces the heartbeat and, for a stream opened without a
+        // cursor, where it starts.
+        if (this.opts.heartbeat == null && Number.isFinite(data?.heartbeat_ms) && data.heartbeat_ms > 0 && data.heartbeat_ms !== this.heartbeat) {
+          this.heartbeat = data.heartbeat_ms;
+          if (this.timers.watchdog) {
+            this.clearTimer("watchdog");
+            this.armWatchdog(gen);
+          }
+        }
+        if (cursor) this.advance(cursor);
         if (this.opened) this.showLive(`${NAMES[this.kind]} connected`);
         return;
       case "reset":
@@ -454,11 +453,11 @@ export class HeraldClient {
   }
 
   silenceBudget() {
-    return this.opts.heartbeat * this.opts.silence;
+    return this.heartbeat * this.opts.silence;
   }
 
   armWatchdog(gen) {
-    const tick = Math.max(50, Math.floor(this.opts.heartbeat / 2));
+    const tick = () => Math.max(50, Math.floor(this.heartbeat / 2));
     const check = () => {
       this.timers.watchdog = null;
       if (gen !== this.gen || this.closed) return;
@@ -472,10 +471,10 @@ export class HeraldClient {
             : `no answer for ${Math.round(idle / 1000)} s`,
         });
       }
-      if (this.opened && idle >= this.opts.heartbeat) this.transport?.probe?.();
-      this.timers.watchdog = this.env.setTimeout(check, tick);
+      if (this.opened && idle >= this.heartbeat) this.transport?.probe?.();
+      this.timers.watchdog = this.env.setTimeout(check, tick());
     };
-    this.timers.watchdog = this.env.setTimeout(check, tick);
+    this.timers.watchdog = this.env.setTimeout(check, tick());
   }
 
   clearTimer(name) {

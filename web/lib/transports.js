@@ -87,7 +87,8 @@ export class SseTransport {
     if (cursor) headers["Last-Event-ID"] = cursor;
     let res;
     try {
-      res = await env.fetch(endpoint(base, "/v1/stream", { topics: topicsParam(topics) }), {
+      // The cursor goes as `Last-Event-ID` and as `since` (a proxy may drop the header).
+      res = await env.fetch(endpoint(base, "/v1/stream", { topics: topicsParam(topics), since: cursor }), {
         headers,
         cache: "no-store",
         credentials: "same-origin",
@@ -144,7 +145,6 @@ export class WsTransport {
     this.ctx = ctx;
     this.stopped = false;
     this.opened = false;
-    this.probing = false;
   }
 
   start() {
@@ -185,24 +185,17 @@ export class WsTransport {
     }
     this.ctx.on.alive();
     if (msg.type === "event") return this.ctx.on.event(msg.event, msg.cursor ?? null);
-    if (msg.type === "pong") return;
+    if (msg.type === "pong") return; // the answer to probe(): alive() above is all it means
     if (msg.type === "error") {
-      // The gateway has no ping frame yet: it answers our probe with `bad_frame`, which is
-      // all the probe needs (a reply proves the connection carries data both ways).
-      if (this.probing && msg.code === "bad_frame") {
-        this.probing = false;
-        return;
-      }
-      // Any other error refused our subscription: the connection carries nothing.
+      // An error refused our subscription: the connection carries nothing.
       return this.fail({ kind: "refused", code: msg.code, message: msg.message ?? msg.code });
     }
     this.ctx.on.control(msg.type, msg, msg.cursor ?? null);
   }
 
-  /** Asks the server for a reply, so a silent connection shows up as silent. */
+  /** Asks the server for a reply (`{"op":"ping"}` → `pong`), so a dead connection shows. */
   probe() {
     if (!this.opened || this.stopped) return;
-    this.probing = true;
     this.send({ op: "ping" });
   }
 
@@ -304,6 +297,7 @@ export class PollTransport {
       on.alive();
       on.control("status", { state: body.state === "degraded" ? "degraded" : "live" }, null);
       if (body.reset) on.control("reset", body.reset, body.reset.cursor ?? null);
+      for (const doc of Array.isArray(body.stats) ? body.stats : []) on.control("stats", doc, null);
       for (const event of body.events) {
         if (this.stopped) return;
         on.event(event, null);

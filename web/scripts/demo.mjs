@@ -31,7 +31,7 @@ async function main() {
   mkdirSync(logDir, { recursive: true });
   const stack = new Stack({ logDir });
   await stack.start();
-  const url = `${stack.gatewayUrl}/?heartbeat=1000#token=${token({ sub: "demo", ttl: 7 * 24 * 3600 })}`;
+  const url = `${stack.gatewayUrl}/#token=${token({ sub: "demo", ttl: 7 * 24 * 3600 })}`;
   console.log(`\n  Herald dashboard:  ${url}\n`);
   console.log(`  ingest:            ${stack.ingestUrl}   (POST /v1/events, Authorization: Bearer k)`);
   console.log(`  gateway:           ${stack.gatewayUrl}`);

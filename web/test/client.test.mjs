@@ -18,19 +18,66 @@ async function advance(ms, step = 100) {
   }
 }
 
-test("connects over SSE first, resuming from the gateway's position", async () => {
+test("connects over SSE first, resuming from the position the gateway opens with", async () => {
   const { h, made, fetched, states } = harness();
   await flush();
   assert.equal(made.length, 1);
   assert.equal(made[0].kind, "sse");
-  // With no cursor yet, the client asks where the stream is, so nothing is lost before
-  // the first event.
-  assert.match(fetched[0].url, /\/v1\/poll\?wait=0$/);
-  assert.equal(made[0].ctx.cursor, "1-0000000a");
+  assert.equal(fetched.length, 0, "no extra request to learn the cursor");
+  assert.equal(made[0].ctx.cursor, null);
   assert.equal(h.state, "connecting");
   made[0].ctx.on.open();
+  // The opening status: SSE carries the head cursor as its `id:`.
+  made[0].ctx.on.control("status", { state: "live", heartbeat_ms: 15000 }, "1-0000000a");
   assert.equal(h.state, "live");
   assert.deepEqual(states.map((s) => s.s), ["live"]);
+  assert.equal(h.cursor, "1-0000000a");
+  // A failure before any event resumes from there.
+  made[0].ctx.on.fail({ kind: "closed", message: "gateway killed" });
+  await advance(1000);
+  assert.equal(made[1].ctx.cursor, "1-0000000a");
+  h.close();
+});
+
+test("the heartbeat the gateway announces sets the silence budget; the option overrides it", async () => {
+  const { h, made } = harness();
+  await flush();
+  made[0].ctx.on.open();
+  made[0].ctx.on.control("status", { state: "live", heartbeat_ms: 1000 }, null);
+  await advance(2400);
+  assert.equal(made.length, 1);
+  await advance(700);
+  assert.equal(made[0].stopped, true, "2.5 announced heartbeats of silence: dead");
+  h.close();
+
+  const pinned = harness({ heartbeat: 60_000 });
+  await flush();
+  pinned.made[0].ctx.on.open();
+  pinned.made[0].ctx.on.control("status", { state: "live", heartbeat_ms: 1000 }, null);
+  await advance(10_000, 1000);
+  assert.equal(pinned.made.length, 1, "the option wins over the announcement");
+  assert.equal(pinned.made[0].stopped, undefined);
+  pinned.h.close();
+});
+
+test("after a 401 or token expiry, SSE reopens with a fresh token and the last cursor", async () => {
+  let n = 0;
+  const getToken = async () => `token-${++n}`;
+  const { h, made } = harness({ getToken });
+  await flush();
+  assert.equal(made[0].ctx.token, "token-1");
+  made[0].ctx.on.open();
+  made[0].ctx.on.event(event("a"), "5-0000000a");
+  made[0].ctx.on.control("reconnect", { reason: "token_expired" }, null);
+  await advance(100);
+  assert.equal(made.length, 2, "at once");
+  assert.equal(made[1].ctx.token, "token-2", "a fresh token");
+  assert.equal(made[1].ctx.cursor, "5-0000000a", "resuming after the last event");
+  made[1].ctx.on.fail({ kind: "refused", status: 401, code: "token_expired", message: "expired" });
+  await advance(2000);
+  assert.equal(made.length, 3);
+  assert.equal(made[2].ctx.token, "token-3");
+  assert.equal(made[2].ctx.cursor, "5-0000000a");
   h.close();
 });
 

@@ -41,7 +41,7 @@ test("SSE: sends the token and cursor as headers, reads events, controls and hea
   const t = new SseTransport({ base: "http://gw.test/", topics: ["leads", "deals"], cursor: "7-0000000a", token: "jwt", env: { ...env, fetch }, on });
   t.start();
   await settle(log, "fail");
-  assert.equal(seen.url, "http://gw.test/v1/stream?topics=leads%2Cdeals");
+  assert.equal(seen.url, "http://gw.test/v1/stream?topics=leads%2Cdeals&since=7-0000000a");
   assert.equal(seen.init.headers.Authorization, "Bearer jwt");
   assert.equal(seen.init.headers["Last-Event-ID"], "7-0000000a");
   assert.deepEqual(log.map(([k]) => k), ["open", "alive", "event", "alive", "control", "fail"]);

@@ -48,8 +48,9 @@ pub struct Config {
     /// How often the tail checks the NATS connection (`CONNECTION_CHECK`). Default 250 ms.
     #[serde(with = "humantime_serde")]
     pub connection_check: Duration,
-    /// How often the tail re-reads stream info: lag metric and recreated-stream detection
-    /// (`STREAM_CHECK`). Default 5 s.
+    /// How often the tail re-reads stream info: lag metric, recreated-stream detection, and a
+    /// consumer that delivered nothing for a whole interval while the stream moved on (e.g.
+    /// after a stream-leader failover), which is then restarted (`STREAM_CHECK`). Default 2 s.
     #[serde(with = "humantime_serde")]
     pub stream_check: Duration,
     /// Longest `wait` a long-poll may ask for (`POLL_MAX_WAIT`). Default 30 s.
@@ -63,7 +64,9 @@ pub struct Config {
     /// `["*"]` allows any origin without credentials, a list allows those origins with
     /// credentials (cookies).
     pub cors_origins: Vec<String>,
-    /// A directory served at `/` (dashboard, `herald.js`) (`WEB_DIR`). Default none (404).
+    /// The `web/` directory of the repository (`WEB_DIR`): serves `/` (its `index.html`),
+    /// `/herald.js`, `/herald.d.ts`, `/lib/**` and `/dashboard/**`, nothing else. Default
+    /// none (404).
     pub web_dir: Option<PathBuf>,
 }
 
@@ -81,7 +84,7 @@ impl Default for Config {
             ring_bytes: 64 << 20,
             max_replays: 32,
             connection_check: Duration::from_millis(250),
-            stream_check: Duration::from_secs(5),
+            stream_check: Duration::from_secs(2),
             poll_max_wait: Duration::from_secs(30),
             poll_max_events: 500,
             limits: Limits::default(),

@@ -28,6 +28,12 @@ pub enum ApiError {
     /// 503: the gateway has not reached JetStream yet.
     #[error("the gateway is not connected to the event store yet; retry later")]
     NotReady,
+    /// 404: no stats document for this topic yet.
+    #[error("nothing has been counted for this topic yet")]
+    NoStats,
+    /// 500: something the gateway cannot explain to the client (the cause is logged).
+    #[error("internal error")]
+    Internal,
 }
 
 /// Why a token was refused. One variant per failure.
@@ -76,6 +82,8 @@ impl ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::TooManyConnections(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::RateLimited { .. } | Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoStats => StatusCode::NOT_FOUND,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -88,6 +96,8 @@ impl ApiError {
             Self::TooManyConnections(_) => "too_many_connections",
             Self::RateLimited { .. } => "rate_limited",
             Self::NotReady => "not_ready",
+            Self::NoStats => "no_stats",
+            Self::Internal => "internal",
         }
     }
 }

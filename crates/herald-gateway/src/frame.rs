@@ -97,6 +97,48 @@ impl EventFrame {
     }
 }
 
+/// A stats document (`$stats`), ready to send: `{"topic":…,"cursor":…,"doc":{…}}`, the same
+/// shape as one answer of `GET /v1/stats`. Built once per document version.
+#[derive(Debug)]
+pub struct StatsFrame {
+    /// The document's tenant.
+    pub tenant: TenantId,
+    /// The document's topic.
+    pub topic: Topic,
+    /// The stream sequence the document has counted up to.
+    pub seq: u64,
+    /// `{"topic":…,"cursor":…,"doc":{…}}`.
+    pub json: Bytes,
+    /// `event: stats\ndata: <json>\n\n`.
+    pub sse: Bytes,
+    /// `{"type":"stats","topic":…,"cursor":…,"doc":{…}}`.
+    pub ws: Bytes,
+}
+
+impl StatsFrame {
+    /// Renders `doc` for every transport.
+    pub fn new(doc: &herald_stats::StatsDoc) -> Self {
+        let body = serde_json::json!({"topic": doc.topic, "cursor": doc.cursor, "doc": doc});
+        let json = Bytes::from(body.to_string());
+        let mut sse = BytesMut::with_capacity(json.len() + 22);
+        sse.put_slice(b"event: stats\ndata: ");
+        sse.put_slice(&json);
+        sse.put_slice(b"\n\n");
+        let mut ws = BytesMut::with_capacity(json.len() + 16);
+        ws.put_slice(b"{\"type\":\"stats\",");
+        // `json` is an object: drop its `{`.
+        ws.put_slice(&json[1..]);
+        Self {
+            tenant: doc.tenant.clone(),
+            topic: doc.topic.clone(),
+            seq: doc.last_seq,
+            json,
+            sse: sse.freeze(),
+            ws: ws.freeze(),
+        }
+    }
+}
+
 /// Why a client must refetch its snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResetReason {
@@ -104,6 +146,9 @@ pub enum ResetReason {
     EpochMismatch,
     /// The cursor is older than the stream's first retained event.
     OutOfRetention,
+    /// The cursor is past the stream's last event (same epoch): it never came from this
+    /// stream, and resuming from it would silently skip events.
+    CursorAhead,
 }
 
 impl ResetReason {
@@ -112,6 +157,7 @@ impl ResetReason {
         match self {
             Self::EpochMismatch => "epoch_mismatch",
             Self::OutOfRetention => "out_of_retention",
+            Self::CursorAhead => "cursor_ahead",
         }
     }
 }
@@ -144,6 +190,17 @@ impl ReconnectReason {
 /// A control message.
 #[derive(Debug, Clone)]
 pub enum Control {
+    /// The first message of every stream (`event: status`): the feed's state, the heartbeat
+    /// interval, and, for a connection opened without a cursor, where it starts (SSE: as the
+    /// `id:`, so `EventSource.lastEventId` is set before the first event).
+    Hello {
+        /// Whether events are flowing.
+        live: bool,
+        /// The heartbeat interval, in milliseconds.
+        heartbeat_ms: u64,
+        /// The starting cursor, when the client gave none.
+        cursor: Option<Cursor>,
+    },
     /// The feed is live (`true`) or degraded (`false`: NATS unreachable).
     Status {
         /// Whether events are flowing.
@@ -163,23 +220,15 @@ pub enum Control {
         /// Why.
         reason: ReconnectReason,
     },
-    /// A named non-event message (reserved for `$stats` documents): `data` must be JSON.
-    Named {
-        /// The SSE event name / WS `type`.
-        name: &'static str,
-        /// The JSON payload.
-        data: Bytes,
-    },
 }
 
 impl Control {
     fn name(&self) -> &'static str {
         match self {
-            Self::Status { .. } => "status",
+            Self::Hello { .. } | Self::Status { .. } => "status",
             Self::Reset { .. } => "reset",
             Self::Overflow => "overflow",
             Self::Reconnect { .. } => "reconnect",
-            Self::Named { name, .. } => name,
         }
     }
 
@@ -187,22 +236,36 @@ impl Control {
     fn data(&self) -> serde_json::Value {
         use serde_json::json;
         match self {
-            Self::Status { live } => json!({"state": if *live { "live" } else { "degraded" }}),
+            Self::Hello {
+                live,
+                heartbeat_ms,
+                cursor,
+            } => {
+                let mut data = json!({"state": state(*live), "heartbeat_ms": heartbeat_ms});
+                if let Some(cursor) = cursor {
+                    data["cursor"] = cursor.to_string().into();
+                }
+                data
+            }
+            Self::Status { live } => json!({"state": state(*live)}),
             Self::Reset { reason, cursor } => {
                 json!({"reason": reason.as_str(), "cursor": cursor.to_string()})
             }
             Self::Overflow => json!({"reason": "client_too_slow"}),
             Self::Reconnect { reason } => json!({"reason": reason.as_str()}),
-            Self::Named { data, .. } => {
-                serde_json::from_slice(data).unwrap_or(serde_json::Value::Null)
-            }
         }
     }
 
-    /// The SSE message. A reset carries `id:` so `Last-Event-ID` moves past the gap.
+    /// The SSE message. A reset carries `id:` so `Last-Event-ID` moves past the gap, and so
+    /// does the opening status of a connection without a cursor.
     pub fn sse(&self) -> Bytes {
         let mut out = String::new();
-        if let Self::Reset { cursor, .. } = self {
+        if let Self::Reset { cursor, .. }
+        | Self::Hello {
+            cursor: Some(cursor),
+            ..
+        } = self
+        {
             out.push_str(&format!("id: {cursor}\n"));
         }
         out.push_str(&format!(
@@ -213,20 +276,19 @@ impl Control {
         Bytes::from(out)
     }
 
-    /// The WebSocket text frame: the data object with `"type":<name>` added (data that is not
-    /// an object goes under `"data"`).
+    /// The WebSocket text frame: the data object with `"type":<name>` added.
     pub fn ws_text(&self) -> String {
         let mut frame = match self.data() {
             serde_json::Value::Object(map) => map,
-            other => {
-                let mut map = serde_json::Map::new();
-                map.insert("data".into(), other);
-                map
-            }
+            _ => serde_json::Map::new(),
         };
         frame.insert("type".into(), self.name().into());
         serde_json::Value::Object(frame).to_string()
     }
+}
+
+fn state(live: bool) -> &'static str {
+    if live { "live" } else { "degraded" }
 }
 
 /// What the fan-out queues for a client.
@@ -234,6 +296,8 @@ impl Control {
 pub enum Frame {
     /// A stored event.
     Event(Arc<EventFrame>),
+    /// A stats document.
+    Stats(Arc<StatsFrame>),
     /// A control message.
     Control(Control),
 }
@@ -276,12 +340,30 @@ mod tests {
         let st: serde_json::Value =
             serde_json::from_str(&Control::Status { live: false }.ws_text()).unwrap();
         assert_eq!(st["state"], "degraded");
-        let named = Control::Named {
-            name: "stats",
-            data: Bytes::from_static(b"[1,2]"),
+        let doc = herald_stats::StatsDoc::new(
+            TenantId::parse("acme").unwrap(),
+            Topic::parse("leads").unwrap(),
+            Epoch(1),
+            &[],
+        );
+        let stats = StatsFrame::new(&doc);
+        let ws: serde_json::Value = serde_json::from_slice(&stats.ws).unwrap();
+        assert_eq!(ws["type"], "stats");
+        assert_eq!(ws["topic"], "leads");
+        assert_eq!(ws["cursor"], "0-00000001");
+        assert_eq!(ws["doc"]["total"], 0);
+        assert!(stats.sse.starts_with(b"event: stats\ndata: {\"cursor\":"));
+        let hello = Control::Hello {
+            live: true,
+            heartbeat_ms: 15_000,
+            cursor: Some(Cursor::new(3, Epoch(1))),
         };
-        let v: serde_json::Value = serde_json::from_str(&named.ws_text()).unwrap();
-        assert_eq!(v, serde_json::json!({"type": "stats", "data": [1, 2]}));
-        assert_eq!(&named.sse()[..], b"event: stats\ndata: [1,2]\n\n");
+        assert_eq!(
+            &hello.sse()[..],
+            b"id: 3-00000001\nevent: status\ndata: {\"cursor\":\"3-00000001\",\"heartbeat_ms\":15000,\"state\":\"live\"}\n\n"
+        );
+        let ws: serde_json::Value = serde_json::from_str(&hello.ws_text()).unwrap();
+        assert_eq!(ws["type"], "status");
+        assert_eq!(ws["heartbeat_ms"], 15_000);
     }
 }

@@ -11,13 +11,15 @@
 //! | [`config`] | `Config`: listener, JWT, heartbeat, ring, limits, CORS, `web_dir` |
 //! | [`auth`] | JWT verification, token sources, topic scoping |
 //! | [`tail`] | the one ordered consumer; outage and recreated-stream handling |
+//! | [`stats`] | the one `herald_stats` watch feeding live `$stats` documents |
 //! | [`hub`] | subscribers by (tenant, topic), bounded queues, ring buffer, hand-off |
 //! | [`replay`] | short-lived tenant-filtered replays, bounded by a semaphore; reset detection |
 //! | [`session`] | one client's ordered delivery, heartbeats, expiry, drain |
 //! | [`frame`] | SSE and WebSocket renderings of events and control messages |
-//! | [`routes`] | `/v1/stream`, `/v1/ws`, `/v1/poll` |
+//! | [`routes`] | `/v1/stream`, `/v1/ws`, `/v1/poll`, `/v1/stats` |
 //! | [`limits`] | connections per user and tenant, connection rate |
 //! | [`metrics`] | Prometheus metrics |
+//! | [`web`] | the allowlisted browser files of `web_dir` |
 //! | [`error`] | `ApiError` (JSON bodies) and `Error` |
 
 use std::net::SocketAddr;
@@ -32,7 +34,6 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::services::ServeDir;
 
 pub mod auth;
 pub mod config;
@@ -45,7 +46,9 @@ pub mod replay;
 pub mod routes;
 pub mod session;
 pub mod state;
+pub mod stats;
 pub mod tail;
+pub mod web;
 
 pub use config::Config;
 pub use error::Error;
@@ -55,6 +58,7 @@ use crate::hub::Hub;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::state::AppState;
+use crate::stats::StatsFeed;
 use crate::tail::Tail;
 
 /// The config section (`[gateway]`, `HERALD_GATEWAY__*`).
@@ -66,6 +70,7 @@ pub struct App {
     addr: SocketAddr,
     router: Router,
     tail: Tail,
+    stats: StatsFeed,
     jwks: Option<JwksTask>,
     background: CancellationToken,
     ctx: ServiceContext,
@@ -132,8 +137,11 @@ impl App {
             client: ctx.client.clone(),
             hub: Arc::clone(&hub),
         });
-        let mut router = routes::router(state)
-            .merge(ops_router(Arc::new(registry), readiness))
+        let mut router = routes::router(state).merge(ops_router(Arc::new(registry), readiness));
+        if let Some(dir) = &cfg.web_dir {
+            router = router.merge(web::router(dir));
+        }
+        let mut router = router
             .layer(
                 // The span names the path only: the query may hold `access_token`, and no
                 // secret is ever logged.
@@ -146,9 +154,12 @@ impl App {
         if let Some(cors) = cors_layer(&cfg.cors_origins) {
             router = router.layer(cors);
         }
-        if let Some(dir) = &cfg.web_dir {
-            router = router.fallback_service(ServeDir::new(dir));
-        }
+        let stats = StatsFeed {
+            js: ctx.js.clone(),
+            hub: Arc::clone(&hub),
+            metrics: Arc::clone(&metrics),
+            shutdown: background.clone(),
+        };
         let tail = Tail {
             client: ctx.client.clone(),
             js: ctx.js.clone(),
@@ -164,6 +175,7 @@ impl App {
             addr,
             router,
             tail,
+            stats,
             jwks: jwks.map(|f| Box::pin(f) as JwksTask),
             background,
             ctx,
@@ -179,6 +191,7 @@ impl App {
     /// `reconnect` within the drain window, and this returns once they are closed.
     pub async fn run_until_stopped(self) -> Result<(), Error> {
         let tail = tokio::spawn(self.tail.run());
+        let stats = tokio::spawn(self.stats.run());
         if let Some(jwks) = self.jwks {
             tokio::spawn(jwks);
         }
@@ -186,6 +199,9 @@ impl App {
         self.background.cancel();
         if let Err(err) = tail.await {
             tracing::error!(%err, "the event tail panicked");
+        }
+        if let Err(err) = stats.await {
+            tracing::error!(%err, "the stats watch panicked");
         }
         served.map_err(Error::Io)
     }

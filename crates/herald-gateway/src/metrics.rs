@@ -80,6 +80,8 @@ pub struct Metrics {
     pub lag: Gauge,
     /// Events received by the tail.
     pub tailed: Counter,
+    /// Stats document versions received by the stats watch.
+    pub stats_documents: Counter,
 }
 
 impl Metrics {
@@ -121,6 +123,11 @@ impl Metrics {
             "tailed_events",
             "Events received from JetStream by the tail",
             self.tailed.clone(),
+        );
+        r.register(
+            "stats_documents",
+            "Stats document versions received from herald_stats",
+            self.stats_documents.clone(),
         );
     }
 

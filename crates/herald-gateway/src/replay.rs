@@ -107,6 +107,15 @@ pub async fn plan(
     })))
 }
 
+/// Whether the stream holds `cursor`: same epoch and a sequence at or below its last one.
+/// A cursor past the hub's head is usually one another gateway delivered before this one's
+/// tail caught up; one past the stream's end never came from this stream.
+pub async fn stream_holds(js: &jetstream::Context, cursor: Cursor) -> Result<bool, ReplayError> {
+    let mut stream = js.get_stream(EVENTS_STREAM).await?;
+    let info = stream.info().await?;
+    Ok(Epoch::from_created(info.created) == cursor.epoch && cursor.seq <= info.state.last_sequence)
+}
+
 impl Replay {
     /// The next replayed event, `None` once the replay reached `until`. Cancel-safe: what a
     /// cancelled chunk already read is kept, and the next chunk starts after it.

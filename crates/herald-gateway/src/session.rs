@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::TopicSet;
 use crate::error::ApiError;
-use crate::frame::{Control, Frame, ReconnectReason};
+use crate::frame::{Control, Frame, ReconnectReason, ResetReason};
 use crate::hub::{Backlog, Closed, Subscription};
 use crate::metrics::ResumeSource;
 use crate::replay::{self, Plan, Replay};
@@ -34,6 +34,15 @@ pub enum Output {
     Heartbeat,
     /// The session is over; close the connection.
     End,
+}
+
+/// What a session receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    /// The topics whose events it receives.
+    pub topics: TopicSet,
+    /// The topics whose stats documents it receives (`$stats`), if any.
+    pub stats: Option<TopicSet>,
 }
 
 /// A session's clocks.
@@ -71,10 +80,11 @@ impl Session {
     pub async fn open(
         state: &AppState,
         tenant: TenantId,
-        topics: TopicSet,
+        scope: Scope,
         since: Option<Cursor>,
         expires_in: Duration,
     ) -> Result<Self, ApiError> {
+        let Scope { topics, stats } = scope;
         let mut sub = state
             .hub
             .subscribe(
@@ -84,13 +94,18 @@ impl Session {
                 state.cfg.client_queue,
             )
             .ok_or(ApiError::NotReady)?;
+        if stats.is_some() {
+            sub.set_stats(stats);
+        }
         let mut backlog = VecDeque::new();
         let mut replay = None;
-        if !sub.live {
-            backlog.push_back(Frame::Control(Control::Status { live: false }));
-        }
-        let mut last_seq = since.filter(|c| c.epoch == sub.epoch).map_or(0, |c| c.seq);
         let head = sub.head_cursor();
+        backlog.push_back(Frame::Control(Control::Hello {
+            live: sub.live,
+            heartbeat_ms: u64::try_from(state.cfg.heartbeat.as_millis()).unwrap_or(u64::MAX),
+            cursor: since.is_none().then_some(head),
+        }));
+        let mut last_seq = since.filter(|c| c.epoch == sub.epoch).map_or(0, |c| c.seq);
         let reset = |reason, backlog: &mut VecDeque<Frame>| {
             state.metrics.resets.inc();
             backlog.push_back(Frame::Control(Control::Reset {
@@ -107,6 +122,18 @@ impl Session {
             Backlog::Reset(reason) => {
                 reset(reason, &mut backlog);
                 last_seq = sub.head;
+            }
+            Backlog::Ahead(since) => {
+                let held = replay::stream_holds(&state.js, since).await.map_err(|err| {
+                    tracing::warn!(error = %herald_core::error_chain(&err), "checking a cursor failed");
+                    ApiError::NotReady
+                })?;
+                // Held: live delivery brings everything after it (events up to it are dropped
+                // by sequence); not held: the client would silently skip events.
+                if !held {
+                    reset(ResetReason::CursorAhead, &mut backlog);
+                    last_seq = sub.head;
+                }
             }
             Backlog::Replay(since) => {
                 let plan = replay::plan(&state.js, &state.replay_slots, &tenant, since, sub.head)
@@ -135,7 +162,9 @@ impl Session {
                 heartbeat: state.cfg.heartbeat,
                 expires_in,
                 drain_window: state.cfg.drain_window,
-                shutdown: state.shutdown.clone(),
+                // A child token per session: `next` polls it for every frame, and a token
+                // shared by every session would make its lock the hottest in the process.
+                shutdown: state.shutdown.child_token(),
             },
         );
         session.backlog = backlog;
@@ -194,6 +223,11 @@ impl Session {
         &self.topics
     }
 
+    /// Stops sending stats documents.
+    pub fn drop_stats(&mut self) {
+        self.sub.set_stats(None);
+    }
+
     /// Replaces the topic set; topics kept across the change miss nothing.
     pub fn set_topics(&mut self, topics: TopicSet) {
         self.sub.set_topics(topics.clone());
@@ -214,7 +248,7 @@ impl Session {
                 self.head = cursor.seq;
                 self.epoch = cursor.epoch;
             }
-            Frame::Control(_) => {}
+            Frame::Stats(_) | Frame::Control(_) => {}
         }
         Some(Output::Frame(frame))
     }
@@ -222,6 +256,12 @@ impl Session {
     fn end(&mut self, control: Control) -> Output {
         self.ended = true;
         Output::Frame(Frame::Control(control))
+    }
+
+    /// Whether a frame is already waiting (backlog, or the live queue when not replaying),
+    /// so a transport can write several in one go without polling [`Session::next`] in vain.
+    pub fn has_ready(&self) -> bool {
+        !self.backlog.is_empty() || (self.replay.is_none() && !self.sub.rx.is_empty())
     }
 
     /// The next thing to send. Cancel-safe: nothing is lost if the future is dropped.

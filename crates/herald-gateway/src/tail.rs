@@ -48,6 +48,13 @@ pub enum TailError {
     /// The stream was deleted and recreated.
     #[error("the events stream was recreated")]
     Recreated,
+    /// The stream holds events past ours but the consumer delivered nothing for a whole
+    /// stream check: it lives on a server that is gone (e.g. a stream-leader failover).
+    #[error("the ordered consumer stalled {lag} events behind the stream")]
+    Stalled {
+        /// Events in the stream the consumer did not deliver.
+        lag: u64,
+    },
     /// The consumer's message stream ended.
     #[error("the ordered consumer ended")]
     Ended,
@@ -150,11 +157,14 @@ impl Tail {
 
         let mut conn_tick = tokio::time::interval(self.connection_check);
         let mut stream_tick = tokio::time::interval(self.stream_check);
+        // Whether a message arrived since the previous stream check.
+        let mut progressed = true;
         loop {
             tokio::select! {
                 () = self.shutdown.cancelled() => return Ok(()),
                 msg = messages.next() => {
                     let msg = msg.ok_or(TailError::Ended)??;
+                    progressed = true;
                     let Ok(info) = msg.info() else { continue };
                     let cursor = Cursor::new(info.stream_sequence, epoch);
                     self.metrics.tailed.inc();
@@ -168,20 +178,30 @@ impl Tail {
                         return Err(TailError::Disconnected);
                     }
                 }
-                _ = stream_tick.tick() => self.check_stream(&mut stream, epoch).await?,
+                _ = stream_tick.tick() => {
+                    let lag = self.check_stream(&mut stream, epoch).await?;
+                    // Behind the stream with nothing delivered for a whole interval: the
+                    // consumer is dead without saying so. Restart from our head; the hub
+                    // skips anything already sent, so there is no gap and no duplicate.
+                    if lag > 0 && !progressed {
+                        return Err(TailError::Stalled { lag });
+                    }
+                    progressed = false;
+                }
             }
         }
     }
 
-    /// Updates the lag metric and detects a recreated stream.
+    /// Updates the lag metric, detects a recreated stream, and returns the lag (events in the
+    /// stream past the hub's head; 0 when the info could not be read in time).
     async fn check_stream(
         &self,
         stream: &mut jetstream::stream::Stream,
         epoch: Epoch,
-    ) -> Result<(), TailError> {
+    ) -> Result<u64, TailError> {
         let timeout = self.connection_check.max(Duration::from_secs(1));
         let Ok(info) = tokio::time::timeout(timeout, stream.info()).await else {
-            return Ok(());
+            return Ok(0);
         };
         // An error here (e.g. the stream was deleted) restarts the tail, which re-provisions
         // and compares epochs.
@@ -192,6 +212,6 @@ impl Tail {
         let head = self.hub.head().map_or(0, |c| c.seq);
         let lag = info.state.last_sequence.saturating_sub(head);
         self.metrics.lag.set(i64::try_from(lag).unwrap_or(i64::MAX));
-        Ok(())
+        Ok(lag)
     }
 }

@@ -174,8 +174,9 @@ pub async fn watch(
     kv: &kv::Store,
     tenant: &TenantId,
 ) -> Result<impl Stream<Item = Result<Update, StoreError>> + Send + use<>, StoreError> {
+    // With history: the current document of every key first, then each new version.
     let watch = kv
-        .watch(format!("{tenant}.>"))
+        .watch_with_history(format!("{tenant}.>"))
         .await
         .map_err(StoreError::Watch)?;
     Ok(watch.filter_map(|entry| async move {

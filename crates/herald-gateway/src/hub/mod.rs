@@ -5,20 +5,25 @@
 //! subscriber receives, through its queue, every event with a sequence above the `head` it was
 //! registered at, and nothing at or below it; whatever lies between its cursor and `head` comes
 //! from the ring (copied under that same lock) or from a JetStream replay that stops at `head`.
+//!
+//! The hub also keeps the current stats document of each tenant and topic, fed by the one
+//! stats watch of the process, and sends each new version to the `$stats` subscribers whose
+//! scope holds its topic.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use herald_core::cursor::{Cursor, Epoch};
-use herald_core::names::TenantId;
+use herald_core::names::{TenantId, Topic};
 use tokio::sync::{Notify, mpsc};
 
 use crate::auth::TopicSet;
-use crate::frame::{Control, EventFrame, Frame, ResetReason};
+use crate::frame::{Control, EventFrame, Frame, ResetReason, StatsFrame};
 use crate::metrics::Metrics;
 
 mod index;
 mod ring;
+mod stats;
 
 use index::TenantIndex;
 use ring::Ring;
@@ -39,6 +44,10 @@ pub enum Backlog {
     Ring(Vec<Arc<EventFrame>>),
     /// The cursor is older than the ring: replay `(cursor, head]` from JetStream.
     Replay(Cursor),
+    /// The cursor is past the last event this process has seen: either the stream holds it
+    /// and the tail has not caught up (another gateway delivered it), or it is past the
+    /// stream's end. Only the stream can tell ([`crate::replay::stream_holds`]).
+    Ahead(Cursor),
     /// The cursor cannot be resumed.
     Reset(ResetReason),
 }
@@ -72,6 +81,12 @@ impl Subscription {
         self.hub.set_topics(self.id, topics);
     }
 
+    /// Sets which topics' stats documents it receives (`None`: none); the current ones are
+    /// queued at once.
+    pub fn set_stats(&self, scope: Option<TopicSet>) {
+        self.hub.set_stats(self.id, scope);
+    }
+
     /// The cursor of the registration point.
     pub fn head_cursor(&self) -> Cursor {
         Cursor::new(self.head, self.epoch)
@@ -87,6 +102,8 @@ impl Drop for Subscription {
 struct Entry {
     tenant: TenantId,
     topics: TopicSet,
+    /// The topics whose stats documents it receives (`$stats`), if any.
+    stats: Option<TopicSet>,
     tx: mpsc::Sender<Frame>,
     closed: Arc<OnceLock<Closed>>,
 }
@@ -98,6 +115,10 @@ struct Inner {
     ring: Ring,
     subs: HashMap<u64, Entry>,
     index: HashMap<TenantId, TenantIndex>,
+    /// The current stats document of each tenant and topic.
+    stats: HashMap<TenantId, HashMap<Topic, Arc<StatsFrame>>>,
+    /// The subscribers of each tenant that receive stats documents.
+    stats_subs: HashMap<TenantId, HashSet<u64>>,
     next_id: u64,
 }
 
@@ -119,6 +140,8 @@ impl Hub {
                 ring: Ring::new(ring_events, ring_bytes),
                 subs: HashMap::new(),
                 index: HashMap::new(),
+                stats: HashMap::new(),
+                stats_subs: HashMap::new(),
                 next_id: 0,
             }),
             metrics,
@@ -169,6 +192,7 @@ impl Hub {
         let backlog = match since {
             None => Backlog::Nothing,
             Some(c) if c.epoch != epoch => Backlog::Reset(ResetReason::EpochMismatch),
+            Some(c) if c.seq > inner.head => Backlog::Ahead(c),
             Some(c) => match inner.ring.after(c.seq, &tenant, &topics) {
                 Some(events) if events.is_empty() => Backlog::Nothing,
                 Some(events) => Backlog::Ring(events),
@@ -187,6 +211,7 @@ impl Hub {
             Entry {
                 tenant,
                 topics,
+                stats: None,
                 tx,
                 closed: Arc::clone(&closed),
             },
@@ -221,6 +246,9 @@ impl Hub {
 
     fn remove_locked(inner: &mut Inner, id: u64) -> Option<Entry> {
         let entry = inner.subs.remove(&id)?;
+        if entry.stats.is_some() {
+            Self::unlist_stats(inner, &entry.tenant, id);
+        }
         if let Some(idx) = inner.index.get_mut(&entry.tenant) {
             idx.remove(id, &entry.topics);
             if idx.is_empty() {
@@ -331,25 +359,6 @@ impl Hub {
         }
         drop(inner);
         self.published.notify_waiters();
-    }
-
-    /// Sends `data` as a named message to the tenant's subscribers of every topic (the hook
-    /// for live `$stats` documents).
-    pub fn publish_named(&self, tenant: &TenantId, name: &'static str, data: bytes::Bytes) {
-        let mut inner = self.lock();
-        let ids: Vec<u64> = inner
-            .subs
-            .iter()
-            .filter(|(_, e)| &e.tenant == tenant)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in ids {
-            let frame = Frame::Control(Control::Named {
-                name,
-                data: data.clone(),
-            });
-            Self::offer(&mut inner, id, frame, &self.metrics);
-        }
     }
 }
 

@@ -1,7 +1,6 @@
 //! Unit tests of the fan-out, the ring and the hand-off bookkeeping.
 
 use super::*;
-use herald_core::names::Topic;
 
 fn frame(seq: u64, tenant: &str, topic: &str) -> Arc<EventFrame> {
     let subject = format!("herald.events.{tenant}.{topic}.insert");
@@ -57,6 +56,11 @@ fn resumes_from_ring_or_asks_for_replay_or_reset() {
     assert!(matches!(s.backlog, Backlog::Replay(_)));
     let s = hub.subscribe(acme(), TopicSet::All, at(5), 8).unwrap();
     assert!(matches!(s.backlog, Backlog::Nothing));
+    let s = hub.subscribe(acme(), TopicSet::All, at(6), 8).unwrap();
+    assert!(
+        matches!(s.backlog, Backlog::Ahead(c) if c.seq == 6),
+        "past the head: only the stream can tell whether it is valid"
+    );
     let other = Some(Cursor::new(2, Epoch(2)));
     let s = hub.subscribe(acme(), TopicSet::All, other, 8).unwrap();
     assert!(matches!(
@@ -116,4 +120,72 @@ fn ring_is_bounded_by_bytes_too() {
         .subscribe(acme(), TopicSet::All, Some(Cursor::new(0, Epoch(1))), 8)
         .unwrap();
     assert!(matches!(s.backlog, Backlog::Replay(_)));
+}
+
+fn stats(tenant: &str, topic: &str, seq: u64) -> Arc<StatsFrame> {
+    let mut doc = herald_stats::StatsDoc::new(
+        TenantId::parse(tenant).unwrap(),
+        Topic::parse(topic).unwrap(),
+        Epoch(1),
+        &[],
+    );
+    doc.last_seq = seq;
+    doc.cursor = Cursor::new(seq, Epoch(1)).to_string();
+    Arc::new(StatsFrame::new(&doc))
+}
+
+fn stats_seqs(sub: &mut Subscription) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    while let Ok(frame) = sub.rx.try_recv() {
+        if let Frame::Stats(s) = frame {
+            out.push((s.topic.to_string(), s.seq));
+        }
+    }
+    out
+}
+
+#[test]
+fn stats_reach_their_tenants_subscribers_within_scope_current_first() {
+    let hub = hub(10);
+    hub.publish_stats(stats("acme", "leads", 3));
+    hub.publish_stats(stats("acme", "deals", 4));
+    hub.publish_stats(stats("evil", "leads", 5));
+    let leads = TopicSet::Only([Topic::parse("leads").unwrap()].into());
+    let mut scoped = hub.subscribe(acme(), TopicSet::All, None, 8).unwrap();
+    scoped.set_stats(Some(leads));
+    let mut all = hub.subscribe(acme(), TopicSet::All, None, 8).unwrap();
+    all.set_stats(Some(TopicSet::All));
+    let mut none = hub.subscribe(acme(), TopicSet::All, None, 8).unwrap();
+    assert_eq!(
+        stats_seqs(&mut scoped),
+        vec![("leads".into(), 3)],
+        "current, in scope"
+    );
+    let mut current = stats_seqs(&mut all);
+    current.sort();
+    assert_eq!(current, vec![("deals".into(), 4), ("leads".into(), 3)]);
+
+    hub.publish_stats(stats("acme", "leads", 6));
+    hub.publish_stats(stats("acme", "deals", 7));
+    hub.publish_stats(stats("evil", "leads", 8));
+    assert_eq!(stats_seqs(&mut scoped), vec![("leads".into(), 6)]);
+    assert_eq!(
+        stats_seqs(&mut all),
+        vec![("leads".into(), 6), ("deals".into(), 7)]
+    );
+    assert!(
+        stats_seqs(&mut none).is_empty(),
+        "no `$stats`, no documents"
+    );
+
+    all.set_stats(None);
+    hub.publish_stats(stats("acme", "leads", 9));
+    assert!(stats_seqs(&mut all).is_empty(), "dropped");
+    hub.forget_stats(&acme(), &Topic::parse("leads").unwrap());
+    assert_eq!(hub.stats(&acme(), &TopicSet::All).len(), 1);
+    drop(scoped);
+    assert!(
+        !hub.lock().stats_subs.contains_key(&acme()),
+        "unregistered on drop"
+    );
 }

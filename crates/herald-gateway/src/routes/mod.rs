@@ -1,4 +1,5 @@
-//! HTTP routes: `/v1/stream` (SSE), `/v1/ws` (WebSocket), `/v1/poll` (long-poll).
+//! HTTP routes: `/v1/stream` (SSE), `/v1/ws` (WebSocket), `/v1/poll` (long-poll),
+//! `/v1/stats` (stats snapshots).
 //!
 //! Every transport admits a connection the same way ([`admit`]): verify the token (401),
 //! scope the topics to the claim (400/403), parse the cursor (400), then the limits
@@ -13,10 +14,12 @@ use serde::Deserialize;
 use crate::auth::{Claims, TopicSet};
 use crate::error::ApiError;
 use crate::limits::Permit;
+use crate::session::Scope;
 use crate::state::AppState;
 
 pub mod poll;
 pub mod sse;
+pub mod stats;
 pub mod ws;
 
 /// The client-facing routes.
@@ -25,6 +28,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/stream", get(sse::stream))
         .route("/v1/ws", get(ws::upgrade))
         .route("/v1/poll", get(poll::poll))
+        .route("/v1/stats", get(stats::stats))
         .with_state(state)
 }
 
@@ -57,12 +61,42 @@ impl ConnectQuery {
     }
 }
 
+/// The pseudo-topic that subscribes to live stats documents.
+pub const STATS_TOPIC: &str = "$stats";
+
+/// What a connection asking for `requested` (none = every topic granted) receives.
+///
+/// `$stats` adds the stats documents of every topic the token grants; alone, it subscribes
+/// to no events.
+pub fn scope(claims: &Claims, requested: &[String], max: usize) -> Result<Scope, ApiError> {
+    let with_stats = requested.iter().any(|t| t == STATS_TOPIC);
+    let topics: Vec<String> = requested
+        .iter()
+        .filter(|t| *t != STATS_TOPIC)
+        .cloned()
+        .collect();
+    let events = if with_stats && topics.is_empty() {
+        TopicSet::Only(Default::default())
+    } else {
+        claims.scope(&topics, max)?
+    };
+    let stats = if with_stats {
+        Some(claims.scope(&[], usize::MAX)?)
+    } else {
+        None
+    };
+    Ok(Scope {
+        topics: events,
+        stats,
+    })
+}
+
 /// An admitted connection.
 pub struct Admitted {
     /// The verified claims.
     pub claims: Claims,
-    /// The topics it receives.
-    pub topics: TopicSet,
+    /// What it receives.
+    pub scope: Scope,
     /// Where it resumes from.
     pub since: Option<Cursor>,
     /// Its slot in the connection limits.
@@ -90,7 +124,11 @@ pub fn admit(
     let claims = state
         .auth
         .authenticate(headers, query.access_token.as_deref())?;
-    let topics = claims.scope(&query.topic_list(), state.cfg.limits.topics_per_connection)?;
+    let scope = scope(
+        &claims,
+        &query.topic_list(),
+        state.cfg.limits.topics_per_connection,
+    )?;
     let since = parse_cursor(cursor)?;
     let permit = state
         .limiter
@@ -100,7 +138,7 @@ pub fn admit(
         })?;
     Ok(Admitted {
         claims,
-        topics,
+        scope,
         since,
         permit,
     })

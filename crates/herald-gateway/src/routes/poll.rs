@@ -2,8 +2,12 @@
 //!
 //! Answers `{"events":[…],"cursor":…}` as soon as at least one event is available (with
 //! whatever else is ready at that moment), or empty when `wait` runs out. A resume that
-//! cannot be honoured answers `"reset":{"reason":…}` with the cursor to continue from.
+//! cannot be honoured answers `"reset":{"reason":…}` with the cursor to continue from. With
+//! `$stats` among the topics, `"stats":[…]` holds the latest document of each topic in scope;
+//! a document counted past `since` ends the wait too.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -13,11 +17,12 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::error::ApiError;
-use crate::frame::{Control, Frame};
+use crate::frame::{Control, Frame, StatsFrame};
 use crate::metrics::Transport;
 use crate::routes::{ConnectQuery, admit};
 use crate::session::{Output, Session};
 use crate::state::AppState;
+use herald_core::names::Topic;
 
 /// The long-poll answer.
 #[derive(Debug, Serialize)]
@@ -31,6 +36,10 @@ pub struct PollResponse {
     /// Set when the cursor could not be resumed: refetch your snapshot.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reset: Option<serde_json::Value>,
+    /// With `$stats` among the topics: the latest document of each topic in scope, as
+    /// `{"topic","cursor","doc"}`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stats: Vec<Box<RawValue>>,
 }
 
 /// Waits up to `wait` seconds (≤ `poll_max_wait`) for events after `since`.
@@ -53,7 +62,7 @@ pub async fn poll(
     let mut session = Session::open(
         &state,
         admitted.claims.tenant.clone(),
-        admitted.topics,
+        admitted.scope,
         admitted.since,
         admitted.claims.remaining(),
     )
@@ -68,11 +77,17 @@ pub async fn poll(
             "degraded"
         },
         reset: None,
+        stats: Vec::new(),
     };
+    // A document counted past `since` is news and ends the wait like an event; older ones
+    // ride along with whatever ends it.
+    let since_seq = admitted.since.map_or(0, |c| c.seq);
+    let mut stats: BTreeMap<Topic, Arc<StatsFrame>> = BTreeMap::new();
+    let mut news = false;
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         // Until the first event, wait for the deadline; after it, take only what is ready.
-        let until = if resp.events.is_empty() {
+        let until = if resp.events.is_empty() && !news {
             deadline
         } else {
             tokio::time::Instant::now()
@@ -94,7 +109,13 @@ pub async fn poll(
                     break;
                 }
             }
-            Output::Frame(Frame::Control(Control::Status { live })) => {
+            Output::Frame(Frame::Stats(doc)) => {
+                news |= admitted.since.is_none() || doc.seq > since_seq;
+                stats.insert(doc.topic.clone(), doc);
+            }
+            Output::Frame(Frame::Control(
+                Control::Status { live } | Control::Hello { live, .. },
+            )) => {
                 resp.state = if live { "live" } else { "degraded" };
             }
             Output::Frame(Frame::Control(Control::Reset { reason, cursor })) => {
@@ -110,5 +131,11 @@ pub async fn poll(
         .metrics
         .delivered(Transport::Poll, resp.events.len() as u64);
     resp.cursor = session.cursor().to_string();
+    resp.stats = stats
+        .into_values()
+        .filter_map(|doc| {
+            RawValue::from_string(String::from_utf8_lossy(&doc.json).into_owned()).ok()
+        })
+        .collect();
     Ok(Json(resp))
 }

@@ -2,8 +2,9 @@
 //!
 //! Events are unnamed messages (`id: <cursor>`, `data: <CloudEvent>`), so a plain
 //! `EventSource.onmessage` receives them; control messages are named (`status`, `reset`,
-//! `overflow`, `reconnect`). The stream opens with a `retry:` hint with jitter, and a `: hb`
-//! comment keeps it open.
+//! `overflow`, `reconnect`, `stats`). The stream opens with a `retry:` hint with jitter and a
+//! `status` message carrying `heartbeat_ms` (and, without a cursor, `id: <head cursor>`), and
+//! a `: hb` comment keeps it open.
 
 use std::convert::Infallible;
 
@@ -11,17 +12,21 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures::FutureExt;
+use prometheus_client::metrics::counter::Counter;
 use rand::Rng;
 
 use crate::error::ApiError;
 use crate::frame::{Control, Frame, ReconnectReason};
-use crate::metrics::Transport;
+use crate::metrics::{Transport, TransportLabels};
 use crate::routes::{ConnectQuery, admit};
 use crate::session::{Output, Session};
 use crate::state::AppState;
 
 const HEARTBEAT: &[u8] = b": hb\n\n";
+/// Queued frames are written together up to about this many bytes.
+const BATCH: usize = 16 * 1024;
 
 /// Opens an SSE stream. `Last-Event-ID` wins over `since`.
 #[tracing::instrument(skip_all, fields(tenant, sub))]
@@ -43,7 +48,7 @@ pub async fn stream(
     let opened = Session::open(
         &state,
         admitted.claims.tenant.clone(),
-        admitted.topics,
+        admitted.scope,
         admitted.since,
         admitted.claims.remaining(),
     )
@@ -54,7 +59,12 @@ pub async fn stream(
         // `retry:`) when a stream ends: say it in band, so it comes back.
         Err(ApiError::NotReady) => {
             let mut body = retry.to_vec();
-            body.extend_from_slice(&Control::Status { live: false }.sse());
+            let hello = Control::Hello {
+                live: false,
+                heartbeat_ms: u64::try_from(state.cfg.heartbeat.as_millis()).unwrap_or(u64::MAX),
+                cursor: None,
+            };
+            body.extend_from_slice(&hello.sse());
             body.extend_from_slice(
                 &Control::Reconnect {
                     reason: ReconnectReason::Unavailable,
@@ -67,25 +77,53 @@ pub async fn stream(
     };
 
     let guard = (admitted.permit, state.metrics.connection(Transport::Sse));
-    let metrics = state.metrics.clone();
+    // One counter handle per connection keeps the metric family's lock off the per-event path.
+    let delivered = state
+        .metrics
+        .delivered
+        .get_or_create(&TransportLabels {
+            transport: Transport::Sse,
+        })
+        .clone();
     let first = futures::stream::once(async move { Ok::<_, Infallible>(retry) });
-    let rest = futures::stream::unfold((session, guard), move |(mut session, guard)| {
-        let metrics = metrics.clone();
-        async move {
-            let bytes = match session.next().await {
-                Output::End => return None,
-                Output::Heartbeat => Bytes::from_static(HEARTBEAT),
-                Output::Frame(Frame::Event(e)) => {
-                    metrics.delivered(Transport::Sse, 1);
-                    e.sse.clone()
-                }
-                Output::Frame(Frame::Control(c)) => c.sse(),
-            };
-            Some((Ok::<_, Infallible>(bytes), (session, guard)))
-        }
-    });
+    let rest = futures::stream::unfold(
+        (session, guard, delivered),
+        |(mut session, guard, delivered)| async move {
+            let first = frame_bytes(session.next().await, &delivered)?;
+            // Frames already queued (a burst, a resume) go out in one write, not one each.
+            let mut batch: Option<BytesMut> = None;
+            while session.has_ready() && batch.as_ref().map_or(first.len(), BytesMut::len) < BATCH {
+                // `next` is cancel-safe and a frame is waiting, so this rarely comes back empty.
+                let Some(out) = session.next().now_or_never() else {
+                    break;
+                };
+                let Some(more) = frame_bytes(out, &delivered) else {
+                    break; // the end: the next call returns it again
+                };
+                batch
+                    .get_or_insert_with(|| BytesMut::from(&first[..]))
+                    .extend_from_slice(&more);
+            }
+            let bytes = batch.map_or(first, BytesMut::freeze);
+            Some((Ok::<_, Infallible>(bytes), (session, guard, delivered)))
+        },
+    );
     let body = Body::from_stream(futures::StreamExt::chain(first, rest));
     Ok(sse_response(body))
+}
+
+/// The bytes of one output, or `None` at the end of the stream.
+fn frame_bytes(out: Output, delivered: &Counter) -> Option<Bytes> {
+    Some(match out {
+        Output::End => return None,
+        Output::Heartbeat => Bytes::from_static(HEARTBEAT),
+        Output::Frame(Frame::Event(e)) => {
+            delivered.inc();
+            e.sse.clone()
+        }
+        Output::Frame(Frame::Stats(s)) => s.sse.clone(),
+        Output::Frame(Frame::Control(c)) => c.sse(),
+    })
 }
 
 fn sse_response(body: Body) -> Response {

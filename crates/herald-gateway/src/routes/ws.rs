@@ -2,8 +2,10 @@
 //!
 //! The token is checked at the upgrade. Client frames: `subscribe` (topics and an optional
 //! `since`; replaces the current subscription, resuming from its cursor), `unsubscribe`,
-//! `refresh` (a new token extends the session). Server frames: `event`, the control messages
-//! of SSE, and `error` for a refused client frame (the connection stays open).
+//! `refresh` (a new token extends the session), `ping` (answered `pong`). Server frames:
+//! `event`, the control messages of SSE (a subscription opens with `status`, carrying
+//! `heartbeat_ms` and, without a cursor, the starting `cursor`), `pong`, and `error` for a
+//! refused client frame (the connection stays open).
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -19,7 +21,7 @@ use crate::error::{ApiError, AuthError};
 use crate::frame::{Control, Frame, ReconnectReason};
 use crate::limits::Permit;
 use crate::metrics::{ConnectionGuard, Transport};
-use crate::routes::{ConnectQuery, admit, parse_cursor};
+use crate::routes::{ConnectQuery, STATS_TOPIC, admit, parse_cursor, scope};
 use crate::session::{Output, Session};
 use crate::state::AppState;
 
@@ -52,6 +54,8 @@ pub enum ClientFrame {
         /// The new token.
         token: String,
     },
+    /// An application-level ping (browsers cannot see WebSocket pings): answered `pong`.
+    Ping,
 }
 
 /// Upgrades to a WebSocket after checking the token and the limits.
@@ -97,17 +101,19 @@ struct Conn {
 }
 
 impl Conn {
-    /// Handles one client frame; `Err` carries the error frame to send back.
-    async fn handle(&mut self, text: &str) -> Result<(), Message> {
+    /// Handles one client frame; `Ok` may carry a reply, `Err` carries the error frame.
+    async fn handle(&mut self, text: &str) -> Result<Option<Message>, Message> {
         let frame: ClientFrame = serde_json::from_str(text)
             .map_err(|e| error_frame("bad_frame", &format!("unrecognised frame: {e}")))?;
         match frame {
             ClientFrame::Subscribe { topics, since } => {
                 let api = |e: ApiError| error_frame(e.code(), &e.to_string());
-                let set = self
-                    .claims
-                    .scope(&topics, self.state.cfg.limits.topics_per_connection)
-                    .map_err(api)?;
+                let scope = scope(
+                    &self.claims,
+                    &topics,
+                    self.state.cfg.limits.topics_per_connection,
+                )
+                .map_err(api)?;
                 let since: Option<Cursor> = match parse_cursor(since.as_deref()).map_err(api)? {
                     Some(c) => Some(c),
                     None => self.session.as_ref().map(Session::cursor),
@@ -116,7 +122,7 @@ impl Conn {
                 let session = Session::open(
                     &self.state,
                     self.claims.tenant.clone(),
-                    set,
+                    scope,
                     since,
                     self.claims.remaining(),
                 )
@@ -126,8 +132,15 @@ impl Conn {
             }
             ClientFrame::Unsubscribe { topics } => {
                 let Some(session) = self.session.as_mut() else {
-                    return Ok(());
+                    return Ok(None);
                 };
+                if topics.iter().any(|t| t == STATS_TOPIC) {
+                    session.drop_stats();
+                    if topics.iter().all(|t| t == STATS_TOPIC) {
+                        return Ok(None);
+                    }
+                }
+                let topics: Vec<String> = topics.into_iter().filter(|t| t != STATS_TOPIC).collect();
                 let everything = topics.is_empty() || topics.iter().any(|t| t == "*");
                 match session.topics().clone() {
                     _ if everything => self.session = None,
@@ -162,8 +175,13 @@ impl Conn {
                 }
                 self.claims = claims;
             }
+            ClientFrame::Ping => {
+                return Ok(Some(Message::Text(Utf8Bytes::from_static(
+                    r#"{"type":"pong"}"#,
+                ))));
+            }
         }
-        Ok(())
+        Ok(None)
     }
 }
 
@@ -196,7 +214,8 @@ async fn connection(
         let outgoing = tokio::select! {
             msg = socket.recv() => match msg {
                 Some(Ok(Message::Text(text))) => match conn.handle(text.as_str()).await {
-                    Ok(()) => {
+                    Ok(Some(reply)) => reply,
+                    Ok(None) => {
                         // A refresh may have moved the expiry (sessions track their own).
                         expires.as_mut().reset(Instant::now() + conn.claims.remaining());
                         continue;
@@ -215,6 +234,10 @@ async fn connection(
                         Err(_) => continue,
                     }
                 }
+                Output::Frame(Frame::Stats(s)) => match Utf8Bytes::try_from(s.ws.clone()) {
+                    Ok(text) => Message::Text(text),
+                    Err(_) => continue,
+                },
                 Output::Frame(Frame::Control(c)) => Message::Text(Utf8Bytes::from(c.ws_text())),
                 Output::End => {
                     let close = CloseFrame {

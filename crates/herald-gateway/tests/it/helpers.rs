@@ -1,14 +1,12 @@
 //! `TestApp`: a real nats-server, the gateway in-process on a free port, and one method per
-//! endpoint; `SseClient`/`WsClient`: real clients that parse what the gateway sends.
+//! endpoint (the parsing clients it returns are in `clients`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, bail};
 use async_nats::jetstream;
-use futures::{SinkExt, StreamExt};
-use herald_core::cursor::{Cursor, Epoch};
+use herald_core::cursor::Epoch;
 use herald_core::event::{Event, EventId};
 use herald_core::names::{Action, TenantId, Topic};
 use herald_core::nats::NatsConfig;
@@ -18,9 +16,11 @@ use herald_core::streams::{EVENTS_STREAM, StreamSettings};
 use herald_gateway::auth::Claims;
 use herald_gateway::{App, Config};
 use herald_test_support::NatsServer;
+
+pub use crate::clients::{SseClient, SseEvent, WsClient};
 use serde_json::Value;
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_util::sync::CancellationToken;
 
 /// The HS256 secret every test gateway uses.
@@ -156,7 +156,16 @@ impl TestApp {
     pub async fn sse(&self, token: &str, query: &str, last_event_id: Option<&str>) -> SseClient {
         let resp = self.stream(token, query, last_event_id).await;
         assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
-        SseClient::new(resp)
+        let mut client = SseClient::new(resp);
+        client.open().await.expect("the stream opens with `status`");
+        assert!(
+            client
+                .hello
+                .as_ref()
+                .is_some_and(|h| h.json()["heartbeat_ms"].is_u64()),
+            "with the heartbeat interval"
+        );
+        client
     }
 
     /// `GET /v1/poll`.
@@ -183,7 +192,7 @@ impl TestApp {
                 .map(|v| v.as_bytes()),
             Some(&b"herald.v1"[..])
         );
-        Ok(WsClient { socket })
+        Ok(WsClient::new(socket))
     }
 
     /// `/metrics` as text.
@@ -207,6 +216,15 @@ impl TestApp {
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0)
+    }
+
+    /// Publishes an event and returns its sequence once the gateway has delivered it (so its
+    /// head is at least there).
+    pub async fn publish_seen(&self, tenant: &str, topic: &str, data: Value) -> u64 {
+        let mut watcher = self.sse(&Self::token(tenant, &["*"], 60), "", None).await;
+        let seq = self.publish(tenant, topic, data).await;
+        assert_eq!(watcher.event().await.unwrap().seq(), seq);
+        seq
     }
 
     /// Publishes an event and returns its stream sequence (after the PubAck).
@@ -279,174 +297,6 @@ async fn start_gateway_at(url: String, cfg: &Config, settings: &StreamSettings) 
         addr,
         shutdown,
         handle,
-    }
-}
-
-/// One SSE message.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SseEvent {
-    pub id: Option<String>,
-    pub event: Option<String>,
-    pub data: String,
-}
-
-impl SseEvent {
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.data).expect("data is JSON")
-    }
-
-    pub fn cursor(&self) -> Cursor {
-        self.id
-            .as_deref()
-            .expect("an id")
-            .parse()
-            .expect("a cursor")
-    }
-
-    pub fn seq(&self) -> u64 {
-        self.cursor().seq
-    }
-}
-
-/// A parsing SSE client.
-pub struct SseClient {
-    body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
-    buf: String,
-    /// `retry:` values seen.
-    pub retries: Vec<u64>,
-    /// Comments (heartbeats) seen.
-    pub comments: usize,
-    /// The `Last-Event-ID` an EventSource would send now.
-    pub last_id: Option<String>,
-}
-
-impl SseClient {
-    pub fn new(resp: reqwest::Response) -> Self {
-        Self {
-            body: resp.bytes_stream().boxed(),
-            buf: String::new(),
-            retries: Vec::new(),
-            comments: 0,
-            last_id: None,
-        }
-    }
-
-    /// The next message, or `None` when the stream ends. Fails after [`DEADLINE`].
-    pub async fn next(&mut self) -> anyhow::Result<Option<SseEvent>> {
-        tokio::time::timeout(DEADLINE, self.next_inner())
-            .await
-            .context("no SSE message within the deadline")?
-    }
-
-    async fn next_inner(&mut self) -> anyhow::Result<Option<SseEvent>> {
-        loop {
-            if let Some(end) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..end + 2).collect();
-                let mut ev = SseEvent::default();
-                let mut any = false;
-                for line in block.lines() {
-                    if let Some(c) = line.strip_prefix(':') {
-                        let _ = c;
-                        self.comments += 1;
-                    } else if let Some(v) = line.strip_prefix("retry: ") {
-                        self.retries.push(v.parse()?);
-                    } else if let Some(v) = line.strip_prefix("id: ") {
-                        ev.id = Some(v.to_owned());
-                        any = true;
-                    } else if let Some(v) = line.strip_prefix("event: ") {
-                        ev.event = Some(v.to_owned());
-                        any = true;
-                    } else if let Some(v) = line.strip_prefix("data: ") {
-                        ev.data.push_str(v);
-                        any = true;
-                    }
-                }
-                if any {
-                    if ev.id.is_some() {
-                        self.last_id.clone_from(&ev.id);
-                    }
-                    return Ok(Some(ev));
-                }
-                continue;
-            }
-            match self.body.next().await {
-                None => return Ok(None),
-                Some(Err(e)) => return Err(e.into()),
-                Some(Ok(chunk)) => self.buf.push_str(std::str::from_utf8(&chunk)?),
-            }
-        }
-    }
-
-    /// The next message, which must be an event (unnamed).
-    pub async fn event(&mut self) -> anyhow::Result<SseEvent> {
-        match self.next().await? {
-            Some(ev) if ev.event.is_none() => Ok(ev),
-            other => bail!("expected an event, got {other:?}"),
-        }
-    }
-
-    /// Reads `n` events, skipping nothing (a control message fails).
-    pub async fn events(&mut self, n: usize) -> anyhow::Result<Vec<SseEvent>> {
-        let mut out = Vec::with_capacity(n);
-        for _ in 0..n {
-            out.push(self.event().await?);
-        }
-        Ok(out)
-    }
-
-    /// Reads until a message named `name`; returns it and the events seen before.
-    pub async fn until(&mut self, name: &str) -> anyhow::Result<(SseEvent, Vec<SseEvent>)> {
-        let mut before = Vec::new();
-        loop {
-            match self.next().await? {
-                None => bail!("stream ended before `{name}`"),
-                Some(ev) if ev.event.as_deref() == Some(name) => return Ok((ev, before)),
-                Some(ev) => before.push(ev),
-            }
-        }
-    }
-}
-
-/// A WebSocket client speaking `herald.v1`.
-pub struct WsClient {
-    socket: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-}
-
-impl WsClient {
-    pub async fn send(&mut self, frame: Value) {
-        self.socket
-            .send(tungstenite::Message::text(frame.to_string()))
-            .await
-            .expect("send a frame");
-    }
-
-    /// The next JSON text frame (pings are skipped), `None` on close.
-    pub async fn next(&mut self) -> anyhow::Result<Option<Value>> {
-        let fut = async {
-            loop {
-                match self.socket.next().await {
-                    None | Some(Ok(tungstenite::Message::Close(_))) => return Ok(None),
-                    Some(Err(e)) => return Err(anyhow::Error::from(e)),
-                    Some(Ok(tungstenite::Message::Text(t))) => {
-                        return Ok(Some(serde_json::from_str(t.as_str())?));
-                    }
-                    Some(Ok(_)) => continue,
-                }
-            }
-        };
-        tokio::time::timeout(DEADLINE, fut)
-            .await
-            .context("no WebSocket frame within the deadline")?
-    }
-
-    /// The next frame of `type`, failing on anything else.
-    pub async fn expect(&mut self, ty: &str) -> anyhow::Result<Value> {
-        match self.next().await? {
-            Some(v) if v["type"] == ty => Ok(v),
-            other => bail!("expected a `{ty}` frame, got {other:?}"),
-        }
     }
 }
 

@@ -3,12 +3,16 @@
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too; a panic is a test failure
 
 mod auth;
+mod clients;
 mod helpers;
 mod isolation;
 mod limits;
+mod opening;
 mod ops;
 mod outage;
 mod poll;
 mod resume;
+mod shutdown;
 mod sse;
+mod stats;
 mod ws;

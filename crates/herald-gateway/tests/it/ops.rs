@@ -117,3 +117,72 @@ async fn tokens_never_reach_the_logs_even_at_trace_level() {
         "the secret leaked into the logs"
     );
 }
+
+/// A raw `GET` (no client-side path normalisation); the status code.
+async fn raw_get(addr: std::net::SocketAddr, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut resp = String::new();
+    conn.read_to_string(&mut resp).await.unwrap();
+    resp.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn web_dir_serves_only_what_a_browser_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("web");
+    for file in [
+        "index.html",
+        "herald.js",
+        "herald.d.ts",
+        "lib/client.js",
+        "dashboard/main.js",
+        "dashboard/style.css",
+        "package.json",
+        "node_modules/playwright-core/index.js",
+        "e2e/run.mjs",
+        "e2e/artifacts/logs/gateway.log",
+        "test/client.test.mjs",
+        "lib/.secret",
+        ".env",
+    ] {
+        let path = root.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, file).unwrap();
+    }
+    std::fs::write(dir.path().join("outside.txt"), "outside").unwrap();
+    let mut cfg = test_config();
+    cfg.web_dir = Some(root);
+    let app = TestApp::spawn_with(cfg, StreamSettings::default()).await;
+    for (path, body) in [
+        ("/", "index.html"),
+        ("/herald.js", "herald.js"),
+        ("/herald.d.ts", "herald.d.ts"),
+        ("/lib/client.js", "lib/client.js"),
+        ("/dashboard/main.js", "dashboard/main.js"),
+        ("/dashboard/style.css", "dashboard/style.css"),
+    ] {
+        let resp = app.http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        assert_eq!(resp.text().await.unwrap(), body);
+    }
+    for path in [
+        "/package.json",
+        "/node_modules/playwright-core/index.js",
+        "/e2e/run.mjs",
+        "/e2e/artifacts/logs/gateway.log",
+        "/test/client.test.mjs",
+        "/index.html/",
+        "/lib/.secret",
+        "/.env",
+        "/lib/%2esecret",
+        "/lib/../package.json",
+        "/lib/%2e%2e/package.json",
+        "/dashboard/..%2f..%2foutside.txt",
+        "/lib/../../outside.txt",
+    ] {
+        assert_eq!(raw_get(app.gw.addr, path).await, 404, "{path}");
+    }
+}

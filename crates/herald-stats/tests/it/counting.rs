@@ -195,6 +195,19 @@ async fn read_and_watch_serve_snapshots_then_live_documents() {
         .unwrap();
     assert_eq!(snapshot.doc.last_seq, last);
     assert!(snapshot.revision > 0);
+    // A watch opened now starts with the current document.
+    let mut late = herald_stats::watch(&kv, &tenant("acme"))
+        .await
+        .unwrap()
+        .boxed();
+    let first = tokio::time::timeout(Duration::from_secs(30), late.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let Update::Put(current) = first.unwrap() else {
+        panic!("expected the current document first")
+    };
+    assert_eq!(current.doc.last_seq, last);
     app.stop().await;
 }
 

@@ -9,3 +9,4 @@ mod exactly_once;
 mod ops;
 mod property;
 mod rebuild;
+mod shutdown;

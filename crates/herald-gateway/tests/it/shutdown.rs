@@ -1,0 +1,159 @@
+//! The real binary on SIGTERM: it stops accepting, tells every open stream to `reconnect` at a
+//! moment spread over the drain window (so clients do not stampede the other instances), and
+//! exits 0 within the drain window plus a bound.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use herald_test_support::NatsServer;
+use serde_json::json;
+use tokio::process::{Child, Command};
+
+use crate::helpers::{SECRET, SseClient, TestApp, publish};
+
+/// The drain window the binary is configured with.
+const DRAIN_WINDOW: Duration = Duration::from_secs(2);
+/// How long the process may take to exit after the drain window.
+const EXIT_BOUND: Duration = Duration::from_secs(5);
+/// Open streams during the shutdown.
+const CLIENTS: usize = 8;
+/// How long start-up may take.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn(config: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_herald-gateway"))
+        .arg("--config")
+        .arg(config)
+        .env_remove("HERALD_CONFIG")
+        .env("HERALD_LOG__FILTER", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn herald-gateway")
+}
+
+fn sigterm(child: &Child) {
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn sigterm_spreads_reconnects_over_the_drain_window_then_exits_0() {
+    let nats = NatsServer::start().await;
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("herald.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[nats]\nurl = \"{}\"\n[gateway]\nlisten = \"127.0.0.1:{port}\"\n\
+             drain_window = \"{}ms\"\n[gateway.jwt]\nsecret = \"{SECRET}\"\n",
+            nats.url(),
+            DRAIN_WINDOW.as_millis()
+        ),
+    )
+    .unwrap();
+    let mut child = spawn(&config);
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let ready = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let r = http.get(format!("{base}/readyz")).send().await;
+            if r.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(ready.is_ok(), "the gateway becomes ready");
+
+    let token = TestApp::token("acme", &["leads"], 600);
+    let mut clients = Vec::with_capacity(CLIENTS);
+    for _ in 0..CLIENTS {
+        let resp = http
+            .get(format!("{base}/v1/stream?topics=leads"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        clients.push(SseClient::new(resp));
+    }
+    // Every stream is live: each receives the same event.
+    let seq = publish(&nats.jetstream().await, "acme", "leads", json!({"n": 1})).await;
+    for sse in &mut clients {
+        // Control messages (the `status` hello) come first; then the event.
+        let first = loop {
+            let msg = sse.next().await.unwrap().expect("the stream is open");
+            if msg.event.is_none() {
+                break msg;
+            }
+        };
+        assert_eq!(first.seq(), seq);
+    }
+
+    let term_at = Instant::now();
+    sigterm(&child);
+    let mut tasks = Vec::with_capacity(CLIENTS);
+    for mut sse in clients {
+        tasks.push(tokio::spawn(async move {
+            let (bye, _) = sse.until("reconnect").await.unwrap();
+            let at = term_at.elapsed();
+            assert_eq!(bye.json()["reason"], "draining");
+            assert!(sse.next().await.unwrap().is_none(), "the stream ends");
+            at
+        }));
+    }
+    // Stop accepting while the streams drain: new connections are refused.
+    let refused = tokio::time::timeout(DEADLINE, async {
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        term_at.elapsed()
+    })
+    .await
+    .expect("the listener closes on SIGTERM");
+    let mut told = Vec::with_capacity(CLIENTS);
+    for t in tasks {
+        told.push(t.await.unwrap());
+    }
+    let status = tokio::time::timeout(DRAIN_WINDOW + EXIT_BOUND, child.wait())
+        .await
+        .expect("the gateway exits within the drain window + 5 s")
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+
+    told.sort_unstable();
+    let (first, last) = (told[0], told[CLIENTS - 1]);
+    eprintln!("reconnects told between {first:?} and {last:?} after SIGTERM");
+    assert!(
+        last <= DRAIN_WINDOW + Duration::from_secs(1),
+        "every client is told within the window: {told:?}"
+    );
+    assert!(
+        last - first >= Duration::from_millis(100),
+        "reconnects are spread over the window, not all at once: {told:?}"
+    );
+    assert!(
+        refused < last,
+        "the listener closed ({refused:?}) while streams were still draining: {told:?}"
+    );
+}
