@@ -138,12 +138,21 @@ pub async fn connect(cfg: &NatsConfig, name: &str) -> Result<Client, ConnectErro
                 }
             }
         });
-    opts.connect(cfg.url.as_str())
+    opts.connect(server_urls(&cfg.url))
         .await
         .map_err(|source| ConnectError::Client {
             url: cfg.url.clone(),
             source,
         })
+}
+
+/// The server URLs in a comma-separated list (the client parses one URL per entry, and a
+/// cluster's URLs are given all at once so the client can fail over between them).
+pub fn server_urls(url: &str) -> Vec<&str> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect()
 }
 
 /// Backoff between reconnection attempts: 50 ms doubling to a 2 s cap. Short, because
@@ -195,6 +204,15 @@ pub async fn provision_until_ready(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_comma_separated_url_is_every_server() {
+        assert_eq!(
+            server_urls("nats://a:4222, nats://b:4222,,nats://c:4222"),
+            ["nats://a:4222", "nats://b:4222", "nats://c:4222"]
+        );
+        assert_eq!(server_urls("nats://a:4222"), ["nats://a:4222"]);
+    }
 
     #[test]
     fn reconnect_delay_is_bounded() {

@@ -2,6 +2,7 @@
 //!
 //! | module | what it holds |
 //! |---|---|
+//! | [`cluster`] | [`cluster::NatsCluster`]: a real JetStream cluster of `nats-server` nodes on loopback, whose nodes a test can kill and restart |
 //! | [`nats`] | [`NatsServer`]: a real `nats-server -js` on a free port with a temp store, that a test can stop, kill and restart |
 //! | [`fixtures`] | the payloads and signature vectors from `fixtures/` |
 //! | [`webhook`] | building signed webhook requests for every scheme ingest accepts |
@@ -11,6 +12,7 @@
 //!
 //! Never mock NATS: every test that touches JetStream starts a [`NatsServer`].
 
+pub mod cluster;
 pub mod fake;
 pub mod fixtures;
 pub mod nats;

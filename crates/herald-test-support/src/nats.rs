@@ -68,9 +68,12 @@ impl NatsServer {
         let port_arg = port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
         let mut cmd = Command::new(&bin);
         cmd.args(["-js", "-a", "127.0.0.1", "-p", &port_arg, "-sd"])
-            .arg(self.store.path())
-            .args(["-n", "herald-test"])
-            .args(&self.args)
+            .arg(self.store.path());
+        // A cluster names each node itself (names must be unique in a JetStream cluster).
+        if !self.args.iter().any(|a| a == "-n" || a == "--name") {
+            cmd.args(["-n", "herald-test"]);
+        }
+        cmd.args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

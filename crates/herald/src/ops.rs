@@ -30,7 +30,7 @@ impl NatsArgs {
         let common: CommonConfig = herald_core::config::load(file.as_deref(), None)?;
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(common.nats.connect_timeout)
-            .connect(common.nats.url.as_str())
+            .connect(herald_core::nats::server_urls(&common.nats.url))
             .await
             .with_context(|| format!("connecting to NATS at {}", common.nats.url))?;
         Ok(herald_core::nats::jetstream(client, &common.nats))

@@ -71,12 +71,17 @@ impl Stack {
         if gateway.web_dir.is_none() && Path::new("web/index.html").exists() {
             gateway.web_dir = Some(PathBuf::from("web"));
         }
+        let mut stats: herald_stats::Config = config::load(file, Some("stats"))?;
+        if dev_credentials && stats.group_by.is_empty() {
+            // The demo's `leads` rows move through statuses: count them live.
+            stats.group_by = vec!["leads.status".parse()?];
+        }
         Ok(Self {
             common,
             ingest,
             gateway,
             notifier: config::load(file, Some("notifier"))?,
-            stats: config::load(file, Some("stats"))?,
+            stats,
             dev_credentials,
         })
     }
@@ -223,7 +228,7 @@ fn print_banner(nats_url: &str, addrs: &Addrs, dev_credentials: bool, token: Opt
         "\n  Herald is up.\n\n\
          \x20 NATS      {nats_url}\n\
          \x20 ingest    http://{ingest}   (POST /v1/webhooks/{{source}}, POST /v1/events)\n\
-         \x20 gateway   http://{gateway}   (GET /v1/stream, /v1/ws, /v1/poll)\n\
+         \x20 gateway   http://{gateway}   (GET /v1/stream, /v1/ws, /v1/poll, /v1/stats)\n\
          \x20 notifier  http://{notifier}   (/healthz, /readyz, /metrics)\n\
          \x20 stats     http://{stats}   (/healthz, /readyz, /metrics)\n"
     );

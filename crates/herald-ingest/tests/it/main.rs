@@ -8,4 +8,5 @@ mod failures;
 mod names;
 mod properties;
 mod publish_api;
+mod shutdown;
 mod signatures;

@@ -9,4 +9,5 @@ mod load;
 mod ops;
 mod reload;
 mod retry;
+mod shutdown;
 mod signals;

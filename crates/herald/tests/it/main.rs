@@ -1,7 +1,11 @@
 //! `herald up` end to end: the real binary, a real nats-server, the README's own examples.
 #![allow(clippy::unwrap_used)]
 
+mod cli;
+mod cluster;
 mod config;
 mod deploy;
 mod docs;
+mod shutdown;
+mod sse;
 mod up;

@@ -6,9 +6,10 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-struct Up {
-    child: Child,
-    ingest: String,
+pub struct Up {
+    pub child: Child,
+    pub ingest: String,
+    pub gateway: String,
     _data: tempfile::TempDir,
 }
 
@@ -22,6 +23,11 @@ fn free_port() -> u16 {
 
 /// Starts `herald up` on free ports and waits for its banner.
 async fn start() -> Up {
+    start_with(&[]).await
+}
+
+/// Like [`start`], with extra environment variables.
+pub async fn start_with(env: &[(&str, &str)]) -> Up {
     let data = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
         .args(["up", "--data-dir"])
@@ -33,6 +39,7 @@ async fn start() -> Up {
         .env("HERALD_NOTIFIER__LISTEN", "127.0.0.1:0")
         .env("HERALD_STATS__LISTEN", "127.0.0.1:0")
         .env("HERALD_LOG__FORMAT", "json")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -40,11 +47,16 @@ async fn start() -> Up {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let ingest = tokio::time::timeout(Duration::from_secs(60), async {
+    let (ingest, gateway) = tokio::time::timeout(Duration::from_secs(60), async {
         let mut seen = Vec::new();
+        let mut ingest = None;
         while let Some(line) = lines.next_line().await.unwrap() {
             if let Some(addr) = banner_url(&line, "ingest") {
-                return addr;
+                ingest = Some(addr);
+            } else if let Some(addr) = banner_url(&line, "gateway")
+                && let Some(ingest) = ingest.take()
+            {
+                return (ingest, addr);
             }
             seen.push(line);
         }
@@ -57,6 +69,7 @@ async fn start() -> Up {
     Up {
         child,
         ingest,
+        gateway,
         _data: data,
     }
 }

@@ -1,0 +1,149 @@
+//! The real binary on SIGTERM mid-batch: sends in progress finish, events held back by the
+//! rate limiter go back to JetStream, and the process exits 0 within a bound. A restarted
+//! notifier then delivers the rest, and (unlike after SIGKILL) nothing is sent twice.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use herald_test_support::NatsServer;
+use herald_test_support::fake::{FakeSlack, FakeTelegram, Received};
+use serde_json::json;
+
+use crate::crash::spawn;
+use crate::helpers::{DEADLINE, POLL, TG_TOKEN, lead, publish};
+
+const CHATS: i64 = 3;
+const EVENTS: u64 = 45;
+/// How long the process may take to exit after SIGTERM.
+const EXIT_BOUND: Duration = Duration::from_secs(10);
+
+/// How many times each `e<n>` message arrived.
+fn counts(received: &[Received]) -> BTreeMap<u64, usize> {
+    let mut seen = BTreeMap::new();
+    for r in received {
+        if let Some(n) = r.text.strip_prefix('e').and_then(|n| n.parse().ok()) {
+            *seen.entry(n).or_insert(0) += 1;
+        }
+    }
+    seen
+}
+
+async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let ok = tokio::time::timeout(Duration::from_secs(60), async {
+        while !cond() {
+            tokio::time::sleep(POLL).await;
+        }
+    })
+    .await;
+    assert!(ok.is_ok(), "timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn sigterm_mid_batch_exits_0_and_nothing_is_lost_or_sent_twice() {
+    let nats = NatsServer::start().await;
+    let tg = FakeTelegram::start().await;
+    let slack = FakeSlack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut rules = String::new();
+    for c in 1..=CHATS {
+        rules.push_str(&format!(
+            "[targets.c{c}]\nkind = \"telegram\"\nchat_id = {c}\nmarkup = \"plain\"\n\
+             [targets.s{c}]\nkind = \"slack_webhook\"\nurl = \"{hook}\"\n\
+             [[rules]]\nname = \"r{c}\"\nwhen = [{{ field = \"data.chat\", eq = {c} }}]\n\
+             targets = [\"c{c}\", \"s{c}\"]\ntemplate = \"e{{{{ data.n }}}}\"\n",
+            hook = slack.webhook_url(&format!("s{c}")),
+        ));
+    }
+    let rules_file = dir.path().join("rules.toml");
+    std::fs::write(&rules_file, rules).unwrap();
+    let config = dir.path().join("herald.toml");
+    // Slack is rate-limited to 3/s per target, so at SIGTERM most Slack sends are held.
+    std::fs::write(
+        &config,
+        format!(
+            "[nats]\nurl = \"{nats}\"\n[notifier]\nlisten = \"127.0.0.1:0\"\n\
+             rules_file = \"{rules}\"\nack_wait = \"2s\"\nbackoff = [\"200ms\"]\n\
+             [notifier.telegram]\napi_url = \"{tg}\"\nbot_token = \"{TG_TOKEN}\"\n\
+             [notifier.rate]\ntelegram_chat_per_sec = 25\ntelegram_global_per_sec = 100\n\
+             slack_target_per_sec = 3\n[notifier.digest]\nenabled = false\n",
+            nats = nats.url(),
+            rules = rules_file.display(),
+            tg = tg.url(),
+        ),
+    )
+    .unwrap();
+
+    let js = nats.jetstream().await;
+    let mut child = spawn(&config);
+    let consumer_exists = tokio::time::timeout(DEADLINE, async {
+        loop {
+            if let Ok(s) = js.get_stream("HERALD_EVENTS").await
+                && s.consumer_info("notifier").await.is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    })
+    .await;
+    assert!(consumer_exists.is_ok(), "the notifier created its consumer");
+    for i in 0..EVENTS {
+        publish(
+            &js,
+            &lead("insert", json!({"n": i, "chat": (i as i64 % CHATS) + 1})),
+        )
+        .await;
+    }
+    wait_for("a third delivered to Telegram", || {
+        tg.accepted().len() >= (EVENTS / 3) as usize
+    })
+    .await;
+
+    let pid = child.id().expect("running").to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = tokio::time::timeout(EXIT_BOUND, child.wait())
+        .await
+        .expect("the notifier exits within the bound after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+    let at_stop = (tg.accepted().len(), slack.accepted().len());
+    assert!(
+        (at_stop.1 as u64) < EVENTS,
+        "stopped mid-batch, with Slack sends still to do: {at_stop:?}"
+    );
+
+    let mut child = spawn(&config);
+    wait_for("every event delivered", || {
+        counts(&tg.accepted()).len() as u64 == EVENTS
+            && counts(&slack.accepted()).len() as u64 == EVENTS
+    })
+    .await;
+    // Anything to be resent would be resent within one ack_wait of the restart; wait until
+    // the consumer has nothing pending or unacknowledged.
+    let stream = js.get_stream("HERALD_EVENTS").await.unwrap();
+    let settled = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let info = stream.consumer_info("notifier").await.unwrap().clone();
+            if info.num_pending == 0 && info.num_ack_pending == 0 {
+                return;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    })
+    .await;
+    assert!(settled.is_ok(), "the consumer settled");
+    child.kill().await.ok();
+
+    let twice = |seen: BTreeMap<u64, usize>| -> Vec<u64> {
+        seen.into_iter()
+            .filter(|(_, c)| *c > 1)
+            .map(|(n, _)| n)
+            .collect()
+    };
+    assert_eq!(twice(counts(&tg.accepted())), Vec::<u64>::new(), "Telegram");
+    assert_eq!(twice(counts(&slack.accepted())), Vec::<u64>::new(), "Slack");
+}

@@ -1,0 +1,250 @@
+//! A real JetStream cluster of `nats-server` processes on loopback.
+//!
+//! Each node is a [`NatsServer`] (its own free client port, temp store and log) started with
+//! `--cluster nats://127.0.0.1:<port> --cluster_name herald --routes <the others>` and named
+//! `n1`, `n2`, …. [`NatsCluster::start`] returns once every node logged "Server is ready"
+//! *and* JetStream can place a replicated stream (a meta leader is elected and every peer
+//! has joined), so a test can provision R3 streams at once. Nodes can be killed (SIGKILL,
+//! a crash) and restarted on the same ports and store, one at a time.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+
+use crate::NatsServer;
+
+/// The cluster's name (`--cluster_name`).
+pub const CLUSTER_NAME: &str = "herald";
+/// How long the cluster may take to elect a JetStream meta leader with every peer.
+const JETSTREAM_DEADLINE: Duration = Duration::from_secs(30);
+/// Interval between JetStream readiness probes (each probe is itself bounded).
+const PROBE_INTERVAL: Duration = Duration::from_millis(100);
+/// The stream created (and deleted) to prove the cluster can place replicated streams.
+const PROBE_STREAM: &str = "HERALD_CLUSTER_PROBE";
+
+/// A running JetStream cluster. Every process is killed and every store deleted on drop.
+pub struct NatsCluster {
+    nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts `size` nodes (`n1`…`n<size>`) routed to each other, and waits until JetStream
+    /// can create a stream with `size` replicas.
+    pub async fn start(size: usize) -> Self {
+        assert!(size >= 1, "a cluster has at least one node");
+        // Routes name every node's cluster port up front, so those ports are chosen first.
+        // Binding them all at once and releasing them together leaves only a tiny window in
+        // which another process could take one; the client ports are learned from the logs.
+        let cluster_ports = free_ports(size);
+        let mut nodes = Vec::with_capacity(size);
+        for (i, port) in cluster_ports.iter().enumerate() {
+            let routes: Vec<String> = cluster_ports
+                .iter()
+                .filter(|p| *p != port)
+                .map(|p| format!("nats://127.0.0.1:{p}"))
+                .collect();
+            let mut args = vec![
+                "-n".to_owned(),
+                format!("n{}", i + 1),
+                "--cluster".to_owned(),
+                format!("nats://127.0.0.1:{port}"),
+                "--cluster_name".to_owned(),
+                CLUSTER_NAME.to_owned(),
+            ];
+            if !routes.is_empty() {
+                args.push("--routes".to_owned());
+                args.push(routes.join(","));
+            }
+            nodes.push(NatsServer::start_with_args(args).await);
+        }
+        let cluster = Self { nodes };
+        cluster.wait_for_jetstream(size).await;
+        cluster
+    }
+
+    /// Waits until a stream with `replicas` replicas can be created (then deletes it).
+    async fn wait_for_jetstream(&self, replicas: usize) {
+        let client = self.client().await;
+        let mut js = jetstream::new(client);
+        js.set_timeout(Duration::from_secs(2));
+        let config = stream::Config {
+            name: PROBE_STREAM.to_owned(),
+            subjects: vec!["herald.cluster.probe".to_owned()],
+            storage: stream::StorageType::Memory,
+            num_replicas: replicas,
+            ..Default::default()
+        };
+        let mut last_error = String::new();
+        let ready = tokio::time::timeout(JETSTREAM_DEADLINE, async {
+            loop {
+                match js.create_stream(config.clone()).await {
+                    Ok(_) => return,
+                    Err(err) => last_error = err.to_string(),
+                }
+                tokio::time::sleep(PROBE_INTERVAL).await;
+            }
+        })
+        .await;
+        if ready.is_err() {
+            panic!(
+                "the JetStream cluster could not place an R{replicas} stream within \
+                 {JETSTREAM_DEADLINE:?} (last error: {last_error}); node logs:\n{}",
+                self.logs()
+            );
+        }
+        js.delete_stream(PROBE_STREAM)
+            .await
+            .expect("delete the probe stream");
+    }
+
+    /// The number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether the cluster has no nodes (never, once started).
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Node `i` (0-based; its server name is `n<i+1>`).
+    pub fn node(&self, i: usize) -> &NatsServer {
+        &self.nodes[i]
+    }
+
+    /// The server name of node `i`: `n<i+1>`.
+    pub fn name(i: usize) -> String {
+        format!("n{}", i + 1)
+    }
+
+    /// The index of the node called `name` (`n1` → 0).
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        let i: usize = name.strip_prefix('n')?.parse().ok()?;
+        (1..=self.nodes.len()).contains(&i).then(|| i - 1)
+    }
+
+    /// Every node's client URL, comma-separated: what `HERALD_NATS__URL` takes.
+    pub fn url(&self) -> String {
+        self.nodes
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// A client that knows every node (and fails over between them).
+    pub async fn client(&self) -> async_nats::Client {
+        let urls: Vec<String> = self.nodes.iter().map(NatsServer::url).collect();
+        async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(urls)
+            .await
+            .expect("connect to the test cluster")
+    }
+
+    /// A JetStream context on a fresh [`client`](Self::client).
+    pub async fn jetstream(&self) -> jetstream::Context {
+        jetstream::new(self.client().await)
+    }
+
+    /// The node index of `stream`'s current Raft leader, if it has one.
+    pub async fn stream_leader(&self, js: &jetstream::Context, stream: &str) -> Option<usize> {
+        let mut stream = js.get_stream(stream).await.ok()?;
+        let info = stream.info().await.ok()?;
+        let leader = info.cluster.as_ref()?.leader.as_deref()?;
+        self.index_of(leader)
+    }
+
+    /// Kills node `i` with SIGKILL (a crash) and waits for it to exit.
+    pub async fn kill(&mut self, i: usize) {
+        self.nodes[i].kill().await;
+    }
+
+    /// Restarts node `i` on the same ports and store, and waits until it is ready.
+    pub async fn restart(&mut self, i: usize) {
+        self.nodes[i].restart().await;
+    }
+
+    /// Every node's last log lines (for assertion messages).
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("--- {} ---\n{}", Self::name(i), n.log_tail()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// `n` distinct free loopback ports, held together and released together.
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("a bound address").port())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_distinct() {
+        let mut ports = free_ports(3);
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn three_nodes_replicate_and_survive_a_killed_node() {
+        let mut cluster = NatsCluster::start(3).await;
+        assert_eq!(cluster.len(), 3);
+        assert_eq!(cluster.index_of("n2"), Some(1));
+        assert_eq!(cluster.index_of("n4"), None);
+        let js = cluster.jetstream().await;
+        js.create_stream(stream::Config {
+            name: "T".into(),
+            subjects: vec!["t.>".into()],
+            num_replicas: 3,
+            ..Default::default()
+        })
+        .await
+        .expect("an R3 stream");
+        js.publish("t.a", "1".into())
+            .await
+            .expect("publish")
+            .await
+            .expect("PubAck");
+        let leader = cluster.stream_leader(&js, "T").await.expect("a leader");
+        cluster.kill(leader).await;
+        assert!(!cluster.node(leader).is_running());
+        // A surviving node still answers with the acknowledged message, once a new leader
+        // is elected.
+        let survivor = (leader + 1) % 3;
+        let js = cluster.node(survivor).jetstream().await;
+        let messages = tokio::time::timeout(JETSTREAM_DEADLINE, async {
+            loop {
+                if let Ok(mut s) = js.get_stream("T").await
+                    && let Ok(info) = s.info().await
+                    && info
+                        .cluster
+                        .as_ref()
+                        .and_then(|c| c.leader.as_deref())
+                        .is_some()
+                {
+                    return info.state.messages;
+                }
+                tokio::time::sleep(PROBE_INTERVAL).await;
+            }
+        })
+        .await
+        .expect("a new stream leader");
+        assert_eq!(messages, 1);
+        cluster.restart(leader).await;
+        assert!(cluster.node(leader).is_running());
+    }
+}
