@@ -1,6 +1,7 @@
 //! `herald-bench`: Herald's benchmarks. See bench/README.md.
 
 use clap::{Parser, Subcommand};
+use herald_bench::{fanout, ingest, report, stats, storm};
 
 /// Loopback-only benchmarks, bounded in count and time; results go to bench/results/.
 #[derive(Parser)]
@@ -11,18 +12,37 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Scenario {
+    /// A and B. Fan-out and idle memory, gateway SSE next to nats-server WebSocket.
+    Fanout(fanout::Args),
+    /// C. Reconnect storm: everyone resumes by cursor while events flow.
+    Storm(storm::Args),
     /// D. Signed webhooks/s through ingest next to raw JetStream publishes/s.
-    Ingest(herald_bench::ingest::Args),
+    Ingest(ingest::Args),
+    /// E. Events/s aggregated by the stats service.
+    Stats(stats::Args),
     /// Every scenario with its defaults.
     All,
+    /// A, B and C with 200 clients: checks correctness only (no gaps, no duplicates), saves
+    /// nothing. For CI.
+    Quick,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let report = match Cli::parse().scenario {
-        Scenario::Ingest(args) => herald_bench::ingest::run(args).await?,
-        Scenario::All => herald_bench::ingest::run(herald_bench::ingest::Args::default()).await?,
+    let (reports, save) = match Cli::parse().scenario {
+        Scenario::Fanout(args) => (fanout::run(args).await?, true),
+        Scenario::Storm(args) => (vec![storm::run(args).await?], true),
+        Scenario::Ingest(args) => (vec![ingest::run(args).await?], true),
+        Scenario::Stats(args) => (vec![stats::run(args).await?], true),
+        Scenario::All => (herald_bench::all().await?, true),
+        Scenario::Quick => (herald_bench::quick().await?, false),
     };
-    herald_bench::report::write(&report)?;
+    for r in &reports {
+        report::write(r, save)?;
+    }
+    anyhow::ensure!(
+        reports.iter().all(report::Report::passed),
+        "a correctness check failed"
+    );
     Ok(())
 }

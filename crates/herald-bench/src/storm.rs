@@ -1,0 +1,191 @@
+//! Scenario C: a reconnect storm. Every SSE client drops its connection at the same moment
+//! and resumes with its cursor (`Last-Event-ID`) while events keep flowing: the time until
+//! all have caught up, the JetStream consumers created meanwhile (counted from nats-server's
+//! `$JS.EVENT.ADVISORY.CONSUMER.CREATED` advisories), and gaps and duplicates.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::crowd::Crowd;
+use crate::report::Report;
+use crate::stack::{Counts, Layout, Stack, feed};
+
+/// How long the storm may take to settle.
+const DEADLINE: Duration = Duration::from_secs(120);
+
+/// Parameters of scenario C.
+#[derive(Debug, Clone, clap::Args, serde::Serialize)]
+pub struct Args {
+    /// SSE clients.
+    #[arg(long, default_value_t = 10_000)]
+    pub clients: usize,
+    /// Tenants the clients spread over.
+    #[arg(long, default_value_t = 2)]
+    pub tenants: usize,
+    /// Topics per tenant.
+    #[arg(long, default_value_t = 5)]
+    pub topics: usize,
+    /// Publish rate through ingest while the storm happens, events/s over all topics.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Self {
+            clients: 10_000,
+            tenants: 2,
+            topics: 5,
+            rate: 100.0,
+        }
+    }
+}
+
+/// Runs scenario C.
+pub async fn run(args: Args) -> anyhow::Result<Report> {
+    let layout = Layout {
+        tenants: args.tenants,
+        topics: args.topics,
+    };
+    let stack = Arc::new(Stack::start(layout).await?);
+    let counts = Counts::new(layout.groups());
+    let mut crowd = Crowd::sse(&stack, layout, args.clients).await?;
+
+    let stop = CancellationToken::new();
+    let feeding = {
+        let (stack, counts, stop) = (Arc::clone(&stack), Arc::clone(&counts), stop.clone());
+        tokio::spawn(async move { feed(&stack, &counts, Some(args.rate), u64::MAX, stop).await })
+    };
+    // Everyone live and receiving before the storm.
+    let first = counts_at_least(&counts, 3).await?;
+    crowd.wait_for(&first, DEADLINE).await?;
+
+    let created = Arc::new(AtomicU64::new(0));
+    let mut advisories = stack
+        .client
+        .subscribe("$JS.EVENT.ADVISORY.CONSUMER.CREATED.HERALD_EVENTS.>")
+        .await?;
+    stack.client.flush().await?;
+    let counting = {
+        let created = Arc::clone(&created);
+        tokio::spawn(async move {
+            while advisories.next().await.is_some() {
+                created.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    // Prove the counter counts: one consumer of our own must show up before the storm.
+    let js = async_nats::jetstream::new(stack.client.clone());
+    js.get_stream(herald_core::streams::EVENTS_STREAM)
+        .await?
+        .create_consumer(async_nats::jetstream::consumer::pull::Config::default())
+        .await?;
+    let probe = tokio::time::timeout(DEADLINE, async {
+        while created.load(Ordering::Relaxed) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .is_ok();
+    let created_before = created.load(Ordering::Relaxed);
+    let resumes_before = resumes(&stack).await?;
+
+    // The storm: everyone drops at once and resumes; caught up = reconnected and holding
+    // every event published before the drop.
+    let want = counts.snapshot();
+    crowd.drop_all();
+    let layout_ = layout;
+    let catch_up = crowd
+        .wait_until(DEADLINE, |i, slot| {
+            slot.connects.load(Ordering::Relaxed) >= 2
+                && slot.next.load(Ordering::Relaxed) >= want[layout_.group_of(i)]
+        })
+        .await?;
+
+    // Keep flowing a little, then check everything arrived exactly once.
+    let latest = counts.snapshot().into_iter().max().unwrap_or(0);
+    counts_at_least(&counts, latest + 10).await?;
+    stop.cancel();
+    feeding.await??;
+    crowd.wait_for(&counts.snapshot(), DEADLINE).await?;
+    let resumes_after = resumes(&stack).await?;
+    stack.client.flush().await?;
+    counting.abort();
+
+    let board = &crowd.board;
+    let (gaps, dups, resets) = (
+        board.sum(|s| &s.gaps),
+        board.sum(|s| &s.duplicates),
+        board.sum(|s| &s.resets),
+    );
+    let reconnects = board.sum(|s| &s.connects) - args.clients as u64;
+    let consumers = created.load(Ordering::Relaxed) - created_before;
+    crowd.finish().await?;
+    Arc::try_unwrap(stack)
+        .map_err(|_| anyhow::anyhow!("the stack is still shared"))?
+        .stop()
+        .await?;
+
+    Ok(Report::new("storm", serde_json::to_value(&args)?)
+        .figure(
+            "time until every client caught up",
+            catch_up.as_secs_f64() * 1000.0,
+            "ms",
+        )
+        .figure("JetStream consumers created", consumers as f64, "consumers")
+        .figure("reconnects", reconnects as f64, "connections")
+        .figure(
+            "resumes from memory",
+            resumes_after.0 - resumes_before.0,
+            "resumes",
+        )
+        .figure(
+            "resumes from JetStream",
+            resumes_after.1 - resumes_before.1,
+            "resumes",
+        )
+        .figure("gaps", gaps as f64, "events")
+        .figure("duplicates", dups as f64, "events")
+        .check("consumer advisories are counted (probe seen)", probe)
+        .check("no gaps", gaps == 0)
+        .check("no duplicates", dups == 0)
+        .check("no reset or overflow", resets == 0)
+        .check(
+            "every client reconnected",
+            reconnects >= args.clients as u64,
+        ))
+}
+
+/// Waits until every group has at least `n` events published; returns the counts then.
+async fn counts_at_least(counts: &Counts, n: u64) -> anyhow::Result<Vec<u64>> {
+    let wait = async {
+        loop {
+            let now = counts.snapshot();
+            if now.iter().all(|&c| c >= n) {
+                return now;
+            }
+            // The publishers are paced; checking every few ms costs nothing.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(DEADLINE, wait)
+        .await
+        .map_err(|_| anyhow::anyhow!("publishing stalled below {n} events per topic"))
+}
+
+/// The gateway's resumes served from memory and from JetStream so far.
+async fn resumes(stack: &Stack) -> anyhow::Result<(f64, f64)> {
+    let text = stack.gateway_metrics().await?;
+    let value = |source: &str| {
+        let key = format!("herald_gateway_resumes_total{{source=\"{source}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(key.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    Ok((value("memory"), value("jetstream")))
+}
