@@ -7,6 +7,7 @@
 //! | [`fixtures`] | the payloads and signature vectors from `fixtures/` |
 //! | [`webhook`] | building signed webhook requests for every scheme ingest accepts |
 //! | [`net`] | loopback listeners on free ports |
+//! | [`process`] | free ports and signals for tests that run the real binaries |
 //! | [`service`] | the config and context to start any service on 127.0.0.1:0 |
 //! | [`fake`] | fake Telegram Bot API and Slack servers: real HTTP, scriptable, recording |
 //!
@@ -17,6 +18,7 @@ pub mod fake;
 pub mod fixtures;
 pub mod nats;
 pub mod net;
+pub mod process;
 pub mod service;
 pub mod webhook;
 

@@ -10,6 +10,7 @@ use serde_json::json;
 use tokio::process::{Child, Command};
 
 use crate::helpers::{SECRET, SseClient, TestApp, publish};
+use herald_test_support::process::{free_port, sigterm};
 
 /// The drain window the binary is configured with.
 const DRAIN_WINDOW: Duration = Duration::from_secs(2);
@@ -19,14 +20,6 @@ const EXIT_BOUND: Duration = Duration::from_secs(5);
 const CLIENTS: usize = 8;
 /// How long start-up may take.
 const DEADLINE: Duration = Duration::from_secs(20);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn spawn(config: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_herald-gateway"))
@@ -40,15 +33,6 @@ fn spawn(config: &std::path::Path) -> Child {
         .kill_on_drop(true)
         .spawn()
         .expect("spawn herald-gateway")
-}
-
-fn sigterm(child: &Child) {
-    let pid = child.id().expect("running").to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 #[tokio::test]

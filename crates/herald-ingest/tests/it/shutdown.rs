@@ -11,19 +11,12 @@ use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
 use crate::helpers::API_KEY;
+use herald_test_support::process::{free_port, sigterm};
 
 /// How long start-up, and each awaited condition, may take.
 const DEADLINE: Duration = Duration::from_secs(20);
 /// How long the process may take to exit after SIGTERM once its last request is answered.
 const EXIT_BOUND: Duration = Duration::from_secs(5);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn spawn(config: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_herald-ingest"))
@@ -37,15 +30,6 @@ fn spawn(config: &std::path::Path) -> Child {
         .kill_on_drop(true)
         .spawn()
         .expect("spawn herald-ingest")
-}
-
-fn sigterm(child: &Child) {
-    let pid = child.id().expect("running").to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 /// Reads an HTTP/1.1 response head (up to the blank line) off `conn`.

@@ -11,6 +11,7 @@ use serde_json::json;
 
 use crate::crash::spawn;
 use crate::helpers::{DEADLINE, POLL, TG_TOKEN, lead, publish};
+use herald_test_support::process::sigterm;
 
 const CHATS: i64 = 3;
 const EVENTS: u64 = 45;
@@ -99,12 +100,7 @@ async fn sigterm_mid_batch_exits_0_and_nothing_is_lost_or_sent_twice() {
     })
     .await;
 
-    let pid = child.id().expect("running").to_string();
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    sigterm(&child);
     let status = tokio::time::timeout(EXIT_BOUND, child.wait())
         .await
         .expect("the notifier exits within the bound after SIGTERM")

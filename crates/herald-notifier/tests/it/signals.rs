@@ -4,20 +4,12 @@ use serde_json::json;
 
 use crate::crash::spawn;
 use crate::helpers::{DEADLINE, POLL, TG_TOKEN, event, lead, metric, publish};
+use herald_test_support::process::sighup;
 
 const LEADS: &str = "[targets.a]\nkind = \"telegram\"\nchat_id = 1\nmarkup = \"plain\"\n\
     [[rules]]\nname = \"a\"\ntopic = \"leads\"\ntargets = [\"a\"]\ntemplate = \"lead {{ data.n }}\"\n";
 const DEALS: &str = "[targets.b]\nkind = \"telegram\"\nchat_id = 2\nmarkup = \"plain\"\n\
     [[rules]]\nname = \"b\"\ntopic = \"deals\"\ntargets = [\"b\"]\ntemplate = \"deal {{ data.n }}\"\n";
-
-fn hangup(child: &tokio::process::Child) {
-    let pid = child.id().expect("running").to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
 
 async fn wait_metric(http: &reqwest::Client, url: &str, needle: &str, value: u64) {
     let reached = tokio::time::timeout(DEADLINE, async {
@@ -81,7 +73,7 @@ async fn sighup_reloads_rules_and_keeps_them_when_the_file_is_invalid() {
     assert!(ready.is_ok());
 
     std::fs::write(&rules_file, "not = = toml").unwrap();
-    hangup(&child);
+    sighup(&child);
     wait_metric(
         &http,
         &metrics,
@@ -94,7 +86,7 @@ async fn sighup_reloads_rules_and_keeps_them_when_the_file_is_invalid() {
     assert_eq!(got[0].text, "lead 1", "the old rules stayed in force");
 
     std::fs::write(&rules_file, DEALS).unwrap();
-    hangup(&child);
+    sighup(&child);
     wait_metric(
         &http,
         &metrics,

@@ -9,6 +9,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use crate::helpers::*;
+use herald_test_support::process::sigterm;
 
 /// Events published before the aggregator starts.
 const EVENTS: usize = 3000;
@@ -50,12 +51,7 @@ async fn sigterm_mid_stream_finishes_the_batch_and_exits_0() {
             .is_some_and(|d| d.last_seq > 0)
     })
     .await;
-    let pid = child.id().expect("running").to_string();
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    sigterm(&child);
     let status = tokio::time::timeout(EXIT_BOUND, child.wait())
         .await
         .expect("the aggregator exits within the bound after SIGTERM")

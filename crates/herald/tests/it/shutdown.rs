@@ -10,6 +10,7 @@ use serde_json::json;
 
 use crate::sse;
 use crate::up::start_with;
+use herald_test_support::process::sigterm;
 
 const DRAIN_WINDOW: Duration = Duration::from_secs(1);
 const EXIT_BOUND: Duration = Duration::from_secs(5);
@@ -77,12 +78,7 @@ async fn sigterm_drains_the_open_stream_and_exits_0() {
     assert_eq!(event.json()["id"], "shutdown-1");
 
     let term_at = Instant::now();
-    let pid = up.child.id().unwrap().to_string();
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    sigterm(&up.child);
     let bye = tokio::time::timeout(DRAIN_WINDOW + EXIT_BOUND, async {
         loop {
             let msg = stream

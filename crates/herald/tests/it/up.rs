@@ -3,6 +3,8 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use herald_test_support::process::free_port;
+use herald_test_support::process::sigterm;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -11,14 +13,6 @@ pub struct Up {
     pub ingest: String,
     pub gateway: String,
     _data: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Starts `herald up` on free ports and waits for its banner.
@@ -125,11 +119,7 @@ async fn the_readme_examples_work_against_herald_up_and_it_stops_cleanly() {
     let signed = sh(&readme_block("demo-signed", &up.ingest)).await;
     assert!(signed.contains(r#""seq":2,"duplicate":false"#), "{signed}");
 
-    let pid = up.child.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
+    sigterm(&up.child);
     let status = tokio::time::timeout(Duration::from_secs(20), up.child.wait())
         .await
         .expect("herald up exits within 20 s of SIGTERM")
