@@ -32,6 +32,16 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// A query string that does not parse is a 400 with the JSON error body, like every other
+/// refusal (axum's own rejection is plain text, which the OpenAPI contract does not allow).
+pub fn parsed_query<T>(
+    query: Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>,
+) -> Result<T, ApiError> {
+    query
+        .map(|axum::extract::Query(q)| q)
+        .map_err(|e| ApiError::BadRequest(format!("malformed query string: {}", e.body_text())))
+}
+
 /// Query parameters shared by the transports.
 #[derive(Debug, Default, Deserialize)]
 pub struct ConnectQuery {

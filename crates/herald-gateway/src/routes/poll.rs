@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use serde::Serialize;
@@ -19,7 +20,7 @@ use serde_json::value::RawValue;
 use crate::error::ApiError;
 use crate::frame::{Control, Frame, StatsFrame};
 use crate::metrics::Transport;
-use crate::routes::{ConnectQuery, admit};
+use crate::routes::{ConnectQuery, admit, parsed_query};
 use crate::session::{Output, Session};
 use crate::state::AppState;
 use herald_core::names::Topic;
@@ -47,8 +48,9 @@ pub struct PollResponse {
 pub async fn poll(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<ConnectQuery>,
+    query: Result<Query<ConnectQuery>, QueryRejection>,
 ) -> Result<Json<PollResponse>, ApiError> {
+    let query = parsed_query(query)?;
     let admitted = admit(&state, &headers, &query, query.since.as_deref())?;
     let span = tracing::Span::current();
     span.record("tenant", admitted.claims.tenant.as_str());

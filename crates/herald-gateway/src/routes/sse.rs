@@ -9,6 +9,7 @@
 use std::convert::Infallible;
 
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -20,7 +21,7 @@ use rand::Rng;
 use crate::error::ApiError;
 use crate::frame::{Control, Frame, ReconnectReason};
 use crate::metrics::{Transport, TransportLabels};
-use crate::routes::{ConnectQuery, admit};
+use crate::routes::{ConnectQuery, admit, parsed_query};
 use crate::session::{Output, Session};
 use crate::state::AppState;
 
@@ -33,8 +34,9 @@ const BATCH: usize = 16 * 1024;
 pub async fn stream(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<ConnectQuery>,
+    query: Result<Query<ConnectQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let query = parsed_query(query)?;
     let last_event_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())

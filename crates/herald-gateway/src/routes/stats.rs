@@ -7,6 +7,7 @@
 
 use async_nats::jetstream::kv;
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use futures::TryStreamExt;
@@ -34,8 +35,9 @@ pub struct StatsQuery {
 pub async fn stats(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<StatsQuery>,
+    query: Result<Query<StatsQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let query = super::parsed_query(query)?;
     let claims = state
         .auth
         .authenticate(&headers, query.access_token.as_deref())?;

@@ -7,6 +7,7 @@
 //! `heartbeat_ms` and, without a cursor, the starting `cursor`), `pong`, and `error` for a
 //! refused client frame (the connection stays open).
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
@@ -21,7 +22,7 @@ use crate::error::{ApiError, AuthError};
 use crate::frame::{Control, Frame, ReconnectReason};
 use crate::limits::Permit;
 use crate::metrics::{ConnectionGuard, Transport};
-use crate::routes::{ConnectQuery, STATS_TOPIC, admit, parse_cursor, scope};
+use crate::routes::{ConnectQuery, STATS_TOPIC, admit, parse_cursor, parsed_query, scope};
 use crate::session::{Output, Session};
 use crate::state::AppState;
 
@@ -63,9 +64,10 @@ pub enum ClientFrame {
 pub async fn upgrade(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<ConnectQuery>,
+    query: Result<Query<ConnectQuery>, QueryRejection>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    let query = parsed_query(query)?;
     // Authenticate first, so a request without a token gets 401 whatever its headers.
     let admitted = admit(
         &state,

@@ -80,3 +80,33 @@ async fn an_empty_poll_waits_then_answers_with_the_same_position() {
         .unwrap();
     assert_eq!(foreign["reset"]["reason"], "epoch_mismatch");
 }
+
+/// Found by schemathesis: a query string that does not parse got axum's plain-text 400.
+#[tokio::test]
+async fn a_malformed_query_string_is_a_json_400() {
+    let app = TestApp::spawn().await;
+    let token = TestApp::token("acme", &["*"], 3600);
+    let resp = app.poll(&token, "wait=-1").await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.expect("a JSON error body");
+    assert_eq!(body["error"]["code"], "bad_request", "{body}");
+}
+
+#[tokio::test]
+async fn malformed_queries_are_json_400s_on_every_endpoint() {
+    let app = TestApp::spawn().await;
+    let token = TestApp::token("acme", &["*"], 3600);
+    // A repeated parameter cannot be parsed into the query struct.
+    for path in ["/v1/ws?since=1-0&since=2-0", "/v1/stats?topic=a&topic=b"] {
+        let resp = app
+            .http
+            .get(app.url(path))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{path}");
+        let body: Value = resp.json().await.expect("a JSON error body");
+        assert_eq!(body["error"]["code"], "bad_request", "{path}: {body}");
+    }
+}
