@@ -17,6 +17,10 @@ rust-test:
     cargo nextest run --workspace --profile ci
     cargo test --workspace --doc --quiet
 
+# The 3-node NATS cluster test: the stream leader SIGKILLed mid-flow, nothing lost or duplicated.
+cluster-test:
+    cargo nextest run -p herald -p herald-test-support cluster
+
 # The browser client: unit tests, then real headless Chromium against the real services.
 web-test: web-deps
     cd web && npm test
@@ -33,6 +37,29 @@ lint:
     cargo clippy --workspace --all-targets -- -D warnings
     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
-# Benchmarks (release build, loopback only): results under bench/results/.
-bench:
-    cargo run --release -p herald-bench -- all
+# Benchmarks (release build, loopback only, 10k clients; a few minutes): results under bench/results/. ARGS: a scenario (fanout|storm|ingest|stats) and its flags, default all.
+bench *ARGS="all":
+    cargo build --release -p herald-gateway -p herald-bench
+    ulimit -n 20000 && "${CARGO_TARGET_DIR:-target}/release/herald-bench" {{ARGS}}
+
+# Benchmark smoke run (~30 s, 200 clients): asserts no gaps and no duplicates, never a timing; saves nothing.
+bench-quick:
+    cargo build --release -p herald-gateway -p herald-bench
+    ulimit -n 4096 && "${CARGO_TARGET_DIR:-target}/release/herald-bench" quick
+
+# Chaos soak (~5 min): the real binaries under load while every component, nats-server included, is SIGKILLed and restarted; JSON report, exit 1 on any violation. ARGS: --seed N to replay.
+chaos *ARGS:
+    cargo build --bins -p herald-ingest -p herald-gateway -p herald-notifier -p herald-stats -p herald-chaos
+    "${CARGO_TARGET_DIR:-target}/debug/herald-chaos" --duration 5m {{ARGS}}
+
+# The CI-sized chaos soak (~60 s of kills, ~90 s in all).
+chaos-ci *ARGS:
+    just chaos --duration 60s --kill-every 1s..4s {{ARGS}}
+
+# Fuzz every parser facing the network (signatures, CDC formats, cursors, WebSocket frames, JWTs) for FUZZ_SECONDS each (default 60), then replay the corpus.
+fuzz *TARGETS:
+    fuzz/run.sh {{TARGETS}}
+
+# schemathesis against proto/openapi.yaml for ingest and the gateway (installs it into .venv-schemathesis): no 5xx, responses as the spec says.
+schemathesis:
+    crates/herald-chaos/scripts/schemathesis.sh
