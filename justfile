@@ -9,8 +9,14 @@ default:
 up *ARGS:
     cargo run --release -p herald -- up --demo {{ARGS}}
 
-# Every test: formatting, lints, docs, the Rust suite (real nats-server), the browser client.
-test: lint rust-test web-test
+# Every test: formatting, lints, docs, the Rust suite (real nats-server), the browser client,
+# then the whole system: a CI-sized chaos soak and schemathesis against the OpenAPI spec.
+test: lint rust-test web-test system-test
+
+# The system under fire: 60 s of SIGKILLs (fixed seed, so a failure replays) and schemathesis.
+system-test:
+    just chaos-ci --seed 3
+    just schemathesis
 
 # The Rust suite: every crate against a real nats-server.
 rust-test:

@@ -13,7 +13,7 @@ root=$PWD
 venv=.venv-schemathesis
 if [ ! -x "$venv/bin/st" ]; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check schemathesis
+  "$venv/bin/pip" install --quiet --disable-pip-version-check schemathesis==4.32.5
 fi
 cargo build --quiet -p herald
 herald="${CARGO_TARGET_DIR:-target}/debug/herald"
