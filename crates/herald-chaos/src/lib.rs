@@ -17,11 +17,13 @@
 //! | [`client`] | SSE and WebSocket clients that resume by cursor on the other gateway |
 //! | [`driver`] | the seeded chaos: what is killed when, and for how long |
 //! | [`facts`] | reading the stream, the DLQ, the stats bucket and consumer progress |
+//! | [`cli`] | the command line and its settings |
 //! | [`check`] | the promises as comparisons, and their violations |
 //! | [`report`] | running it all and the JSON report |
 //! | [`error`] | failures of the harness itself |
 
 pub mod check;
+pub mod cli;
 pub mod client;
 pub mod driver;
 pub mod error;
