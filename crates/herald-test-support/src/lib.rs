@@ -8,6 +8,7 @@
 //! | [`webhook`] | building signed webhook requests for every scheme ingest accepts |
 //! | [`net`] | loopback listeners on free ports |
 //! | [`process`] | free ports and signals for tests that run the real binaries |
+//! | [`wait`] | waiting for a condition under a deadline |
 //! | [`service`] | the config and context to start any service on 127.0.0.1:0 |
 //! | [`fake`] | fake Telegram Bot API and Slack servers: real HTTP, scriptable, recording |
 //!
@@ -20,6 +21,7 @@ pub mod nats;
 pub mod net;
 pub mod process;
 pub mod service;
+pub mod wait;
 pub mod webhook;
 
 pub use nats::NatsServer;

@@ -15,7 +15,7 @@ use herald_core::service::{CommonConfig, ServiceContext};
 use herald_core::streams::{EVENTS_STREAM, StreamSettings};
 use herald_gateway::auth::Claims;
 use herald_gateway::{App, Config};
-use herald_test_support::NatsServer;
+use herald_test_support::{NatsServer, wait};
 
 pub use crate::clients::{SseClient, SseEvent, WsClient};
 use serde_json::Value;
@@ -104,23 +104,11 @@ impl TestApp {
 
     /// Waits until `/readyz` answers 200.
     pub async fn wait_ready(&self) {
-        let ready = async {
-            loop {
-                let status = self
-                    .http
-                    .get(self.url("/readyz"))
-                    .send()
-                    .await
-                    .map(|r| r.status());
-                if matches!(status, Ok(s) if s == 200) {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        };
-        tokio::time::timeout(DEADLINE, ready)
-            .await
-            .expect("gateway becomes ready");
+        wait::until("the gateway to become ready", DEADLINE, || async {
+            let ready = self.http.get(self.url("/readyz")).send().await;
+            ready.is_ok_and(|r| r.status() == 200)
+        })
+        .await;
     }
 
     /// The current epoch of `HERALD_EVENTS`.

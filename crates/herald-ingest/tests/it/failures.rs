@@ -240,20 +240,11 @@ async fn ingest_starts_before_nats_and_becomes_ready_when_it_arrives() {
         503
     );
     nats.restart().await;
-    tokio::time::timeout(Duration::from_secs(15), async {
-        while http
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            != 200
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    herald_test_support::wait::until("ready once NATS is up", Duration::from_secs(15), || async {
+        let ready = http.get(format!("{base}/readyz")).send().await;
+        ready.is_ok_and(|r| r.status() == 200)
     })
-    .await
-    .expect("ready once NATS is up");
+    .await;
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(10), task)
         .await

@@ -10,7 +10,7 @@ use herald_core::secret::Secret;
 use herald_core::streams::EVENTS_STREAM;
 use herald_ingest::config::{Format, SourceConfig, Verify};
 use herald_ingest::{App, Config};
-use herald_test_support::{NatsServer, net, service, webhook};
+use herald_test_support::{NatsServer, net, service, wait, webhook};
 use tokio_util::sync::CancellationToken;
 
 pub const SEQUIN_TOKEN: &str = "sequin-bearer-token";
@@ -129,19 +129,15 @@ impl TestApp {
 
     /// Waits (under a deadline) until `/readyz` says ready: NATS connected, streams present.
     pub async fn wait_ready(&self) {
-        let deadline = Duration::from_secs(15);
-        tokio::time::timeout(deadline, async {
-            loop {
-                if let Ok(r) = self.http.get(format!("{}/readyz", self.base)).send().await
-                    && r.status() == 200
-                {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await
-        .expect("ingest became ready");
+        wait::until(
+            "ingest to become ready",
+            Duration::from_secs(15),
+            || async {
+                let ready = self.http.get(format!("{}/readyz", self.base)).send().await;
+                ready.is_ok_and(|r| r.status() == 200)
+            },
+        )
+        .await;
     }
 
     pub async fn webhook(

@@ -7,14 +7,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
 
 use herald_test_support::NatsServer;
 use herald_test_support::fake::{FakeSlack, FakeTelegram, Received};
 use serde_json::json;
 use tokio::process::{Child, Command};
 
-use crate::helpers::{DEADLINE, POLL, TG_TOKEN, lead, publish};
+use crate::helpers::{DEADLINE, POLL, TG_TOKEN, lead, publish, wait_for};
 
 const CHATS: i64 = 4;
 const EVENTS: u64 = 120;
@@ -40,16 +39,6 @@ fn markers(received: &[Received]) -> BTreeMap<u64, usize> {
         }
     }
     seen
-}
-
-async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let ok = tokio::time::timeout(Duration::from_secs(60), async {
-        while !cond() {
-            tokio::time::sleep(POLL).await;
-        }
-    })
-    .await;
-    assert!(ok.is_ok(), "timed out waiting for {what}");
 }
 
 #[tokio::test]

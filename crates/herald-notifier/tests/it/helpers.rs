@@ -8,8 +8,8 @@ use async_nats::jetstream;
 use herald_core::event::{Event, EventId};
 use herald_core::names::{Action, TenantId, Topic};
 use herald_notifier::{App, Config, Reloader};
-use herald_test_support::NatsServer;
 use herald_test_support::fake::{FakeSlack, FakeTelegram};
+use herald_test_support::{NatsServer, wait};
 use tokio_util::sync::CancellationToken;
 
 /// How long any single wait in these tests may take.
@@ -131,16 +131,10 @@ impl TestApp {
 
     /// Polls `/readyz` under the deadline.
     pub async fn wait_ready(&self) {
-        let ready = tokio::time::timeout(DEADLINE, async {
-            loop {
-                if self.readyz().await.status().is_success() {
-                    return;
-                }
-                tokio::time::sleep(POLL).await;
-            }
+        wait::until("the notifier to become ready", DEADLINE, || async {
+            self.readyz().await.status().is_success()
         })
         .await;
-        assert!(ready.is_ok(), "the notifier did not become ready");
     }
 
     /// Waits until a metric line with `needle` shows `value`.
@@ -222,4 +216,9 @@ pub fn event(tenant: &str, topic: &str, action: &str, data: serde_json::Value) -
         "/test",
         data,
     )
+}
+
+/// Waits (up to 60 s: crash and shutdown tests run real binaries) until `cond` holds.
+pub async fn wait_for(what: &str, cond: impl FnMut() -> bool) {
+    herald_test_support::wait::until_sync(what, Duration::from_secs(60), cond).await;
 }

@@ -10,7 +10,7 @@ use herald_test_support::fake::{FakeSlack, FakeTelegram, Received};
 use serde_json::json;
 
 use crate::crash::spawn;
-use crate::helpers::{DEADLINE, POLL, TG_TOKEN, lead, publish};
+use crate::helpers::{DEADLINE, POLL, TG_TOKEN, lead, publish, wait_for};
 use herald_test_support::process::sigterm;
 
 const CHATS: i64 = 3;
@@ -27,16 +27,6 @@ fn counts(received: &[Received]) -> BTreeMap<u64, usize> {
         }
     }
     seen
-}
-
-async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let ok = tokio::time::timeout(Duration::from_secs(60), async {
-        while !cond() {
-            tokio::time::sleep(POLL).await;
-        }
-    })
-    .await;
-    assert!(ok.is_ok(), "timed out waiting for {what}");
 }
 
 #[tokio::test]

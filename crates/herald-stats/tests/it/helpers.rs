@@ -169,13 +169,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let polled = tokio::time::timeout(DEADLINE, async {
-        while !cond().await {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    assert!(polled.is_ok(), "timed out waiting for: {what}");
+    herald_test_support::wait::until(what, DEADLINE, &mut cond).await;
 }
 
 pub async fn bucket(js: &jetstream::Context) -> kv::Store {
