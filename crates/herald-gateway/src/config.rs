@@ -37,6 +37,14 @@ pub struct Config {
     /// Events a client may have queued before it is disconnected with `overflow`
     /// (`CLIENT_QUEUE`). Default 1024.
     pub client_queue: usize,
+    /// An SSE connection whose write makes no progress for this long (a client that stopped
+    /// reading) is closed (`WRITE_TIMEOUT`). Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+    /// A new connection must send its request head within this time, or it is closed
+    /// (`HEAD_TIMEOUT`). Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub head_timeout: Duration,
     /// The most events the in-memory ring buffer keeps for resumes (`RING_EVENTS`).
     /// Default 10000.
     pub ring_events: usize,
@@ -80,6 +88,8 @@ impl Default for Config {
             retry_jitter: Duration::from_secs(2),
             drain_window: Duration::from_secs(5),
             client_queue: 1024,
+            write_timeout: Duration::from_secs(30),
+            head_timeout: Duration::from_secs(30),
             ring_events: 10_000,
             ring_bytes: 64 << 20,
             max_replays: 32,

@@ -25,6 +25,10 @@ pub struct EventFrame {
     pub json: Bytes,
     /// `id: <cursor>\ndata: <json>\n\n`.
     pub sse: Bytes,
+    /// [`EventFrame::sse`] framed as one HTTP/1.1 chunk (`<len hex>\r\n…\r\n`), so a
+    /// chunked stream writes every event with one contiguous write ([`crate::server`]).
+    /// `sse` is a slice of the same allocation.
+    pub sse_chunk: Bytes,
     ws: OnceLock<Bytes>,
 }
 
@@ -53,18 +57,26 @@ impl EventFrame {
             Bytes::copy_from_slice(raw.get().as_bytes())
         };
         let id = cursor.to_string();
-        let mut sse = BytesMut::with_capacity(json.len() + id.len() + 12);
-        sse.put_slice(b"id: ");
-        sse.put_slice(id.as_bytes());
-        sse.put_slice(b"\ndata: ");
-        sse.put_slice(&json);
-        sse.put_slice(b"\n\n");
+        let sse_len = json.len() + id.len() + 4 + 7 + 2;
+        let chunk_head = format!("{sse_len:x}\r\n");
+        let mut chunk = BytesMut::with_capacity(chunk_head.len() + sse_len + 2);
+        chunk.put_slice(chunk_head.as_bytes());
+        chunk.put_slice(b"id: ");
+        chunk.put_slice(id.as_bytes());
+        chunk.put_slice(b"\ndata: ");
+        chunk.put_slice(&json);
+        chunk.put_slice(b"\n\n");
+        chunk.put_slice(b"\r\n");
+        let sse_chunk = chunk.freeze();
+        let sse = sse_chunk.slice(chunk_head.len()..sse_chunk.len() - 2);
+        debug_assert_eq!(sse.len(), sse_len);
         Ok(Self {
             cursor,
             tenant: parts.tenant,
             topic: parts.topic,
             json,
-            sse: sse.freeze(),
+            sse,
+            sse_chunk,
             ws: OnceLock::new(),
         })
     }
@@ -93,7 +105,7 @@ impl EventFrame {
 
     /// The memory the frame holds, for the ring buffer's byte bound.
     pub fn size(&self) -> usize {
-        self.json.len() + self.sse.len() + self.ws.get().map_or(0, Bytes::len) + 128
+        self.json.len() + self.sse_chunk.len() + self.ws.get().map_or(0, Bytes::len) + 128
     }
 }
 
@@ -317,6 +329,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(&f.sse[..], b"id: 7-000000ab\ndata: {\"a\":\"x\\ny\"}\n\n");
+        let framed = [&b"23\r\n"[..], &f.sse[..], b"\r\n"].concat();
+        assert_eq!(f.sse.len(), 0x23);
+        assert_eq!(&f.sse_chunk[..], &framed[..]);
         let ws: serde_json::Value = serde_json::from_slice(&f.ws_text()).unwrap();
         assert_eq!(ws["cursor"], "7-000000ab");
         assert_eq!(ws["event"]["a"], "x\ny");

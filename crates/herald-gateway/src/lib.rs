@@ -17,6 +17,7 @@
 //! | [`session`] | one client's ordered delivery, heartbeats, expiry, drain |
 //! | [`frame`] | SSE and WebSocket renderings of events and control messages |
 //! | [`routes`] | `/v1/stream`, `/v1/ws`, `/v1/poll`, `/v1/stats` |
+//! | [`server`] | the HTTP server: hyper for requests, a lean writer for SSE streams |
 //! | [`limits`] | connections per user and tenant, connection rate |
 //! | [`metrics`] | Prometheus metrics |
 //! | [`web`] | the allowlisted browser files of `web_dir` |
@@ -28,7 +29,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use herald_core::http::{Readiness, ReadyFuture, ops_router};
-use herald_core::service::{ServiceContext, serve};
+use herald_core::service::ServiceContext;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -44,6 +45,7 @@ pub mod limits;
 pub mod metrics;
 pub mod replay;
 pub mod routes;
+pub mod server;
 pub mod session;
 pub mod state;
 pub mod stats;
@@ -69,6 +71,7 @@ pub struct App {
     listener: TcpListener,
     addr: SocketAddr,
     router: Router,
+    timeouts: server::Timeouts,
     tail: Tail,
     stats: StatsFeed,
     jwks: Option<JwksTask>,
@@ -174,6 +177,10 @@ impl App {
             listener,
             addr,
             router,
+            timeouts: server::Timeouts {
+                head: cfg.head_timeout,
+                write: cfg.write_timeout,
+            },
             tail,
             stats,
             jwks: jwks.map(|f| Box::pin(f) as JwksTask),
@@ -195,7 +202,13 @@ impl App {
         if let Some(jwks) = self.jwks {
             tokio::spawn(jwks);
         }
-        let served = serve(self.listener, self.router, self.ctx.shutdown.clone()).await;
+        let served = server::serve(
+            self.listener,
+            self.router,
+            self.timeouts,
+            self.ctx.shutdown.clone(),
+        )
+        .await;
         self.background.cancel();
         if let Err(err) = tail.await {
             tracing::error!(%err, "the event tail panicked");

@@ -334,7 +334,9 @@ async fn next_replayed(
     replay: &mut Option<Box<Replay>>,
 ) -> Option<Result<Arc<crate::frame::EventFrame>, replay::ReplayError>> {
     match replay {
-        Some(r) => r.next().await,
+        // Boxed: a replay's future is several KiB, and a session's future, without it, lives
+        // in every connection's task for as long as the connection.
+        Some(r) => Box::pin(r.next()).await,
         None => None,
     }
 }

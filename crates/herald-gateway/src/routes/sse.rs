@@ -7,7 +7,9 @@
 //! a `: hb` comment keeps it open.
 
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -19,8 +21,9 @@ use prometheus_client::metrics::counter::Counter;
 use rand::Rng;
 
 use crate::error::ApiError;
-use crate::frame::{Control, Frame, ReconnectReason};
-use crate::metrics::{Transport, TransportLabels};
+use crate::frame::{Control, EventFrame, Frame, ReconnectReason};
+use crate::limits::Permit;
+use crate::metrics::{ConnectionGuard, Transport, TransportLabels};
 use crate::routes::{ConnectQuery, admit, parsed_query};
 use crate::session::{Output, Session};
 use crate::state::AppState;
@@ -30,9 +33,14 @@ const HEARTBEAT: &[u8] = b": hb\n\n";
 const BATCH: usize = 16 * 1024;
 
 /// Opens an SSE stream. `Last-Event-ID` wins over `since`.
+///
+/// When the connection is served by the gateway's own HTTP/1 writer ([`crate::server`]), the
+/// request carries a [`StreamSlot`]: the stream is left there and the response has no body;
+/// otherwise the stream is the response body.
 #[tracing::instrument(skip_all, fields(tenant, sub))]
 pub async fn stream(
     State(state): State<AppState>,
+    slot: Option<Extension<StreamSlot>>,
     headers: HeaderMap,
     query: Result<Query<ConnectQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -78,54 +86,133 @@ pub async fn stream(
         Err(other) => return Err(other),
     };
 
-    let guard = (admitted.permit, state.metrics.connection(Transport::Sse));
-    // One counter handle per connection keeps the metric family's lock off the per-event path.
-    let delivered = state
-        .metrics
-        .delivered
-        .get_or_create(&TransportLabels {
-            transport: Transport::Sse,
-        })
-        .clone();
-    let first = futures::stream::once(async move { Ok::<_, Infallible>(retry) });
-    let rest = futures::stream::unfold(
-        (session, guard, delivered),
-        |(mut session, guard, delivered)| async move {
-            let first = frame_bytes(session.next().await, &delivered)?;
-            // Frames already queued (a burst, a resume) go out in one write, not one each.
-            let mut batch: Option<BytesMut> = None;
-            while session.has_ready() && batch.as_ref().map_or(first.len(), BytesMut::len) < BATCH {
-                // `next` is cancel-safe and a frame is waiting, so this rarely comes back empty.
-                let Some(out) = session.next().now_or_never() else {
-                    break;
-                };
-                let Some(more) = frame_bytes(out, &delivered) else {
-                    break; // the end: the next call returns it again
-                };
-                batch
-                    .get_or_insert_with(|| BytesMut::from(&first[..]))
-                    .extend_from_slice(&more);
-            }
-            let bytes = batch.map_or(first, BytesMut::freeze);
-            Some((Ok::<_, Infallible>(bytes), (session, guard, delivered)))
-        },
-    );
-    let body = Body::from_stream(futures::StreamExt::chain(first, rest));
-    Ok(sse_response(body))
+    let stream = SseStream {
+        retry: Some(retry),
+        session,
+        _guard: (admitted.permit, state.metrics.connection(Transport::Sse)),
+        // One counter handle per connection keeps the metric family's lock off the per-event
+        // path.
+        delivered: state
+            .metrics
+            .delivered
+            .get_or_create(&TransportLabels {
+                transport: Transport::Sse,
+            })
+            .clone(),
+        span,
+    };
+    match slot {
+        Some(Extension(slot)) => {
+            slot.put(stream);
+            Ok(sse_response(Body::empty()))
+        }
+        None => Ok(sse_response(stream.into_body())),
+    }
 }
 
-/// The bytes of one output, or `None` at the end of the stream.
-fn frame_bytes(out: Output, delivered: &Counter) -> Option<Bytes> {
-    Some(match out {
-        Output::End => return None,
-        Output::Heartbeat => Bytes::from_static(HEARTBEAT),
-        Output::Frame(Frame::Event(e)) => {
-            delivered.inc();
-            e.sse.clone()
+/// An open SSE stream: the `retry:` hint, then the session's output, piece by piece.
+pub struct SseStream {
+    retry: Option<Bytes>,
+    session: Session,
+    _guard: (Permit, ConnectionGuard),
+    delivered: Counter,
+    span: tracing::Span,
+}
+
+/// One write's worth of an SSE stream.
+#[derive(Debug)]
+pub enum Piece {
+    /// One event alone: its shared, pre-rendered bytes.
+    Event(Arc<EventFrame>),
+    /// Anything else: frames that were queued together, a control message, a heartbeat.
+    Bytes(Bytes),
+}
+
+impl Piece {
+    /// The SSE bytes.
+    pub fn sse(&self) -> &Bytes {
+        match self {
+            Self::Event(e) => &e.sse,
+            Self::Bytes(b) => b,
         }
-        Output::Frame(Frame::Stats(s)) => s.sse.clone(),
-        Output::Frame(Frame::Control(c)) => c.sse(),
-    })
+    }
+}
+
+impl SseStream {
+    /// The next piece to write, or `None` at the end of the stream. Cancel-safe.
+    pub async fn next(&mut self) -> Option<Piece> {
+        if let Some(retry) = self.retry.take() {
+            return Some(Piece::Bytes(retry));
+        }
+        let out = self.session.next().await;
+        let first = self.piece(out)?;
+        if !self.session.has_ready() {
+            return Some(first);
+        }
+        // Frames already queued (a burst, a resume) go out in one write, not one each.
+        let mut batch = BytesMut::from(&first.sse()[..]);
+        while self.session.has_ready() && batch.len() < BATCH {
+            // `next` is cancel-safe and a frame is waiting, so this rarely comes back empty.
+            let Some(out) = self.session.next().now_or_never() else {
+                break;
+            };
+            let Some(more) = self.piece(out) else {
+                break; // the end: the next call returns it again
+            };
+            batch.extend_from_slice(more.sse());
+        }
+        Some(Piece::Bytes(batch.freeze()))
+    }
+
+    /// The request's span, for whoever drives the stream.
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
+    /// The piece of one output, or `None` at the end of the stream.
+    fn piece(&self, out: Output) -> Option<Piece> {
+        Some(match out {
+            Output::End => return None,
+            Output::Heartbeat => Piece::Bytes(Bytes::from_static(HEARTBEAT)),
+            Output::Frame(Frame::Event(e)) => {
+                self.delivered.inc();
+                Piece::Event(e)
+            }
+            Output::Frame(Frame::Stats(s)) => Piece::Bytes(s.sse.clone()),
+            Output::Frame(Frame::Control(c)) => Piece::Bytes(c.sse()),
+        })
+    }
+
+    /// The stream as an HTTP body (hyper writes it).
+    fn into_body(self) -> Body {
+        let pieces = futures::stream::unfold(self, |mut stream| async move {
+            let piece = stream.next().await?;
+            Some((Ok::<_, Infallible>(piece.sse().clone()), stream))
+        });
+        Body::from_stream(pieces)
+    }
+}
+
+/// Where a request served by the gateway's own HTTP/1 writer ([`crate::server`]) receives its
+/// SSE stream (a request extension).
+#[derive(Clone, Default)]
+pub struct StreamSlot(Arc<Mutex<Option<SseStream>>>);
+
+impl StreamSlot {
+    fn put(&self, stream: SseStream) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(stream);
+    }
+
+    /// Takes the stream the handler left, if it opened one.
+    pub fn take(&self) -> Option<SseStream> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
 }
 
 fn sse_response(body: Body) -> Response {

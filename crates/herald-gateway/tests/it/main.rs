@@ -12,6 +12,7 @@ mod ops;
 mod outage;
 mod poll;
 mod resume;
+mod server;
 mod shutdown;
 mod sse;
 mod stats;
