@@ -37,8 +37,8 @@ pub struct Config {
     /// Events a client may have queued before it is disconnected with `overflow`
     /// (`CLIENT_QUEUE`). Default 1024.
     pub client_queue: usize,
-    /// An SSE connection whose write makes no progress for this long (a client that stopped
-    /// reading) is closed (`WRITE_TIMEOUT`). Default 30 s.
+    /// An SSE or WebSocket connection whose write makes no progress for this long (a client
+    /// that stopped reading) is closed (`WRITE_TIMEOUT`). Default 30 s.
     #[serde(with = "humantime_serde")]
     pub write_timeout: Duration,
     /// A new connection must send its request head within this time, or it is closed

@@ -6,6 +6,10 @@
 //! `event`, the control messages of SSE (a subscription opens with `status`, carrying
 //! `heartbeat_ms` and, without a cursor, the starting `cursor`), `pong`, and `error` for a
 //! refused client frame (the connection stays open).
+//!
+//! A ping goes out every `heartbeat`; a peer not heard from (not even a pong) for 2.5
+//! heartbeats is disconnected, and so is one whose writes make no progress for
+//! `write_timeout`.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -203,8 +207,14 @@ async fn connection(
 ) {
     let shutdown = state.shutdown.clone();
     let heartbeat = state.cfg.heartbeat;
+    let write_timeout = state.cfg.write_timeout;
     let expires = tokio::time::sleep(claims.remaining());
     tokio::pin!(expires);
+    // A ping goes out every heartbeat and a live peer answers it: a peer not heard from for
+    // 2.5 heartbeats is gone (the same allowance the browser client gives the gateway).
+    let silence_limit = heartbeat.saturating_mul(5) / 2;
+    let silence = tokio::time::sleep(silence_limit);
+    tokio::pin!(silence);
     let mut conn = Conn {
         state,
         claims,
@@ -214,19 +224,24 @@ async fn connection(
     loop {
         let has_session = conn.session.is_some();
         let outgoing = tokio::select! {
-            msg = socket.recv() => match msg {
-                Some(Ok(Message::Text(text))) => match conn.handle(text.as_str()).await {
-                    Ok(Some(reply)) => reply,
-                    Ok(None) => {
-                        // A refresh may have moved the expiry (sessions track their own).
-                        expires.as_mut().reset(Instant::now() + conn.claims.remaining());
-                        continue;
-                    }
-                    Err(reply) => reply,
-                },
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-                Some(Ok(_)) => continue,
-            },
+            msg = socket.recv() => {
+                let Some(Ok(message)) = msg else { return };
+                silence.as_mut().reset(Instant::now() + silence_limit);
+                match message {
+                    Message::Text(text) => match conn.handle(text.as_str()).await {
+                        Ok(Some(reply)) => reply,
+                        Ok(None) => {
+                            // A refresh may have moved the expiry (sessions track their own).
+                            expires.as_mut().reset(Instant::now() + conn.claims.remaining());
+                            continue;
+                        }
+                        Err(reply) => reply,
+                    },
+                    Message::Close(_) => return,
+                    // Pongs (and pings, answered by the library) prove the peer is there.
+                    _ => continue,
+                }
+            }
             out = next_output(&mut conn.session) => match out {
                 Output::Heartbeat => Message::Ping(bytes::Bytes::new()),
                 Output::Frame(Frame::Event(e)) => {
@@ -263,9 +278,18 @@ async fn connection(
                 return;
             }
             _ = idle_ping.tick(), if !has_session => Message::Ping(bytes::Bytes::new()),
+            () = &mut silence => {
+                tracing::debug!(?silence_limit, "closing a WebSocket whose peer went silent");
+                return;
+            }
         };
-        if socket.send(outgoing).await.is_err() {
-            return;
+        match tokio::time::timeout(write_timeout, socket.send(outgoing)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return,
+            Err(_) => {
+                tracing::debug!("closing a WebSocket whose peer stopped reading");
+                return;
+            }
         }
     }
 }

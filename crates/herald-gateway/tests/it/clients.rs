@@ -209,6 +209,24 @@ impl WsClient {
             .context("no WebSocket frame within the deadline")?
     }
 
+    /// Reads (answering pings, as any client library does) until `n` pings have come.
+    pub async fn pings(&mut self, n: usize) -> anyhow::Result<()> {
+        let fut = async {
+            let mut seen = 0;
+            while seen < n {
+                match self.socket.next().await {
+                    Some(Ok(tungstenite::Message::Ping(_))) => seen += 1,
+                    Some(Ok(_)) => {}
+                    None | Some(Err(_)) => bail!("closed after {seen} pings"),
+                }
+            }
+            Ok(())
+        };
+        tokio::time::timeout(DEADLINE, fut)
+            .await
+            .context("not enough pings within the deadline")?
+    }
+
     /// The next frame of `type`, failing on anything else.
     pub async fn expect(&mut self, ty: &str) -> anyhow::Result<Value> {
         match self.next().await? {

@@ -1,9 +1,12 @@
 //! The WebSocket transport.
 
+use std::time::Duration;
+
 use herald_core::cursor::Cursor;
+use herald_test_support::wait;
 use serde_json::json;
 
-use crate::helpers::TestApp;
+use crate::helpers::{DEADLINE, TestApp, test_config};
 
 #[tokio::test]
 async fn subscribe_resume_unsubscribe_and_refresh() {
@@ -52,4 +55,35 @@ async fn ws_token_expiry_sends_reconnect() {
     let frame = ws.expect("reconnect").await.unwrap();
     assert_eq!(frame["reason"], "token_expired");
     assert!(ws.next().await.unwrap().is_none(), "then the socket closes");
+}
+
+#[tokio::test]
+async fn a_peer_that_answers_no_ping_is_disconnected_and_one_that_does_stays() {
+    let mut cfg = test_config();
+    cfg.heartbeat = Duration::from_millis(100);
+    let app = TestApp::spawn_with(cfg, Default::default()).await;
+    let token = TestApp::token("acme", &["*"], 3600);
+    let mut alive = app.ws(&token).await.unwrap();
+    alive.send(json!({"op": "subscribe"})).await;
+    // Never read again: no pong ever goes back.
+    let mut gone = app.ws(&token).await.unwrap();
+    gone.send(json!({"op": "subscribe"})).await;
+    // Ten heartbeats: four times the allowance the silent peer has.
+    alive.pings(10).await.unwrap();
+    let one = r#"herald_gateway_connections{transport="ws"} 1"#;
+    wait::until("the silent peer is disconnected", DEADLINE, || async {
+        app.metrics().await.contains(one)
+    })
+    .await;
+    let seq = app.publish("acme", "leads", json!({})).await;
+    let event = alive.expect("event").await.unwrap();
+    assert_eq!(
+        event["cursor"]
+            .as_str()
+            .unwrap()
+            .parse::<Cursor>()
+            .unwrap()
+            .seq,
+        seq
+    );
 }
