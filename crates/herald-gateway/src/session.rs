@@ -63,6 +63,8 @@ pub struct Session {
     epoch: Epoch,
     head: u64,
     topics: TopicSet,
+    /// The topics whose stats documents it receives, if any.
+    stats: Option<TopicSet>,
     backlog: VecDeque<Frame>,
     replay: Option<Box<Replay>>,
     last_seq: u64,
@@ -95,7 +97,7 @@ impl Session {
             )
             .ok_or(ApiError::NotReady)?;
         if stats.is_some() {
-            sub.set_stats(stats);
+            sub.set_stats(stats.clone());
         }
         let mut backlog = VecDeque::new();
         let mut replay = None;
@@ -168,6 +170,7 @@ impl Session {
             },
         );
         session.backlog = backlog;
+        session.stats = stats;
         session.replay = replay;
         session.last_seq = last_seq;
         Ok(session)
@@ -189,6 +192,7 @@ impl Session {
             head: sub.head,
             sub,
             topics,
+            stats: None,
             backlog: VecDeque::new(),
             replay: None,
             last_seq: 0,
@@ -223,8 +227,25 @@ impl Session {
         &self.topics
     }
 
+    /// Cuts what the session receives down to what `claims` grant (a refreshed token), stats
+    /// documents included; topics kept miss nothing.
+    pub fn narrow(&mut self, claims: &crate::auth::Claims) {
+        let topics = claims.narrow(&self.topics);
+        if topics != self.topics {
+            self.set_topics(topics);
+        }
+        if let Some(stats) = &self.stats {
+            let stats = claims.narrow(stats);
+            if Some(&stats) != self.stats.as_ref() {
+                self.sub.set_stats(Some(stats.clone()));
+                self.stats = Some(stats);
+            }
+        }
+    }
+
     /// Stops sending stats documents.
     pub fn drop_stats(&mut self) {
+        self.stats = None;
         self.sub.set_stats(None);
     }
 

@@ -57,6 +57,21 @@ impl Claims {
         self.topics.iter().any(|t| t == ALL_TOPICS)
     }
 
+    /// `current` cut down to what this token grants (a refreshed token may grant less).
+    pub fn narrow(&self, current: &TopicSet) -> TopicSet {
+        if self.grants_all() {
+            return current.clone();
+        }
+        let granted = self
+            .topics
+            .iter()
+            .filter_map(|t| Topic::parse(t.as_str()).ok());
+        TopicSet::Only(match current {
+            TopicSet::All => granted.collect(),
+            TopicSet::Only(set) => granted.filter(|t| set.contains(t)).collect(),
+        })
+    }
+
     /// The topics a connection asking for `requested` (none = everything granted) receives.
     /// 400 for a malformed name or too many, 403 for a topic outside the claim.
     pub fn scope(&self, requested: &[String], max: usize) -> Result<TopicSet, ApiError> {
@@ -150,5 +165,18 @@ mod tests {
             all.scope(&vec!["x".into(); 9], 8),
             Err(ApiError::BadRequest(_))
         ));
+    }
+
+    #[test]
+    fn narrow_keeps_only_what_the_new_token_grants() {
+        let only =
+            |v: &[&str]| TopicSet::Only(v.iter().map(|t| Topic::parse(*t).unwrap()).collect());
+        let deals = claims(&["deals", "orders"], future());
+        assert_eq!(deals.narrow(&TopicSet::All), only(&["deals", "orders"]));
+        assert_eq!(deals.narrow(&only(&["leads", "deals"])), only(&["deals"]));
+        assert_eq!(deals.narrow(&only(&["leads"])), only(&[]));
+        let all = claims(&["*"], future());
+        assert_eq!(all.narrow(&TopicSet::All), TopicSet::All);
+        assert_eq!(all.narrow(&only(&["leads"])), only(&["leads"]));
     }
 }

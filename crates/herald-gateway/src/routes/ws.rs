@@ -2,7 +2,7 @@
 //!
 //! The token is checked at the upgrade. Client frames: `subscribe` (topics and an optional
 //! `since`; replaces the current subscription, resuming from its cursor), `unsubscribe`,
-//! `refresh` (a new token extends the session), `ping` (answered `pong`). Server frames:
+//! `refresh` (a new token extends the session and narrows it to what the token grants), `ping` (answered `pong`). Server frames:
 //! `event`, the control messages of SSE (a subscription opens with `status`, carrying
 //! `heartbeat_ms` and, without a cursor, the starting `cursor`), `pong`, and `error` for a
 //! refused client frame (the connection stays open).
@@ -178,6 +178,7 @@ impl Conn {
                 }
                 if let Some(session) = self.session.as_mut() {
                     session.extend(claims.remaining());
+                    session.narrow(&claims);
                 }
                 self.claims = claims;
             }

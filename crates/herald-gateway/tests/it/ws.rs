@@ -87,3 +87,43 @@ async fn a_peer_that_answers_no_ping_is_disconnected_and_one_that_does_stays() {
         seq
     );
 }
+
+#[tokio::test]
+async fn a_refreshed_token_that_grants_less_narrows_the_subscription() {
+    let app = TestApp::spawn().await;
+    let mut ws = app
+        .ws(&TestApp::token("acme", &["leads", "deals"], 3600))
+        .await
+        .unwrap();
+    ws.send(json!({"op": "subscribe", "topics": ["leads", "deals"]}))
+        .await;
+    let lead = app.publish("acme", "leads", json!({})).await;
+    let event = ws.expect("event").await.unwrap();
+    assert_eq!(
+        event["cursor"]
+            .as_str()
+            .unwrap()
+            .parse::<Cursor>()
+            .unwrap()
+            .seq,
+        lead
+    );
+    let narrower = TestApp::token("acme", &["deals"], 3600);
+    ws.send(json!({"op": "refresh", "token": narrower})).await;
+    // A ping after the refresh: its pong proves the refresh was handled first.
+    ws.send(json!({"op": "ping"})).await;
+    ws.expect("pong").await.unwrap();
+    app.publish("acme", "leads", json!({})).await;
+    let deal = app.publish("acme", "deals", json!({})).await;
+    let event = ws.expect("event").await.unwrap();
+    assert_eq!(event["topic"], "deals");
+    assert_eq!(
+        event["cursor"]
+            .as_str()
+            .unwrap()
+            .parse::<Cursor>()
+            .unwrap()
+            .seq,
+        deal
+    );
+}
