@@ -52,18 +52,28 @@ where
             None => fig.merge(toml),
         };
     }
-    fig = fig.merge(env());
+    fig = fig.merge(env(ENV_PREFIX).filter(|key| key.as_str() != "config"));
     if let Some(s) = section {
-        let prefix = format!("{ENV_PREFIX}{}__", s.to_ascii_uppercase());
-        fig = fig.merge(Env::prefixed(&prefix).split("__"));
+        fig = fig.merge(env(&format!("{ENV_PREFIX}{}__", s.to_ascii_uppercase())));
     }
     Ok(fig.extract()?)
 }
 
-fn env() -> Env {
-    Env::prefixed(ENV_PREFIX)
+/// The variables starting with `prefix`, nested on `__`. A variable set to the empty string is
+/// unset: `HERALD_X=` (compose's `${X:-}`) means "no value", not an empty string that fails
+/// to parse as a number or overrides a file's value.
+fn env(prefix: &str) -> Env {
+    let empty: std::collections::HashSet<String> = std::env::vars_os()
+        .filter(|(_, value)| value.is_empty())
+        .filter_map(|(name, _)| name.into_string().ok())
+        .map(|name| name.to_ascii_uppercase())
+        .collect();
+    let prefix = prefix.to_ascii_uppercase();
+    Env::prefixed(&prefix)
+        .filter(move |key| {
+            !empty.contains(&format!("{prefix}{}", key.as_str().to_ascii_uppercase()))
+        })
         .split("__")
-        .filter(|key| key.as_str() != "config")
 }
 
 /// The config file named by `HERALD_CONFIG`, if any.
@@ -100,6 +110,27 @@ mod tests {
             jail.set_env("HERALD_NESTED__REPLICAS", "3");
             let cfg: Demo = load(Some(Path::new("h.toml")), None).map_err(|e| e.to_string())?;
             assert_eq!(cfg.nested.replicas, 3);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_empty_variable_is_unset() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "h.toml",
+                "[demo]\nlisten = \"from-file\"\n[demo.nested]\nreplicas = 2\n",
+            )?;
+            jail.set_env("HERALD_LISTEN", "");
+            jail.set_env("HERALD_NESTED__REPLICAS", "");
+            jail.set_env("HERALD_DEMO__NESTED__REPLICAS", "");
+            let cfg: Demo =
+                load(Some(Path::new("h.toml")), Some("demo")).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.listen, "from-file");
+            assert_eq!(cfg.nested.replicas, 2);
+            jail.set_env("HERALD_DEMO__NESTED__REPLICAS", "5");
+            let cfg: Demo = load(None, Some("demo")).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.nested.replicas, 5);
             Ok(())
         });
     }
