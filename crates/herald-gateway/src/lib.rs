@@ -72,6 +72,7 @@ pub struct App {
     addr: SocketAddr,
     router: Router,
     timeouts: server::Timeouts,
+    hub: Arc<Hub>,
     tail: Tail,
     stats: StatsFeed,
     jwks: Option<JwksTask>,
@@ -167,7 +168,7 @@ impl App {
             client: ctx.client.clone(),
             js: ctx.js.clone(),
             settings: ctx.streams.clone(),
-            hub,
+            hub: Arc::clone(&hub),
             metrics,
             connection_check: cfg.connection_check,
             stream_check: cfg.stream_check,
@@ -181,6 +182,7 @@ impl App {
                 head: cfg.head_timeout,
                 write: cfg.write_timeout,
             },
+            hub,
             tail,
             stats,
             jwks: jwks.map(|f| Box::pin(f) as JwksTask),
@@ -202,6 +204,13 @@ impl App {
         if let Some(jwks) = self.jwks {
             tokio::spawn(jwks);
         }
+        let drain = {
+            let (hub, shutdown) = (self.hub, self.ctx.shutdown.clone());
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                hub.drain();
+            })
+        };
         let served = server::serve(
             self.listener,
             self.router,
@@ -209,6 +218,7 @@ impl App {
             self.ctx.shutdown.clone(),
         )
         .await;
+        drain.abort();
         self.background.cancel();
         if let Err(err) = tail.await {
             tracing::error!(%err, "the event tail panicked");

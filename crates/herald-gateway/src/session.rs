@@ -15,12 +15,11 @@ use herald_core::cursor::{Cursor, Epoch};
 use herald_core::names::TenantId;
 use rand::Rng;
 use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
-use tokio_util::sync::CancellationToken;
 
 use crate::auth::TopicSet;
 use crate::error::ApiError;
 use crate::frame::{Control, Frame, ReconnectReason, ResetReason};
-use crate::hub::{Backlog, Closed, Subscription};
+use crate::hub::{Backlog, Closed, Queued, Subscription};
 use crate::metrics::ResumeSource;
 use crate::replay::{self, Plan, Replay};
 use crate::state::AppState;
@@ -53,8 +52,6 @@ pub(crate) struct Timing {
     pub expires_in: Duration,
     /// Window over which a draining session picks its moment to end.
     pub drain_window: Duration,
-    /// Starts the drain.
-    pub shutdown: CancellationToken,
 }
 
 /// One client's ordered, gap-free delivery.
@@ -72,7 +69,6 @@ pub struct Session {
     expires: Pin<Box<Sleep>>,
     drain: Option<Pin<Box<Sleep>>>,
     drain_window: Duration,
-    shutdown: CancellationToken,
     ended: bool,
 }
 
@@ -164,9 +160,6 @@ impl Session {
                 heartbeat: state.cfg.heartbeat,
                 expires_in,
                 drain_window: state.cfg.drain_window,
-                // A child token per session: `next` polls it for every frame, and a token
-                // shared by every session would make its lock the hottest in the process.
-                shutdown: state.shutdown.child_token(),
             },
         );
         session.backlog = backlog;
@@ -183,7 +176,6 @@ impl Session {
             heartbeat,
             expires_in,
             drain_window,
-            shutdown,
         } = timing;
         let mut heartbeat = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -200,7 +192,6 @@ impl Session {
             expires: Box::pin(tokio::time::sleep(expires_in)),
             drain: None,
             drain_window,
-            shutdown,
             ended: false,
         }
     }
@@ -297,15 +288,14 @@ impl Session {
                 }
                 continue;
             }
+            if self.drain.is_none() && self.sub.draining() {
+                let spread = self.drain_window.as_millis() as u64;
+                let delay = Duration::from_millis(rand::thread_rng().gen_range(0..=spread));
+                self.drain = Some(Box::pin(tokio::time::sleep(delay)));
+            }
             let replaying = self.replay.is_some();
-            let draining = self.drain.is_some();
             tokio::select! {
                 biased;
-                () = self.shutdown.cancelled(), if !draining => {
-                    let spread = self.drain_window.as_millis() as u64;
-                    let delay = Duration::from_millis(rand::thread_rng().gen_range(0..=spread));
-                    self.drain = Some(Box::pin(tokio::time::sleep(delay)));
-                }
                 () = wait(&mut self.drain) => {
                     return self.end(Control::Reconnect { reason: ReconnectReason::Draining });
                 }
@@ -324,12 +314,14 @@ impl Session {
                         return self.end(Control::Reconnect { reason: ReconnectReason::ReplayFailed });
                     }
                 },
-                frame = self.sub.rx.recv(), if !replaying => match frame {
-                    Some(frame) => {
+                queued = self.sub.rx.recv(), if !replaying => match queued {
+                    Some(Queued::Frame(frame)) => {
                         if let Some(out) = self.accept(frame) {
                             return out;
                         }
                     }
+                    // The flag is set: the top of the loop starts the drain.
+                    Some(Queued::Drain) => {}
                     None => {
                         let control = match self.sub.closed() {
                             Some(Closed::Overflow) => Control::Overflow,
@@ -369,19 +361,13 @@ mod tests {
     use crate::hub::Hub;
     use crate::metrics::Metrics;
 
-    fn session(
-        hub: &Arc<Hub>,
-        hb: Duration,
-        expires: Duration,
-        shutdown: CancellationToken,
-    ) -> Session {
+    fn session(hub: &Arc<Hub>, hb: Duration, expires: Duration) -> Session {
         let tenant = TenantId::parse("acme").unwrap();
         let sub = hub.subscribe(tenant, TopicSet::All, None, 8).unwrap();
         let timing = Timing {
             heartbeat: hb,
             expires_in: expires,
             drain_window: Duration::ZERO,
-            shutdown,
         };
         Session::new(sub, TopicSet::All, timing)
     }
@@ -396,12 +382,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn heartbeats_come_on_time_and_not_before() {
         let hub = hub();
-        let mut s = session(
-            &hub,
-            Duration::from_secs(15),
-            Duration::from_secs(3600),
-            CancellationToken::new(),
-        );
+        let mut s = session(&hub, Duration::from_secs(15), Duration::from_secs(3600));
         let start = Instant::now();
         assert!(matches!(s.next().await, Output::Heartbeat));
         assert_eq!(start.elapsed(), Duration::from_secs(15));
@@ -416,12 +397,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn token_expiry_and_shutdown_end_with_reconnect() {
         let hub = hub();
-        let mut s = session(
-            &hub,
-            Duration::from_secs(15),
-            Duration::from_secs(20),
-            CancellationToken::new(),
-        );
+        let mut s = session(&hub, Duration::from_secs(15), Duration::from_secs(20));
         assert!(matches!(s.next().await, Output::Heartbeat));
         let out = s.next().await;
         assert!(
@@ -435,14 +411,19 @@ mod tests {
         );
         assert!(matches!(s.next().await, Output::End));
 
-        let stop = CancellationToken::new();
-        let mut s = session(
-            &hub,
-            Duration::from_secs(15),
-            Duration::from_secs(3600),
-            stop.clone(),
-        );
-        stop.cancel();
+        let mut idle = session(&hub, Duration::from_secs(15), Duration::from_secs(3600));
+        let mut woken = tokio::spawn(async move { idle.next().await });
+        // The idle session is parked on its queue; the drain wakes it.
+        assert!(futures::poll!(&mut woken).is_pending());
+        hub.drain();
+        assert!(matches!(
+            woken.await.unwrap(),
+            Output::Frame(Frame::Control(Control::Reconnect {
+                reason: ReconnectReason::Draining
+            }))
+        ));
+        // A session opened after the drain started ends too.
+        let mut s = session(&hub, Duration::from_secs(15), Duration::from_secs(3600));
         assert!(matches!(
             s.next().await,
             Output::Frame(Frame::Control(Control::Reconnect {
@@ -454,12 +435,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn extend_moves_the_expiry() {
         let hub = hub();
-        let mut s = session(
-            &hub,
-            Duration::from_secs(100),
-            Duration::from_secs(10),
-            CancellationToken::new(),
-        );
+        let mut s = session(&hub, Duration::from_secs(100), Duration::from_secs(10));
         s.extend(Duration::from_secs(50));
         let start = Instant::now();
         assert!(matches!(

@@ -29,6 +29,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Slots for concurrent JetStream replays.
     pub replay_slots: Arc<Semaphore>,
-    /// Cancelled on shutdown: sessions drain.
+    /// Cancelled on shutdown (WebSocket connections without a subscription watch it; sessions
+    /// learn it from the hub's drain).
     pub shutdown: CancellationToken,
 }

@@ -11,6 +11,7 @@
 //! scope holds its topic.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use herald_core::cursor::{Cursor, Epoch};
@@ -52,12 +53,21 @@ pub enum Backlog {
     Reset(ResetReason),
 }
 
+/// What a subscriber's queue carries.
+#[derive(Debug)]
+pub enum Queued {
+    /// A frame for the client.
+    Frame(Frame),
+    /// The process is shutting down ([`Hub::drain`]): time to pick a moment to end.
+    Drain,
+}
+
 /// A registered subscriber. Unregisters itself when dropped.
 pub struct Subscription {
     hub: Arc<Hub>,
     id: u64,
-    /// Live frames with sequence above [`Subscription::head`].
-    pub rx: mpsc::Receiver<Frame>,
+    /// Live frames with sequence above [`Subscription::head`], and the drain notice.
+    pub rx: mpsc::Receiver<Queued>,
     /// The stream epoch at registration.
     pub epoch: Epoch,
     /// The last sequence published before registration.
@@ -91,6 +101,11 @@ impl Subscription {
     pub fn head_cursor(&self) -> Cursor {
         Cursor::new(self.head, self.epoch)
     }
+
+    /// Whether the process is shutting down ([`Hub::drain`]).
+    pub fn draining(&self) -> bool {
+        self.hub.draining.load(Ordering::Acquire)
+    }
 }
 
 impl Drop for Subscription {
@@ -104,7 +119,7 @@ struct Entry {
     topics: TopicSet,
     /// The topics whose stats documents it receives (`$stats`), if any.
     stats: Option<TopicSet>,
-    tx: mpsc::Sender<Frame>,
+    tx: mpsc::Sender<Queued>,
     closed: Arc<OnceLock<Closed>>,
 }
 
@@ -127,6 +142,8 @@ pub struct Hub {
     inner: Mutex<Inner>,
     metrics: Arc<Metrics>,
     published: Notify,
+    /// Set once by [`Hub::drain`]; read by every session, without the lock.
+    draining: AtomicBool,
 }
 
 impl Hub {
@@ -146,7 +163,21 @@ impl Hub {
             }),
             metrics,
             published: Notify::new(),
+            draining: AtomicBool::new(false),
         })
+    }
+
+    /// Starts the drain: every session picks a moment within its drain window to end with
+    /// `reconnect`. The flag is set first, then every queue gets a [`Queued::Drain`] to wake
+    /// idle sessions; a session whose queue is full is busy and sees the flag on its next
+    /// call, and a session opened later sees it at once. (Sessions do not each watch the
+    /// shutdown token: that costs two lock round trips per delivered frame.)
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Release);
+        let inner = self.lock();
+        for entry in inner.subs.values() {
+            let _ = entry.tx.try_send(Queued::Drain);
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -263,7 +294,7 @@ impl Hub {
         let Some(entry) = inner.subs.get(&id) else {
             return;
         };
-        match entry.tx.try_send(frame) {
+        match entry.tx.try_send(Queued::Frame(frame)) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 let _ = entry.closed.set(Closed::Overflow);

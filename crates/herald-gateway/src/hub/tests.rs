@@ -28,7 +28,7 @@ fn routes_by_tenant_and_topic() {
         .unwrap();
     hub.publish(frame(1, "acme", "leads"));
     hub.publish(frame(2, "acme", "deals"));
-    assert!(matches!(leads.rx.try_recv(), Ok(Frame::Event(e)) if e.seq() == 1));
+    assert!(matches!(leads.rx.try_recv(), Ok(Queued::Frame(Frame::Event(e))) if e.seq() == 1));
     assert!(leads.rx.try_recv().is_err());
     assert_eq!(all.rx.len(), 2);
     assert!(other.rx.try_recv().is_err());
@@ -95,17 +95,17 @@ fn restarts_reset_clients_on_a_new_epoch_or_expired_events() {
     assert_eq!(hub.start(Epoch(1), 1, 5), 4);
     assert!(matches!(
         s.rx.try_recv(),
-        Ok(Frame::Control(Control::Reset { reason: ResetReason::OutOfRetention, cursor }))
+        Ok(Queued::Frame(Frame::Control(Control::Reset { reason: ResetReason::OutOfRetention, cursor })))
             if cursor == Cursor::new(4, Epoch(1))
     ));
     // The stream was recreated.
     assert_eq!(hub.start(Epoch(2), 0, 0), 0);
     assert!(matches!(
         s.rx.try_recv(),
-        Ok(Frame::Control(Control::Reset {
+        Ok(Queued::Frame(Frame::Control(Control::Reset {
             reason: ResetReason::EpochMismatch,
             ..
-        }))
+        })))
     ));
     assert_eq!(hub.head(), Some(Cursor::new(0, Epoch(2))));
 }
@@ -137,7 +137,7 @@ fn stats(tenant: &str, topic: &str, seq: u64) -> Arc<StatsFrame> {
 fn stats_seqs(sub: &mut Subscription) -> Vec<(String, u64)> {
     let mut out = Vec::new();
     while let Ok(frame) = sub.rx.try_recv() {
-        if let Frame::Stats(s) = frame {
+        if let Queued::Frame(Frame::Stats(s)) = frame {
             out.push((s.topic.to_string(), s.seq));
         }
     }

@@ -1,5 +1,6 @@
 //! Tokens: sources, refusals, expiry.
 
+use herald_test_support::wait;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, token_for};
@@ -114,17 +115,12 @@ async fn es256_tokens_verify_against_a_jwks_url() {
     )
     .unwrap();
     // The set is fetched in the background at start-up: poll until it is in.
-    let accepted = async {
-        loop {
-            if app.poll(&token, "wait=0").await.status() == 200 {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(crate::helpers::DEADLINE, accepted)
-        .await
-        .expect("the ES256 token is accepted once the JWK Set is loaded");
+    wait::until(
+        "the ES256 token to be accepted once the JWK Set is loaded",
+        crate::helpers::DEADLINE,
+        || async { app.poll(&token, "wait=0").await.status() == 200 },
+    )
+    .await;
     // An HS256 token signed with the wrong secret is still refused.
     let forged = token_for("u", "acme", &["*"], 3600, "not-the-secret");
     assert_eq!(error_code(app.poll(&forged, "wait=0").await).await.0, 401);

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use herald_core::streams::StreamSettings;
+use herald_test_support::wait;
 use serde_json::Value;
 
 use crate::helpers::{SECRET, TestApp, test_config, token_for};
@@ -29,18 +30,12 @@ async fn per_user_and_per_tenant_limits_answer_429_and_free_up_on_close() {
     );
     drop(first);
     // The slot frees once the server notices the closed connection.
-    let freed = async {
-        loop {
-            let r = app.stream(&u1, "", None).await;
-            if r.status() == 200 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), freed)
-        .await
-        .expect("slot freed");
+    wait::until(
+        "u1's slot to free up once its connection closed",
+        Duration::from_secs(10),
+        || async { app.stream(&u1, "", None).await.status() == 200 },
+    )
+    .await;
     assert!(
         app.metric("herald_gateway_rejected_connections_total")
             .await

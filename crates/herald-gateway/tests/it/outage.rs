@@ -1,5 +1,6 @@
 //! NATS stopped and restarted mid-stream.
 
+use herald_test_support::wait;
 use serde_json::json;
 
 use crate::helpers::TestApp;
@@ -88,16 +89,13 @@ async fn a_gateway_started_without_nats_says_so_in_band_and_becomes_ready_later(
     assert!(poll.headers().contains_key("retry-after"));
 
     nats.restart().await;
-    let became_ready = async {
-        loop {
+    wait::until(
+        "ready once NATS is up",
+        crate::helpers::DEADLINE,
+        || async {
             let r = http.get(url("/readyz")).send().await.map(|r| r.status());
-            if matches!(r, Ok(s) if s == 200) {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(crate::helpers::DEADLINE, became_ready)
-        .await
-        .expect("ready once NATS is up");
+            matches!(r, Ok(s) if s == 200)
+        },
+    )
+    .await;
 }

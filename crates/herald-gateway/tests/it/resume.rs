@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use herald_core::cursor::{Cursor, Epoch};
 use herald_core::streams::StreamSettings;
+use herald_test_support::wait;
 use rand::Rng;
 use serde_json::json;
 
@@ -361,18 +362,15 @@ async fn after_a_gateway_crash_the_client_resumes_with_last_event_id() {
     };
     // Wait until the second gateway follows the stream (its /readyz).
     let ready_url = format!("http://{}/readyz", crashing.addr);
-    let ready = async {
-        loop {
+    wait::until(
+        "the second gateway to become ready",
+        crate::helpers::DEADLINE,
+        || async {
             let r = app.http.get(&ready_url).send().await.map(|r| r.status());
-            if matches!(r, Ok(s) if s == 200) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(crate::helpers::DEADLINE, ready)
-        .await
-        .expect("ready");
+            matches!(r, Ok(s) if s == 200)
+        },
+    )
+    .await;
     let mut sse = crate::helpers::SseClient::new(connect(None).await.unwrap());
     let mut all = Vec::new();
     for i in 0..3 {

@@ -11,6 +11,7 @@ use tokio::process::{Child, Command};
 
 use crate::helpers::{SECRET, SseClient, TestApp, publish};
 use herald_test_support::process::{free_port, sigterm};
+use herald_test_support::wait;
 
 /// The drain window the binary is configured with.
 const DRAIN_WINDOW: Duration = Duration::from_secs(2);
@@ -54,17 +55,11 @@ async fn sigterm_spreads_reconnects_over_the_drain_window_then_exits_0() {
     let mut child = spawn(&config);
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    let ready = tokio::time::timeout(DEADLINE, async {
-        loop {
-            let r = http.get(format!("{base}/readyz")).send().await;
-            if r.is_ok_and(|r| r.status() == 200) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    wait::until("the gateway to become ready", DEADLINE, || async {
+        let r = http.get(format!("{base}/readyz")).send().await;
+        r.is_ok_and(|r| r.status() == 200)
     })
     .await;
-    assert!(ready.is_ok(), "the gateway becomes ready");
 
     let token = TestApp::token("acme", &["leads"], 600);
     let mut clients = Vec::with_capacity(CLIENTS);
@@ -104,17 +99,13 @@ async fn sigterm_spreads_reconnects_over_the_drain_window_then_exits_0() {
         }));
     }
     // Stop accepting while the streams drain: new connections are refused.
-    let refused = tokio::time::timeout(DEADLINE, async {
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+    wait::until("the listener to close on SIGTERM", DEADLINE, || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
-            .is_ok()
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        term_at.elapsed()
+            .is_err()
     })
-    .await
-    .expect("the listener closes on SIGTERM");
+    .await;
+    let refused = term_at.elapsed();
     let mut told = Vec::with_capacity(CLIENTS);
     for t in tasks {
         told.push(t.await.unwrap());

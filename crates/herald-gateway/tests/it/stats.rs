@@ -5,7 +5,7 @@ use std::time::Duration;
 use herald_core::cursor::Cursor;
 use herald_core::nats::NatsConfig;
 use herald_core::service::{CommonConfig, ServiceContext};
-use herald_test_support::NatsServer;
+use herald_test_support::{NatsServer, wait};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -50,21 +50,20 @@ impl TestApp {
 
     /// Waits until `GET /v1/stats?topic=` shows `total`.
     async fn stats_total(&self, token: &str, topic: &str, total: u64) -> Value {
-        let wait = async {
-            loop {
-                let resp = self.stats(token, Some(topic)).await;
-                if resp.status() == 200 {
-                    let body: Value = resp.json().await.unwrap();
-                    if body["doc"]["total"] == total {
-                        return body;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+        let what = format!("the aggregator to count {total} {topic} events");
+        wait::until_ok(&what, DEADLINE, || async {
+            let resp = self.stats(token, Some(topic)).await;
+            if resp.status() != 200 {
+                return Err(format!("GET /v1/stats answered {}", resp.status()));
             }
-        };
-        tokio::time::timeout(DEADLINE, wait)
-            .await
-            .expect("the aggregator counts the events")
+            let body: Value = resp.json().await.unwrap();
+            if body["doc"]["total"] == total {
+                Ok(body)
+            } else {
+                Err(format!("GET /v1/stats answered {body}"))
+            }
+        })
+        .await
     }
 }
 
@@ -266,18 +265,16 @@ async fn nats_away_is_503_and_the_one_watch_survives_a_restart() {
     // An interrupted watch may leave its ephemeral consumer behind until the server expires
     // it; what must not happen is one more per attempt, or none.
     let js = app.nats.jetstream().await;
-    let mut kv_stream = js.get_stream("KV_herald_stats").await.unwrap();
-    let one = async {
-        loop {
-            if kv_stream.info().await.unwrap().state.consumer_count == 1 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
-    tokio::time::timeout(DEADLINE, one)
-        .await
-        .expect("still one watch, not one per attempt");
+    let kv_stream = js.get_stream("KV_herald_stats").await.unwrap();
+    wait::until(
+        "one watch on the stats bucket, not one per attempt",
+        DEADLINE,
+        || {
+            let mut kv_stream = kv_stream.clone();
+            async move { kv_stream.info().await.unwrap().state.consumer_count == 1 }
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
