@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::message::PublishMessage;
+use axum::http::StatusCode;
 use bytes::{Buf, BytesMut};
 use herald_core::names::TenantId;
 use herald_core::secret::Secret;
@@ -17,7 +18,10 @@ use herald_test_support::{NatsServer, net, webhook};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 
+use crate::proc::{CpuMeter, find_pid};
 use crate::report::Report;
 
 /// A pre-signed request: the body and its signature headers.
@@ -54,6 +58,40 @@ fn sequin_body(i: u64) -> Vec<u8> {
                      "commit_timestamp": "2026-11-20T09:14:03.127470Z"}
     }))
     .unwrap_or_default()
+}
+
+/// Wall time of a phase and the CPU time it cost this process and nats-server.
+struct Phase {
+    wall: Duration,
+    bench_cpu: Duration,
+    nats_cpu: Duration,
+}
+
+impl Phase {
+    /// Runs `work` and measures it.
+    async fn measure<F>(nats_pid: u32, work: F) -> anyhow::Result<Self>
+    where
+        F: std::future::Future<Output = anyhow::Result<Duration>>,
+    {
+        let bench = CpuMeter::start(std::process::id())?;
+        let nats = CpuMeter::start(nats_pid)?;
+        let wall = work.await?;
+        Ok(Self {
+            wall,
+            bench_cpu: bench.used()?,
+            nats_cpu: nats.used()?,
+        })
+    }
+
+    fn rate(&self, n: u64) -> f64 {
+        n as f64 / self.wall.as_secs_f64()
+    }
+
+    /// (herald-bench, nats-server) CPU per operation, in µs.
+    fn cpu_per_op(&self, n: u64) -> (f64, f64) {
+        let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+        (per(self.bench_cpu), per(self.nats_cpu))
+    }
 }
 
 /// Runs `concurrency` workers pulling request numbers until `total` are done.
@@ -154,9 +192,56 @@ async fn read_response(sock: &mut TcpStream, buf: &mut BytesMut) -> anyhow::Resu
     }
 }
 
+/// The HTTP floor: the same `serve()`, layers and client as ingest, with a handler that
+/// answers at once with a body like ingest's. What HTTP alone costs on this machine; no
+/// ingest figure can beat it.
+async fn http_floor(args: &Args, nats_pid: u32) -> anyhow::Result<Phase> {
+    let listener = net::listener().await;
+    let addr = listener.local_addr()?;
+    let router = axum::Router::new()
+        .route(
+            "/v1/webhooks/{source}",
+            axum::routing::post(|body: bytes::Bytes| async move {
+                let answer = serde_json::json!({"events": [{
+                    "id": "bench-0",
+                    "subject": "herald.events.bench.leads.insert",
+                    "seq": body.len(),
+                    "duplicate": false,
+                }]});
+                axum::Json(answer)
+            }),
+        )
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
+        .layer(TraceLayer::new_for_http());
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(herald_core::service::serve(listener, router, stop.clone()));
+    let wire = signed_wire(addr, 2 * args.requests, args.requests);
+    let floor = Phase::measure(nats_pid, drive_raw_http(addr, wire, args.concurrency)).await;
+    stop.cancel();
+    server.await??;
+    floor
+}
+
+/// `count` requests on the wire, signed with fresh ids from `first` on.
+fn signed_wire(addr: SocketAddr, first: u64, count: u64) -> Arc<Vec<Vec<u8>>> {
+    Arc::new(
+        (first..first + count)
+            .map(|i| {
+                let body = sequin_body(i);
+                let headers = webhook::standard_headers(SECRET, &format!("msg-{i}"), &body);
+                raw_request(addr, &body, &headers)
+            })
+            .collect(),
+    )
+}
+
 /// Runs scenario D.
 pub async fn run(args: Args) -> anyhow::Result<Report> {
     let nats = NatsServer::start().await;
+    let nats_pid = find_pid(nats.store_dir())?;
     let mut common = CommonConfig::default();
     common.nats.url = nats.url();
     let shutdown = CancellationToken::new();
@@ -196,8 +281,8 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency as usize)
         .build()?;
-    let webhooks = {
-        let (http, url, signed) = (http.clone(), url.clone(), Arc::clone(&signed));
+    let webhooks = Phase::measure(
+        nats_pid,
         drive(args.requests, args.concurrency, move |i| {
             let (http, url, signed) = (http.clone(), url.clone(), Arc::clone(&signed));
             async move {
@@ -210,38 +295,33 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
                 anyhow::ensure!(resp.status() == 200, "status {}", resp.status());
                 Ok(())
             }
-        })
-        .await?
-    };
+        }),
+    )
+    .await?;
 
     // The same requests, each re-signed with a fresh id, from a minimal keep-alive HTTP/1.1
     // client: on two shared cores, reqwest's own cost is charged to ingest otherwise.
-    let wire: Arc<Vec<Vec<u8>>> = Arc::new(
-        (0..args.requests)
-            .map(|i| {
-                let body = sequin_body(args.requests + i);
-                let headers =
-                    webhook::standard_headers(SECRET, &format!("msg-{}", args.requests + i), &body);
-                raw_request(app_addr, &body, &headers)
-            })
-            .collect(),
-    );
-    let lean = drive_raw_http(app_addr, wire, args.concurrency).await?;
+    let wire = signed_wire(app_addr, args.requests, args.requests);
+    let lean = Phase::measure(nats_pid, drive_raw_http(app_addr, wire, args.concurrency)).await?;
+    let floor = http_floor(&args, nats_pid).await?;
 
     let js = ctx.js.clone();
     let payload = bytes::Bytes::from(sequin_body(0));
-    let raw = drive(args.requests, args.concurrency, move |i| {
-        let (js, payload) = (js.clone(), payload.clone());
-        async move {
-            let msg = PublishMessage::build()
-                .message_id(format!("raw/{i}"))
-                .payload(payload);
-            js.send_publish("herald.events.raw.leads.insert", msg)
-                .await?
-                .await?;
-            Ok(())
-        }
-    })
+    let raw = Phase::measure(
+        nats_pid,
+        drive(args.requests, args.concurrency, move |i| {
+            let (js, payload) = (js.clone(), payload.clone());
+            async move {
+                let msg = PublishMessage::build()
+                    .message_id(format!("raw/{i}"))
+                    .payload(payload);
+                js.send_publish("herald.events.raw.leads.insert", msg)
+                    .await?
+                    .await?;
+                Ok(())
+            }
+        }),
+    )
     .await?;
 
     let mut stream = ctx
@@ -252,10 +332,10 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     shutdown.cancel();
     let _ = server.await;
 
-    let n = args.requests as f64;
-    let webhook_rate = n / webhooks.as_secs_f64();
-    let lean_rate = n / lean.as_secs_f64();
-    let raw_rate = n / raw.as_secs_f64();
+    let n = args.requests;
+    let (webhook_rate, lean_rate, raw_rate) = (webhooks.rate(n), lean.rate(n), raw.rate(n));
+    let (lean_bench, lean_nats) = lean.cpu_per_op(n);
+    let (raw_bench, raw_nats) = raw.cpu_per_op(n);
     Ok(Report::new("ingest", serde_json::to_value(&args)?)
         .figure(
             "signed webhooks/s (ingest, 2xx after PubAck)",
@@ -270,6 +350,24 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         .figure("raw JetStream publishes/s (Nats-Msg-Id)", raw_rate, "msg/s")
         .figure("ingest / raw (reqwest)", webhook_rate / raw_rate, "x")
         .figure("ingest / raw (minimal client)", lean_rate / raw_rate, "x")
+        .figure(
+            "CPU per webhook: client + ingest (minimal client)",
+            lean_bench,
+            "µs",
+        )
+        .figure("CPU per webhook: nats-server", lean_nats, "µs")
+        .figure("CPU per raw publish: publisher", raw_bench, "µs")
+        .figure("CPU per raw publish: nats-server", raw_nats, "µs")
+        .figure(
+            "HTTP floor: empty handler, minimal client",
+            floor.rate(n),
+            "req/s",
+        )
+        .figure(
+            "HTTP floor: CPU per request (client + server)",
+            floor.cpu_per_op(n).0,
+            "µs",
+        )
         .check(
             "every request and publish stored exactly once",
             stored == 3 * args.requests,

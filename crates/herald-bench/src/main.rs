@@ -3,6 +3,11 @@
 use clap::{Parser, Subcommand};
 use herald_bench::{fanout, ingest, report, stats, storm};
 
+// The allocator the service binaries use (herald-ingest's main.rs), so the in-process
+// ingest is measured as it runs in production.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Loopback-only benchmarks, bounded in count and time; results go to bench/results/.
 #[derive(Parser)]
 struct Cli {

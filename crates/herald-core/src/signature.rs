@@ -99,27 +99,66 @@ pub mod standard {
         signature_header: &str,
         body: &[u8],
     ) -> Result<(), SignatureError> {
+        let keys: Vec<Key> = keys.iter().map(|k| Key::new(k)).collect();
+        verify_with(&keys, id, timestamp, signature_header, body)
+    }
+
+    /// A decoded key with its HMAC key schedule already done: a verifier that holds these
+    /// does not redo it for every request.
+    #[derive(Clone)]
+    pub struct Key(HmacSha256);
+
+    impl Key {
+        /// Prepares a decoded key (see [`decode_secret`]).
+        pub fn new(key: &[u8]) -> Self {
+            Self(mac(key))
+        }
+    }
+
+    impl std::fmt::Debug for Key {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Key([redacted])")
+        }
+    }
+
+    /// [`verify`] with prepared keys: the HMAC of the signed content is computed once per key
+    /// and compared, in constant time, with every `v1` signature of the header.
+    pub fn verify_with(
+        keys: &[Key],
+        id: &str,
+        timestamp: i64,
+        signature_header: &str,
+        body: &[u8],
+    ) -> Result<(), SignatureError> {
         let mut saw_v1 = false;
+        let mut signatures = Vec::new();
         for part in signature_header.split_ascii_whitespace() {
             let Some(b64) = part.strip_prefix("v1,") else {
                 continue; // other versions (e.g. v1a asymmetric) are not ours to check
             };
             saw_v1 = true;
-            let Ok(sig) = B64.decode(b64) else { continue };
-            for key in keys {
-                let mut m = mac(key);
-                m.update(format!("{id}.{timestamp}.").as_bytes());
-                m.update(body);
-                if m.verify_slice(&sig).is_ok() {
-                    return Ok(());
-                }
+            if let Ok(sig) = B64.decode(b64) {
+                signatures.push(sig);
             }
         }
-        if saw_v1 {
-            Err(SignatureError::Mismatch)
-        } else {
-            Err(SignatureError::MalformedHeader("webhook-signature"))
+        if !saw_v1 {
+            return Err(SignatureError::MalformedHeader("webhook-signature"));
         }
+        let signed_prefix = format!("{id}.{timestamp}.");
+        for key in keys {
+            let mut m = key.0.clone();
+            m.update(signed_prefix.as_bytes());
+            m.update(body);
+            let tag = m.finalize().into_bytes();
+            // `ct_eq` on slices of different lengths is false.
+            if signatures
+                .iter()
+                .any(|sig| bool::from(tag.as_slice().ct_eq(sig)))
+            {
+                return Ok(());
+            }
+        }
+        Err(SignatureError::Mismatch)
     }
 }
 
@@ -169,6 +208,46 @@ pub fn token_matches(presented: &str, expected: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Prepared keys: any key against any `v1` signature of the header; the key schedule is
+    /// reused across requests without carrying state from one to the next.
+    #[test]
+    fn prepared_keys_any_key_any_signature() {
+        use SignatureError::{MalformedHeader, Mismatch};
+        let key = standard::decode_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let other = standard::decode_secret("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap();
+        let ts = 1_700_000_000;
+        let good = standard::sign(&key, "msg_1", ts, b"{}");
+        let stranger = standard::sign(&other, "msg_1", ts, b"{}");
+        let both = [standard::Key::new(&other), standard::Key::new(&key)];
+        let only_key = &both[1..];
+        let only_other = &both[..1];
+        let malformed = Err(MalformedHeader("webhook-signature"));
+        let cases: [(&[standard::Key], String, Result<(), SignatureError>); 8] = [
+            (only_key, good.clone(), Ok(())),
+            (both.as_slice(), good.clone(), Ok(())),
+            (only_key, format!("v1,bm90IGl0 {good}"), Ok(())),
+            (only_key, format!("v1a,xyz {stranger} {good}"), Ok(())),
+            (only_key, stranger.clone(), Err(Mismatch)),
+            (only_other, stranger.clone(), Ok(())),
+            (only_key, "v1,not*base64".to_owned(), Err(Mismatch)),
+            (only_key, "v2,abc".to_owned(), malformed.clone()),
+        ];
+        for (keys, header, expected) in cases {
+            // Twice: a prepared key is cloned per use, never consumed or updated in place.
+            for _ in 0..2 {
+                let got = standard::verify_with(keys, "msg_1", ts, &header, b"{}");
+                assert_eq!(got, expected, "{header}");
+            }
+        }
+        let tampered = standard::verify_with(&both, "msg_1", ts, &good, b"{ }");
+        assert_eq!(tampered, Err(Mismatch));
+        assert_eq!(
+            standard::verify_with(&both, "msg_1", ts, "", b"{}"),
+            malformed
+        );
+        assert_eq!(format!("{:?}", both[0]), "Key([redacted])");
+    }
 
     #[test]
     fn standard_round_trip_and_tamper() {

@@ -67,6 +67,25 @@ impl Metrics {
         (metrics, Arc::new(registry))
     }
 
+    /// The counters of one source (or [`PUBLISH_API`]), looked up once so that the request
+    /// path only increments them.
+    pub fn source(&self, source: &str) -> SourceMetrics {
+        let labels = SourceLabels {
+            source: source.to_owned(),
+        };
+        SourceMetrics {
+            ok: self
+                .requests
+                .get_or_create(&RequestLabels {
+                    source: source.to_owned(),
+                    status: 200,
+                })
+                .clone(),
+            events: self.events.get_or_create(&labels).clone(),
+            duplicates: self.duplicates.get_or_create(&labels).clone(),
+        }
+    }
+
     /// Counts a finished request.
     pub fn request(&self, source: &str, status: u16) {
         self.requests
@@ -77,19 +96,31 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts an acknowledged event.
-    pub fn event(&self, source: &str, duplicate: bool) {
-        let labels = SourceLabels {
-            source: source.to_owned(),
-        };
-        self.events.get_or_create(&labels).inc();
-        if duplicate {
-            self.duplicates.get_or_create(&labels).inc();
-        }
-    }
-
     /// Records how long a request's publishes took.
     pub fn observe_publish(&self, elapsed: Duration) {
         self.publish_seconds.observe(elapsed.as_secs_f64());
+    }
+}
+
+/// One source's counters: handles into [`Metrics`]' families, cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SourceMetrics {
+    ok: Counter,
+    events: Counter,
+    duplicates: Counter,
+}
+
+impl SourceMetrics {
+    /// Counts a request answered 200.
+    pub fn ok(&self) {
+        self.ok.inc();
+    }
+
+    /// Counts an acknowledged event.
+    pub fn event(&self, duplicate: bool) {
+        self.events.inc();
+        if duplicate {
+            self.duplicates.inc();
+        }
     }
 }

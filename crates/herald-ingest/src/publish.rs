@@ -12,7 +12,7 @@ use herald_core::event::Event;
 use herald_core::streams::EVENTS_STREAM;
 use serde::Serialize;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SourceMetrics};
 
 /// Where one event was stored.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -69,9 +69,10 @@ impl Publisher {
 
     /// Publishes every event (pipelined: all are sent, then all acks awaited) and returns
     /// where each was stored, in order. Fails unless every event was acknowledged.
+    /// `counters` are the source's, for the events acknowledged.
     pub async fn publish(
         &self,
-        source: &str,
+        counters: &SourceMetrics,
         events: &[Event],
     ) -> Result<Vec<Stored>, PublishError> {
         if !herald_core::nats::is_connected(&self.client) {
@@ -84,7 +85,7 @@ impl Publisher {
         self.metrics.observe_publish(started.elapsed());
         let stored = result?;
         for s in &stored {
-            self.metrics.event(source, s.duplicate);
+            counters.event(s.duplicate);
         }
         Ok(stored)
     }
@@ -102,7 +103,7 @@ impl Publisher {
             pending.push(async move {
                 let ack = ack.await?;
                 Ok::<_, PublishError>(Stored {
-                    id: event.id.to_string(),
+                    id: event.id.as_str().to_owned(),
                     subject,
                     seq: ack.sequence,
                     duplicate: ack.duplicate,

@@ -49,6 +49,11 @@ impl Context<'_> {
 
 /// Parses `body` in the source's format.
 pub fn parse(ctx: &Context<'_>, body: &[u8]) -> Result<Vec<Event>, ParseError> {
+    if ctx.source.format == Format::Sequin
+        && let Some(events) = sequin::parse_fast(ctx, body)
+    {
+        return Ok(events);
+    }
     let value: Value = serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
     match ctx.source.format {
         Format::Sequin => sequin::parse(ctx, &value),

@@ -59,9 +59,11 @@ async fn publish(
             err.into_response()
         }
     };
-    state
-        .metrics()
-        .request(PUBLISH_API, response.status().as_u16());
+    state.count(
+        Some(&state.inner.api_metrics),
+        PUBLISH_API,
+        response.status(),
+    );
     response
 }
 
@@ -89,7 +91,7 @@ async fn handle(
         v => vec![to_event(&tenant, v, "body", idempotency_key)?],
     };
     tracing::Span::current().record("events", events.len());
-    let stored = state.store(PUBLISH_API, &events).await?;
+    let stored = state.store(&state.inner.api_metrics, &events).await?;
     Ok(Accepted { events: stored })
 }
 

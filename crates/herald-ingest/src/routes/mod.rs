@@ -19,7 +19,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::{Config, ConfigError, SourceConfig};
 use crate::error::ApiError;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PUBLISH_API, SourceMetrics};
 use crate::publish::{Publisher, Stored};
 use crate::verify::Verifier;
 
@@ -29,6 +29,8 @@ pub struct Source {
     pub cfg: SourceConfig,
     /// Its verifier (secrets decoded once).
     pub verifier: Verifier,
+    /// Its counters.
+    pub metrics: SourceMetrics,
 }
 
 /// Shared state of the routes.
@@ -42,6 +44,7 @@ struct Inner {
     api_keys: Vec<(TenantId, Secret)>,
     publisher: Publisher,
     metrics: Metrics,
+    api_metrics: SourceMetrics,
     body_limit: usize,
     retry_after: u32,
 }
@@ -58,6 +61,7 @@ impl AppState {
                     Source {
                         cfg: src.clone(),
                         verifier: Verifier::new(name, &src.verify, &src.secrets)?,
+                        metrics: metrics.source(name),
                     },
                 ))
             })
@@ -72,6 +76,7 @@ impl AppState {
                 sources,
                 api_keys,
                 publisher,
+                api_metrics: metrics.source(PUBLISH_API),
                 metrics: metrics.clone(),
                 body_limit: cfg.body_limit,
                 retry_after: cfg.retry_after_secs,
@@ -83,17 +88,22 @@ impl AppState {
         self.inner.sources.get(name)
     }
 
-    fn metrics(&self) -> &Metrics {
-        &self.inner.metrics
+    /// Counts a finished request of `label`, whose counters are `counters` when it is
+    /// configured.
+    fn count(&self, counters: Option<&SourceMetrics>, label: &str, status: StatusCode) {
+        match counters {
+            Some(counters) if status == StatusCode::OK => counters.ok(),
+            _ => self.inner.metrics.request(label, status.as_u16()),
+        }
     }
 
     /// Stores events, mapping any failure to 503 + `Retry-After`.
     async fn store(
         &self,
-        label: &str,
+        counters: &SourceMetrics,
         events: &[herald_core::event::Event],
     ) -> Result<Vec<Stored>, ApiError> {
-        self.inner.publisher.publish(label, events).await.map_err(|err| {
+        self.inner.publisher.publish(counters, events).await.map_err(|err| {
             tracing::warn!(error = %herald_core::error_chain(&err), events = events.len(), "events not stored; answering 503");
             ApiError::Unavailable {
                 retry_after: self.inner.retry_after,

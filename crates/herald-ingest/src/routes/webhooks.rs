@@ -1,7 +1,7 @@
 //! `POST /v1/webhooks/{source}`: verify, parse, publish, then answer.
 
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -23,11 +23,15 @@ pub fn router() -> Router<AppState> {
 async fn webhook(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    raw: Result<Bytes, BytesRejection>,
+    mut request: Request,
 ) -> Response {
+    // Moved out rather than cloned (as the `HeaderMap` extractor would); reading the body
+    // needs only the extensions (the body limit).
+    let headers = std::mem::take(request.headers_mut());
+    let raw = Bytes::from_request(request, &state).await;
     let result = handle(&state, &name, &headers, raw).await;
-    let label = if state.source(&name).is_some() {
+    let counters = state.source(&name).map(|s| &s.metrics);
+    let label = if counters.is_some() {
         name.as_str()
     } else {
         UNKNOWN_SOURCE
@@ -41,7 +45,7 @@ async fn webhook(
             err.into_response()
         }
     };
-    state.metrics().request(label, response.status().as_u16());
+    state.count(counters, label, response.status());
     response
 }
 
@@ -69,6 +73,6 @@ async fn handle(
     };
     let events = formats::parse(&ctx, &raw)?;
     tracing::Span::current().record("events", events.len());
-    let stored = state.store(name, &events).await?;
+    let stored = state.store(&source.metrics, &events).await?;
     Ok(Accepted { events: stored })
 }
