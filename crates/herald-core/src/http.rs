@@ -114,9 +114,11 @@ impl Readiness for NatsReadiness {
             if !crate::nats::is_connected(&self.client) {
                 return Err("NATS is not connected".into());
             }
+            // A real STREAM.INFO request: a lookup that does not ask the server would say
+            // ready before the streams exist.
             for stream in [crate::streams::EVENTS_STREAM, crate::streams::DLQ_STREAM] {
                 self.js
-                    .get_stream_no_info(stream)
+                    .get_stream(stream)
                     .await
                     .map_err(|_| format!("stream {stream} is not available"))?;
             }

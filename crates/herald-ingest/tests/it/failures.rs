@@ -252,3 +252,24 @@ async fn ingest_starts_before_nats_and_becomes_ready_when_it_arrives() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn readiness_asks_the_server_whether_the_streams_exist() {
+    use herald_core::http::{NatsReadiness, Readiness};
+    let nats = herald_test_support::NatsServer::start().await;
+    let client = nats.client().await;
+    let js = async_nats::jetstream::new(client.clone());
+    let readiness = NatsReadiness {
+        client,
+        js: js.clone(),
+    };
+    let err = readiness
+        .check()
+        .await
+        .expect_err("connected, but no stream yet");
+    assert!(err.contains("HERALD_EVENTS"), "{err}");
+    herald_core::streams::provision(&js, &Default::default())
+        .await
+        .unwrap();
+    readiness.check().await.expect("the streams exist now");
+}
