@@ -7,6 +7,7 @@ use std::time::Duration;
 use herald_bench::natsws::{self, Client};
 use herald_bench::stack::nats_with_websocket;
 use herald_bench::track::{Board, now_ns};
+use herald_test_support::wait;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -52,13 +53,12 @@ async fn websocket_clients_get_every_message_once_and_in_order_even_when_split_a
     }
     nats_client.flush().await.unwrap();
 
-    let all_in = tokio::time::timeout(Duration::from_secs(30), async {
-        while board.count(|_, s| s.next.load(Ordering::Relaxed) >= EVENTS) < CLIENTS {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
+    wait::until_sync(
+        &format!("every client to receive all {EVENTS} events"),
+        Duration::from_secs(30),
+        || board.count(|_, s| s.next.load(Ordering::Relaxed) >= EVENTS) == CLIENTS,
+    )
     .await;
-    assert!(all_in.is_ok(), "every client received all {EVENTS} events");
     assert_eq!(board.sum(|s| &s.received), CLIENTS as u64 * EVENTS);
     assert_eq!(board.sum(|s| &s.gaps), 0);
     assert_eq!(board.sum(|s| &s.duplicates), 0);

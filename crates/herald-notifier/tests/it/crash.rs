@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
 
-use herald_test_support::NatsServer;
 use herald_test_support::fake::{FakeSlack, FakeTelegram, Received};
+use herald_test_support::{NatsServer, wait};
 use serde_json::json;
 use tokio::process::{Child, Command};
 
-use crate::helpers::{DEADLINE, POLL, TG_TOKEN, lead, publish, wait_for};
+use crate::helpers::{DEADLINE, TG_TOKEN, lead, publish, wait_for};
 
 const CHATS: i64 = 4;
 const EVENTS: u64 = 120;
@@ -92,21 +92,13 @@ enabled = false
 
     let js = nats.jetstream().await;
     let mut child = spawn(&config);
-    let consumer_exists = tokio::time::timeout(DEADLINE, async {
-        loop {
-            if let Ok(s) = js.get_stream("HERALD_EVENTS").await
-                && s.consumer_info("notifier").await.is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(POLL).await;
+    wait::until("the notifier to create its consumer", DEADLINE, || async {
+        match js.get_stream("HERALD_EVENTS").await {
+            Ok(s) => s.consumer_info("notifier").await.is_ok(),
+            Err(_) => false,
         }
     })
     .await;
-    assert!(
-        consumer_exists.is_ok(),
-        "the notifier never created its consumer"
-    );
 
     for i in 0..EVENTS {
         publish(
@@ -135,17 +127,15 @@ enabled = false
     // Anything still to be resent is resent within one ack_wait of the restart; wait until
     // the consumer has nothing pending or unacknowledged.
     let stream = js.get_stream("HERALD_EVENTS").await.unwrap();
-    let settled = tokio::time::timeout(DEADLINE, async {
-        loop {
-            let info = stream.consumer_info("notifier").await.unwrap().clone();
-            if info.num_pending == 0 && info.num_ack_pending == 0 {
-                return;
-            }
-            tokio::time::sleep(POLL).await;
-        }
-    })
+    wait::until(
+        "the consumer to have nothing pending or unacknowledged",
+        DEADLINE,
+        || async {
+            let info = stream.consumer_info("notifier").await.unwrap();
+            info.num_pending == 0 && info.num_ack_pending == 0
+        },
+    )
     .await;
-    assert!(settled.is_ok(), "the consumer never settled");
     child.kill().await.ok();
 
     let (tg_seen, slack_seen) = (markers(&tg.accepted()), markers(&slack.accepted()));

@@ -15,8 +15,6 @@ use tokio_util::sync::CancellationToken;
 /// How long any single wait in these tests may take.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 /// The bot tokens the notifier is configured with.
-/// The interval of polls under a deadline (a poll interval, not a synchronisation).
-pub const POLL: Duration = Duration::from_millis(20);
 pub const TG_TOKEN: &str = "123456:TEST-token";
 pub const SLACK_TOKEN: &str = "xoxb-test";
 
@@ -139,21 +137,16 @@ impl TestApp {
 
     /// Waits until a metric line with `needle` shows `value`.
     pub async fn wait_metric(&self, needle: &str, value: u64) {
-        let found = tokio::time::timeout(DEADLINE, async {
-            loop {
-                let m = self.metrics().await;
-                if metric(&m, needle) >= value {
-                    return;
-                }
-                tokio::time::sleep(POLL).await;
+        let what = format!("metric {needle} to reach {value}");
+        wait::until_ok(&what, DEADLINE, || async {
+            let m = self.metrics().await;
+            if metric(&m, needle) >= value {
+                Ok(())
+            } else {
+                Err(format!("\n{m}"))
             }
         })
         .await;
-        assert!(
-            found.is_ok(),
-            "metric {needle} never reached {value}:\n{}",
-            self.metrics().await
-        );
     }
 
     /// Publishes `event` to JetStream and waits for the PubAck.

@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use herald_test_support::fake::Received;
+use herald_test_support::wait;
 use serde_json::json;
 
-use crate::helpers::{POLL, TestApp, lead};
+use crate::helpers::{TestApp, lead};
 
 const CHATS: i64 = 20;
 
@@ -57,22 +58,16 @@ async fn publish_all(app: &TestApp, n: u64) {
 }
 
 async fn wait_all(app: &TestApp, n: u64, deadline: Duration) -> BTreeMap<u64, usize> {
-    let done = tokio::time::timeout(deadline, async {
-        loop {
-            let seen = delivered(&app.tg.accepted());
-            if seen.len() as u64 >= n {
-                return seen;
-            }
-            tokio::time::sleep(POLL).await;
-        }
+    let what = format!("all {n} events delivered");
+    wait::until_ok(&what, deadline, || {
+        let seen = delivered(&app.tg.accepted());
+        std::future::ready(if seen.len() as u64 >= n {
+            Ok(seen)
+        } else {
+            Err(format!("only {} of {n} delivered", seen.len()))
+        })
     })
-    .await;
-    done.unwrap_or_else(|_| {
-        panic!(
-            "only {} of {n} delivered",
-            delivered(&app.tg.accepted()).len()
-        )
-    })
+    .await
 }
 
 #[tokio::test]

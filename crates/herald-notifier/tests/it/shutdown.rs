@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use herald_test_support::NatsServer;
 use herald_test_support::fake::{FakeSlack, FakeTelegram, Received};
+use herald_test_support::{NatsServer, wait};
 use serde_json::json;
 
 use crate::crash::spawn;
-use crate::helpers::{DEADLINE, POLL, TG_TOKEN, lead, publish, wait_for};
+use crate::helpers::{DEADLINE, TG_TOKEN, lead, publish, wait_for};
 use herald_test_support::process::sigterm;
 
 const CHATS: i64 = 3;
@@ -66,18 +66,13 @@ async fn sigterm_mid_batch_exits_0_and_nothing_is_lost_or_sent_twice() {
 
     let js = nats.jetstream().await;
     let mut child = spawn(&config);
-    let consumer_exists = tokio::time::timeout(DEADLINE, async {
-        loop {
-            if let Ok(s) = js.get_stream("HERALD_EVENTS").await
-                && s.consumer_info("notifier").await.is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(POLL).await;
+    wait::until("the notifier to create its consumer", DEADLINE, || async {
+        match js.get_stream("HERALD_EVENTS").await {
+            Ok(s) => s.consumer_info("notifier").await.is_ok(),
+            Err(_) => false,
         }
     })
     .await;
-    assert!(consumer_exists.is_ok(), "the notifier created its consumer");
     for i in 0..EVENTS {
         publish(
             &js,
@@ -111,17 +106,15 @@ async fn sigterm_mid_batch_exits_0_and_nothing_is_lost_or_sent_twice() {
     // Anything to be resent would be resent within one ack_wait of the restart; wait until
     // the consumer has nothing pending or unacknowledged.
     let stream = js.get_stream("HERALD_EVENTS").await.unwrap();
-    let settled = tokio::time::timeout(DEADLINE, async {
-        loop {
-            let info = stream.consumer_info("notifier").await.unwrap().clone();
-            if info.num_pending == 0 && info.num_ack_pending == 0 {
-                return;
-            }
-            tokio::time::sleep(POLL).await;
-        }
-    })
+    wait::until(
+        "the consumer to have nothing pending or unacknowledged",
+        DEADLINE,
+        || async {
+            let info = stream.consumer_info("notifier").await.unwrap();
+            info.num_pending == 0 && info.num_ack_pending == 0
+        },
+    )
     .await;
-    assert!(settled.is_ok(), "the consumer settled");
     child.kill().await.ok();
 
     let twice = |seen: BTreeMap<u64, usize>| -> Vec<u64> {

@@ -3,8 +3,9 @@
 use serde_json::json;
 
 use crate::crash::spawn;
-use crate::helpers::{DEADLINE, POLL, TG_TOKEN, event, lead, metric, publish};
+use crate::helpers::{DEADLINE, TG_TOKEN, event, lead, metric, publish};
 use herald_test_support::process::sighup;
+use herald_test_support::wait;
 
 const LEADS: &str = "[targets.a]\nkind = \"telegram\"\nchat_id = 1\nmarkup = \"plain\"\n\
     [[rules]]\nname = \"a\"\ntopic = \"leads\"\ntargets = [\"a\"]\ntemplate = \"lead {{ data.n }}\"\n";
@@ -12,19 +13,14 @@ const DEALS: &str = "[targets.b]\nkind = \"telegram\"\nchat_id = 2\nmarkup = \"p
     [[rules]]\nname = \"b\"\ntopic = \"deals\"\ntargets = [\"b\"]\ntemplate = \"deal {{ data.n }}\"\n";
 
 async fn wait_metric(http: &reqwest::Client, url: &str, needle: &str, value: u64) {
-    let reached = tokio::time::timeout(DEADLINE, async {
-        loop {
-            if let Ok(resp) = http.get(url).send().await
-                && let Ok(text) = resp.text().await
-                && metric(&text, needle) >= value
-            {
-                return;
-            }
-            tokio::time::sleep(POLL).await;
-        }
+    let what = format!("{needle} to reach {value}");
+    wait::until(&what, DEADLINE, || async {
+        let Ok(resp) = http.get(url).send().await else {
+            return false;
+        };
+        resp.text().await.is_ok_and(|t| metric(&t, needle) >= value)
     })
     .await;
-    assert!(reached.is_ok(), "{needle} never reached {value}");
 }
 
 #[tokio::test]
@@ -57,20 +53,14 @@ async fn sighup_reloads_rules_and_keeps_them_when_the_file_is_invalid() {
     let metrics = format!("http://127.0.0.1:{port}/metrics");
     wait_metric(&http, &metrics, "herald_notifier_rules ", 1).await;
     let js = nats.jetstream().await;
-    let ready = tokio::time::timeout(DEADLINE, async {
-        loop {
-            let ok = http
-                .get(format!("http://127.0.0.1:{port}/readyz"))
-                .send()
-                .await;
-            if ok.is_ok_and(|r| r.status().is_success()) {
-                return;
-            }
-            tokio::time::sleep(POLL).await;
-        }
+    wait::until("the notifier to become ready", DEADLINE, || async {
+        let ok = http
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await;
+        ok.is_ok_and(|r| r.status().is_success())
     })
     .await;
-    assert!(ready.is_ok());
 
     std::fs::write(&rules_file, "not = = toml").unwrap();
     sighup(&child);

@@ -14,8 +14,8 @@ use herald_core::event::{Event, EventId};
 use herald_core::names::{Action, TenantId, Topic};
 use herald_core::service::ServiceContext;
 use herald_core::streams::{DLQ_STREAM, EVENTS_STREAM};
-use herald_test_support::NatsServer;
 use herald_test_support::fake::{FakeTelegram, Reply};
+use herald_test_support::{NatsServer, wait};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{ChildStdout, Command};
@@ -141,17 +141,12 @@ impl TestApp {
     }
 
     async fn wait_ready(&self, base: &str) {
-        let ready = tokio::time::timeout(DEADLINE, async {
-            loop {
-                let r = self.http.get(format!("{base}/readyz")).send().await;
-                if r.is_ok_and(|r| r.status() == 200) {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+        let what = format!("{base}/readyz to answer 200");
+        wait::until(&what, DEADLINE, || async {
+            let r = self.http.get(format!("{base}/readyz")).send().await;
+            r.is_ok_and(|r| r.status() == 200)
         })
         .await;
-        assert!(ready.is_ok(), "{base} becomes ready");
     }
 
     /// The `herald` binary with NATS configured by environment, as an operator would.
@@ -375,17 +370,16 @@ async fn dlq_lists_and_replays_a_dead_letter_the_notifier_made() {
     let app = TestApp::spawn().await;
     app.tg.always(GONE_CHAT, Reply::Error("chat_not_found"));
     let seq = app.publish("acme", "alerts", json!({"n": 7})).await;
-    let dead = tokio::time::timeout(DEADLINE, async {
-        while !app
-            .notifier_metrics()
-            .await
-            .contains("herald_notifier_dead_lettered_total{kind=\"telegram\"} 1")
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
+    wait::until(
+        "the notifier to dead-letter the event",
+        DEADLINE,
+        || async {
+            app.notifier_metrics()
+                .await
+                .contains("herald_notifier_dead_lettered_total{kind=\"telegram\"} 1")
+        },
+    )
     .await;
-    assert!(dead.is_ok(), "the notifier dead-letters the event");
 
     let out = app.run(&["dlq", "list", "--tenant", "acme"]).await;
     assert!(out.status.success(), "{out:?}");

@@ -19,6 +19,7 @@ use herald_core::secret::Secret;
 use herald_core::service::{CommonConfig, ServiceContext};
 use herald_core::streams::{EVENTS_STREAM, StreamSettings};
 use herald_test_support::cluster::NatsCluster;
+use herald_test_support::wait;
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -123,17 +124,12 @@ impl Services {
 }
 
 async fn wait_ready(http: &reqwest::Client, addr: SocketAddr) {
-    let ready = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            let status = http.get(format!("http://{addr}/readyz")).send().await;
-            if status.is_ok_and(|r| r.status().is_success()) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    let what = format!("{addr} to become ready");
+    wait::until(&what, Duration::from_secs(20), || async {
+        let status = http.get(format!("http://{addr}/readyz")).send().await;
+        status.is_ok_and(|r| r.status().is_success())
     })
     .await;
-    assert!(ready.is_ok(), "{addr} becomes ready");
 }
 
 /// What the producer learned: each acknowledged event id with the sequence ingest reported.
@@ -181,6 +177,7 @@ async fn produce(ingest: SocketAddr, progress: watch::Sender<u64>) -> Produced {
             }
             produced.retries += 1;
             refused_since.get_or_insert_with(Instant::now);
+            // A producer's back-off before retrying (part of the scenario, not a wait).
             tokio::time::sleep(RETRY_PAUSE).await;
         }
         progress.send_replace(n + 1);
@@ -230,6 +227,7 @@ async fn follow(gateway: SocketAddr, token: String, seen: mpsc::UnboundedSender<
                 }
             }
         }
+        // EventSource's reconnection delay (part of the scenario, not a wait).
         tokio::time::sleep(RETRY_PAUSE).await;
     }
 }
@@ -238,18 +236,12 @@ async fn follow(gateway: SocketAddr, token: String, seen: mpsc::UnboundedSender<
 /// right after a node died, the JetStream API may still be electing its own (meta) leader.
 async fn stored(cluster: &NatsCluster) -> Vec<(u64, String)> {
     let js = cluster.jetstream().await;
-    let mut last_error = String::new();
-    let read = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            match read_stream(&js).await {
-                Ok(events) => return events,
-                Err(err) => last_error = format!("{err:#}"),
-            }
-            tokio::time::sleep(RETRY_PAUSE).await;
-        }
-    })
-    .await;
-    read.unwrap_or_else(|_| panic!("cannot read HERALD_EVENTS: {last_error}"))
+    wait::until_ok(
+        "HERALD_EVENTS to be readable",
+        Duration::from_secs(20),
+        || async { read_stream(&js).await.map_err(|err| format!("{err:#}")) },
+    )
+    .await
 }
 
 async fn read_stream(js: &async_nats::jetstream::Context) -> anyhow::Result<Vec<(u64, String)>> {

@@ -11,6 +11,7 @@ use serde_json::json;
 use crate::sse;
 use crate::up::start_with;
 use herald_test_support::process::sigterm;
+use herald_test_support::wait;
 
 const DRAIN_WINDOW: Duration = Duration::from_secs(1);
 const EXIT_BOUND: Duration = Duration::from_secs(5);
@@ -29,20 +30,14 @@ async fn sigterm_drains_the_open_stream_and_exits_0() {
     )
     .unwrap();
     // The banner comes as soon as the services listen; the gateway is live a moment later.
-    let ready = tokio::time::timeout(DEADLINE, async {
-        loop {
-            let r = http
-                .get(format!("http://{}/readyz", up.gateway))
-                .send()
-                .await;
-            if r.is_ok_and(|r| r.status() == 200) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    wait::until("the gateway to become ready", DEADLINE, || async {
+        let r = http
+            .get(format!("http://{}/readyz", up.gateway))
+            .send()
+            .await;
+        r.is_ok_and(|r| r.status() == 200)
     })
     .await;
-    assert!(ready.is_ok(), "the gateway becomes ready");
     let resp = http
         .get(format!("http://{}/v1/stream?topics=leads", up.gateway))
         .bearer_auth(&token)
