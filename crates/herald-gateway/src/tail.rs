@@ -90,13 +90,22 @@ impl Tail {
             return;
         }
         let mut backoff = Duration::from_millis(100);
+        // Provisioned just now; again only when the stream may be gone.
+        let mut provision = false;
         loop {
             if !self.wait_connected().await {
                 return;
             }
-            match self.follow().await {
+            match self.follow(provision).await {
                 Ok(()) => return,
                 Err(err) => {
+                    // A stalled consumer or a dropped connection only needs a new consumer:
+                    // re-provisioning (four JetStream API calls) during a leader election
+                    // would add their timeouts to the outage.
+                    provision = matches!(
+                        err,
+                        TailError::Provision(_) | TailError::Stream(_) | TailError::Recreated
+                    );
                     // A tail that got as far as following the stream starts over quickly.
                     if self.hub.is_live() {
                         backoff = Duration::from_millis(100);
@@ -128,13 +137,16 @@ impl Tail {
         }
     }
 
-    /// Follows the stream from the hub's head until shutdown (`Ok`) or a failure.
+    /// Follows the stream from the hub's head until shutdown (`Ok`) or a failure;
+    /// `provision` first (idempotent; recreates a deleted stream).
     #[tracing::instrument(skip_all, fields(stream = EVENTS_STREAM))]
-    async fn follow(&self) -> Result<(), TailError> {
-        // Re-provisioning is idempotent, and recreates the stream if it was deleted.
-        let epoch = streams::provision(&self.js, &self.settings).await?.epoch;
+    async fn follow(&self, provision: bool) -> Result<(), TailError> {
+        if provision {
+            streams::provision(&self.js, &self.settings).await?;
+        }
         let mut stream = self.js.get_stream(EVENTS_STREAM).await?;
         let info = stream.info().await?;
+        let epoch = Epoch::from_created(info.created);
         let (first, last) = (info.state.first_sequence, info.state.last_sequence);
         let head = match self.hub.head() {
             Some(c) if c.epoch == epoch => c.seq,
