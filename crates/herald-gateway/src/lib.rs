@@ -72,6 +72,7 @@ pub struct App {
     addr: SocketAddr,
     router: Router,
     timeouts: server::Timeouts,
+    metrics: Arc<Metrics>,
     hub: Arc<Hub>,
     tail: Tail,
     stats: StatsFeed,
@@ -169,7 +170,7 @@ impl App {
             js: ctx.js.clone(),
             settings: ctx.streams.clone(),
             hub: Arc::clone(&hub),
-            metrics,
+            metrics: Arc::clone(&metrics),
             connection_check: cfg.connection_check,
             stream_check: cfg.stream_check,
             shutdown: background.clone(),
@@ -182,6 +183,7 @@ impl App {
                 head: cfg.head_timeout,
                 write: cfg.write_timeout,
             },
+            metrics,
             hub,
             tail,
             stats,
@@ -215,6 +217,7 @@ impl App {
             self.listener,
             self.router,
             self.timeouts,
+            self.metrics,
             self.ctx.shutdown.clone(),
         )
         .await;

@@ -82,6 +82,12 @@ pub struct Metrics {
     pub tailed: Counter,
     /// Stats document versions received by the stats watch.
     pub stats_documents: Counter,
+    /// Connections closed for sending no whole request head within `head_timeout`.
+    pub head_timeouts: Counter,
+    /// Connections closed because a write made no progress for `write_timeout`.
+    pub write_timeouts: Counter,
+    /// WebSocket connections closed for 2.5 heartbeats of silence (no pong).
+    pub silent_peers: Counter,
 }
 
 impl Metrics {
@@ -128,6 +134,21 @@ impl Metrics {
             "stats_documents",
             "Stats document versions received from herald_stats",
             self.stats_documents.clone(),
+        );
+        r.register(
+            "head_timeouts",
+            "Connections closed for sending no whole request head in time",
+            self.head_timeouts.clone(),
+        );
+        r.register(
+            "write_timeouts",
+            "Connections closed because a write made no progress in time",
+            self.write_timeouts.clone(),
+        );
+        r.register(
+            "silent_peers",
+            "WebSocket connections closed after 2.5 heartbeats without a frame or pong",
+            self.silent_peers.clone(),
         );
     }
 

@@ -19,6 +19,7 @@
 
 use std::io::{self, IoSlice, Write as _};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
@@ -38,6 +39,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 use tracing::Instrument;
 
+use crate::metrics::Metrics;
 use crate::routes::sse::{Piece, SseStream, StreamSlot};
 
 /// The path whose streams are written here.
@@ -69,6 +71,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     timeouts: Timeouts,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let connections = TaskTracker::new();
@@ -89,7 +92,13 @@ pub async fn serve(
             },
             () = shutdown.cancelled() => break,
         };
-        connections.spawn(connection(tcp, router.clone(), timeouts, shutdown.clone()));
+        connections.spawn(connection(
+            tcp,
+            router.clone(),
+            timeouts,
+            Arc::clone(&metrics),
+            shutdown.clone(),
+        ));
     }
     drop(listener);
     connections.close();
@@ -122,6 +131,7 @@ async fn connection(
     mut tcp: TcpStream,
     router: Router,
     timeouts: Timeouts,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
     if let Err(err) = tcp.set_nodelay(true) {
@@ -137,6 +147,7 @@ async fn connection(
             n = tcp.read_buf(&mut read) => n,
             () = tokio::time::sleep_until(deadline) => {
                 tracing::debug!("closing a connection that sent no request head in time");
+                metrics.head_timeouts.inc();
                 return;
             }
             () = shutdown.cancelled() => return,
@@ -155,7 +166,14 @@ async fn connection(
         }
     };
     drop(read);
-    Box::pin(stream_connection(tcp, request, router, timeouts.write)).await;
+    Box::pin(stream_connection(
+        tcp,
+        request,
+        router,
+        timeouts.write,
+        metrics,
+    ))
+    .await;
 }
 
 /// Parses what was read: a whole `GET /v1/stream` head without a body over HTTP/1.x is a
@@ -223,6 +241,7 @@ async fn stream_connection(
     request: Box<Request<Body>>,
     router: Router,
     write_timeout: Duration,
+    metrics: Arc<Metrics>,
 ) {
     // Boxed, and only boxes come out: handling the request takes far more room than
     // streaming does, and this task lives as long as the stream.
@@ -234,6 +253,9 @@ async fn stream_connection(
         Opened::Answer(answer) => answer.write().await,
     };
     if let Err(err) = result {
+        if err.kind() == io::ErrorKind::TimedOut {
+            metrics.write_timeouts.inc();
+        }
         tracing::debug!(%err, "stream connection ended");
     }
 }

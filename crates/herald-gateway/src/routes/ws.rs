@@ -281,6 +281,7 @@ async fn connection(
             _ = idle_ping.tick(), if !has_session => Message::Ping(bytes::Bytes::new()),
             () = &mut silence => {
                 tracing::debug!(?silence_limit, "closing a WebSocket whose peer went silent");
+                conn.state.metrics.silent_peers.inc();
                 return;
             }
         };
@@ -289,6 +290,7 @@ async fn connection(
             Ok(Err(_)) => return,
             Err(_) => {
                 tracing::debug!("closing a WebSocket whose peer stopped reading");
+                conn.state.metrics.write_timeouts.inc();
                 return;
             }
         }

@@ -199,6 +199,7 @@ async fn a_connection_that_sends_no_whole_head_in_time_is_closed() {
     silent.until_closed().await;
     partial.until_closed().await;
     assert!(silent.read.is_empty() && partial.read.is_empty());
+    assert_eq!(app.metric("herald_gateway_head_timeouts_total").await, 2.0);
     // The listener is unaffected.
     let token = TestApp::token("acme", &["*"], 3600);
     let mut sse = app.sse(&token, "", None).await;
@@ -235,4 +236,5 @@ async fn a_client_that_stops_reading_is_disconnected_after_the_write_timeout() {
         app.metrics().await.contains(closed)
     })
     .await;
+    assert_eq!(app.metric("herald_gateway_write_timeouts_total").await, 1.0);
 }

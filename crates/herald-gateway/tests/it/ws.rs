@@ -75,6 +75,7 @@ async fn a_peer_that_answers_no_ping_is_disconnected_and_one_that_does_stays() {
         app.metrics().await.contains(one)
     })
     .await;
+    assert_eq!(app.metric("herald_gateway_silent_peers_total").await, 1.0);
     let seq = app.publish("acme", "leads", json!({})).await;
     let event = alive.expect("event").await.unwrap();
     assert_eq!(
