@@ -1,5 +1,5 @@
 //! Scenario E: how fast the stats aggregator drains a backlog of CDC events into exact
-//! counters in JetStream KV (the ideas of `herald-stats/examples/throughput.rs`).
+//! counters in JetStream KV.
 
 use std::time::{Duration, Instant};
 
