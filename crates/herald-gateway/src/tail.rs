@@ -144,8 +144,9 @@ impl Tail {
         if provision {
             streams::provision(&self.js, &self.settings).await?;
         }
+        // `get_stream` is itself a STREAM.INFO request: its answer is fresh.
         let mut stream = self.js.get_stream(EVENTS_STREAM).await?;
-        let info = stream.info().await?;
+        let info = stream.cached_info();
         let epoch = Epoch::from_created(info.created);
         let (first, last) = (info.state.first_sequence, info.state.last_sequence);
         let head = match self.hub.head() {
