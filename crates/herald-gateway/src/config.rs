@@ -53,6 +53,14 @@ pub struct Config {
     /// Replay chunks reading from JetStream at once, each with its own short-lived consumer;
     /// more wait their turn (`MAX_REPLAYS`). Default 32.
     pub max_replays: usize,
+    /// WebSocket `subscribe`, `unsubscribe` and `refresh` frames one connection may send per
+    /// second, on average (`WS_SUBSCRIBE_RATE`); more are refused with an `error` frame
+    /// (`rate_limited`). At least 1. Default 2.
+    pub ws_subscribe_rate: u32,
+    /// Burst above `ws_subscribe_rate` (`WS_SUBSCRIBE_BURST`); a connection that sends this
+    /// many refused frames in a row is closed (1008, `subscribe rate exceeded`). At least 1.
+    /// Default 10.
+    pub ws_subscribe_burst: u32,
     /// How often the tail checks the NATS connection (`CONNECTION_CHECK`). Default 250 ms.
     #[serde(with = "humantime_serde")]
     pub connection_check: Duration,
@@ -93,6 +101,8 @@ impl Default for Config {
             ring_events: 10_000,
             ring_bytes: 64 << 20,
             max_replays: 32,
+            ws_subscribe_rate: 2,
+            ws_subscribe_burst: 10,
             connection_check: Duration::from_millis(250),
             stream_check: Duration::from_secs(2),
             poll_max_wait: Duration::from_secs(30),
@@ -124,9 +134,19 @@ pub struct JwtConfig {
     pub jwks_refresh: Duration,
     /// The cookie a token may be read from (`COOKIE`). Default `herald_token`.
     pub cookie: String,
-    /// Clock skew tolerated when checking `exp` (`LEEWAY`). Default 0 s.
+    /// Clock skew tolerated when checking `exp` and `nbf` (`LEEWAY`). At most 1 h. Default 0 s.
     #[serde(with = "humantime_serde")]
     pub leeway: Duration,
+    /// The `iss` every token must carry (`ISSUER`). Required with `jwks_url`. Default none
+    /// (not checked).
+    pub issuer: Option<String>,
+    /// The `aud` every token must carry (one of its values) (`AUDIENCE`). Required with
+    /// `jwks_url`. Default none (not checked).
+    pub audience: Option<String>,
+    /// A token whose `kid` is not in the JWK Set fetches `jwks_url` again, at most once per
+    /// this interval (`JWKS_MIN_REFRESH`). Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub jwks_min_refresh: Duration,
 }
 
 impl Default for JwtConfig {
@@ -139,6 +159,9 @@ impl Default for JwtConfig {
             jwks_refresh: Duration::from_secs(600),
             cookie: "herald_token".into(),
             leeway: Duration::ZERO,
+            issuer: None,
+            audience: None,
+            jwks_min_refresh: Duration::from_secs(30),
         }
     }
 }

@@ -13,6 +13,10 @@ pub enum ApiError {
     /// 403: a topic outside the token's `topics` claim.
     #[error("the token does not grant topic {0:?}")]
     Forbidden(String),
+    /// 403: a WebSocket upgrade authenticated by cookie from an origin that is not allowed
+    /// (or with no `Origin` at all).
+    #[error("a WebSocket authenticated by cookie must come from an allowed origin")]
+    OriginForbidden,
     /// 400: a malformed query parameter, cursor or topic.
     #[error("{0}")]
     BadRequest(String),
@@ -51,6 +55,15 @@ pub enum AuthError {
     /// `exp` is in the past.
     #[error("the access token has expired")]
     Expired,
+    /// `nbf` is in the future.
+    #[error("the access token is not valid yet")]
+    NotYetValid,
+    /// `iss` is missing or not the configured issuer.
+    #[error("the access token is not from the expected issuer")]
+    WrongIssuer,
+    /// `aud` is missing or does not name the configured audience.
+    #[error("the access token is not meant for this audience")]
+    WrongAudience,
     /// No key is configured for the token's algorithm.
     #[error("token authentication is not configured")]
     NotConfigured,
@@ -67,6 +80,9 @@ impl AuthError {
             Self::Malformed => "malformed_token",
             Self::BadSignature => "invalid_token",
             Self::Expired => "token_expired",
+            Self::NotYetValid => "token_not_yet_valid",
+            Self::WrongIssuer => "invalid_issuer",
+            Self::WrongAudience => "invalid_audience",
             Self::NotConfigured => "auth_not_configured",
             Self::IdentityChanged => "identity_changed",
         }
@@ -78,7 +94,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::OriginForbidden => StatusCode::FORBIDDEN,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::TooManyConnections(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::RateLimited { .. } | Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
@@ -92,6 +108,7 @@ impl ApiError {
         match self {
             Self::Unauthorized(a) => a.code(),
             Self::Forbidden(_) => "topic_forbidden",
+            Self::OriginForbidden => "origin_forbidden",
             Self::BadRequest(_) => "bad_request",
             Self::TooManyConnections(_) => "too_many_connections",
             Self::RateLimited { .. } => "rate_limited",

@@ -72,6 +72,8 @@ pub struct Metrics {
     pub resumes: Family<ResumeLabels, Counter>,
     /// `reset` messages sent.
     pub resets: Counter,
+    /// Messages read from JetStream by replays (only the subscribed topics' events).
+    pub replay_messages: Counter,
     /// Clients disconnected with `overflow`.
     pub overflows: Counter,
     /// Connections refused by a limit (429 or 503).
@@ -109,6 +111,11 @@ impl Metrics {
             "resets",
             "Reset messages sent to clients",
             self.resets.clone(),
+        );
+        r.register(
+            "replay_messages",
+            "Messages read from JetStream by replays",
+            self.replay_messages.clone(),
         );
         r.register(
             "overflows",

@@ -122,7 +122,9 @@ impl Session {
                 last_seq = sub.head;
             }
             Backlog::Ahead(since) => {
-                let held = replay::stream_holds(&state.js, since).await.map_err(|err| {
+                let held = replay::stream_holds(&state.js, &state.replay_slots, since)
+                    .await
+                    .map_err(|err| {
                     tracing::warn!(error = %herald_core::error_chain(&err), "checking a cursor failed");
                     ApiError::NotReady
                 })?;
@@ -134,7 +136,12 @@ impl Session {
                 }
             }
             Backlog::Replay(since) => {
-                let plan = replay::plan(&state.js, &state.replay_slots, &tenant, since, sub.head)
+                let target = replay::Target {
+                    tenant: &tenant,
+                    topics: &topics,
+                    read: state.metrics.replay_messages.clone(),
+                };
+                let plan = replay::plan(&state.js, &state.replay_slots, target, since, sub.head)
                     .await
                     .map_err(|err| {
                         tracing::warn!(error = %herald_core::error_chain(&err), "replay failed to start");

@@ -12,9 +12,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 
+mod jwks;
 mod keys;
+#[cfg(test)]
+mod tests;
 
-pub use keys::{Authenticator, refresh_jwks};
+pub use jwks::refresh_jwks;
+pub use keys::{Authenticator, MAX_LEEWAY, TokenSource};
+
+/// The furthest ahead a token's expiry is taken to be: an `exp` beyond it (up to `u64::MAX`)
+/// is treated as this far away, so no clock arithmetic can overflow.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// The wildcard topic claim: every topic of the tenant.
 pub const ALL_TOPICS: &str = "*";
@@ -114,16 +122,21 @@ impl Claims {
         Ok(TopicSet::Only(set))
     }
 
-    /// When the token expires.
+    /// When the token expires (at most [`MAX_LIFETIME`] from now).
     pub fn expires_at(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(self.exp)
+        let now = SystemTime::now();
+        let cap = now.checked_add(MAX_LIFETIME).unwrap_or(now);
+        UNIX_EPOCH
+            .checked_add(Duration::from_secs(self.exp))
+            .map_or(cap, |at| at.min(cap))
     }
 
-    /// How long until the token expires (zero if it already has).
+    /// How long until the token expires: zero if it already has, at most [`MAX_LIFETIME`].
     pub fn remaining(&self) -> Duration {
         self.expires_at()
             .duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO)
+            .min(MAX_LIFETIME)
     }
 }
 

@@ -125,7 +125,7 @@ pub fn parse_cursor(raw: Option<&str>) -> Result<Option<Cursor>, ApiError> {
 }
 
 /// Authenticates and admits a connection; `cursor` is `Last-Event-ID` or `since`.
-pub fn admit(
+pub async fn admit(
     state: &AppState,
     headers: &HeaderMap,
     query: &ConnectQuery,
@@ -133,7 +133,8 @@ pub fn admit(
 ) -> Result<Admitted, ApiError> {
     let claims = state
         .auth
-        .authenticate(headers, query.access_token.as_deref())?;
+        .authenticate(headers, query.access_token.as_deref())
+        .await?;
     let scope = scope(
         &claims,
         &query.topic_list(),

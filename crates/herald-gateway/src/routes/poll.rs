@@ -51,7 +51,7 @@ pub async fn poll(
     query: Result<Query<ConnectQuery>, QueryRejection>,
 ) -> Result<Json<PollResponse>, ApiError> {
     let query = parsed_query(query)?;
-    let admitted = admit(&state, &headers, &query, query.since.as_deref())?;
+    let admitted = admit(&state, &headers, &query, query.since.as_deref()).await?;
     let span = tracing::Span::current();
     span.record("tenant", admitted.claims.tenant.as_str());
     span.record("sub", admitted.claims.sub.as_str());

@@ -50,7 +50,7 @@ pub async fn stream(
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.trim().is_empty());
     let cursor = last_event_id.or(query.since.as_deref());
-    let admitted = admit(&state, &headers, &query, cursor)?;
+    let admitted = admit(&state, &headers, &query, cursor).await?;
     let span = tracing::Span::current();
     span.record("tenant", admitted.claims.tenant.as_str());
     span.record("sub", admitted.claims.sub.as_str());

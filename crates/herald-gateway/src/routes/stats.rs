@@ -40,7 +40,8 @@ pub async fn stats(
     let query = super::parsed_query(query)?;
     let claims = state
         .auth
-        .authenticate(&headers, query.access_token.as_deref())?;
+        .authenticate(&headers, query.access_token.as_deref())
+        .await?;
     let span = tracing::Span::current();
     span.record("tenant", claims.tenant.as_str());
     let requested: Vec<String> = query.topic.iter().cloned().collect();

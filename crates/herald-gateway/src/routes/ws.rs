@@ -10,6 +10,19 @@
 //! A ping goes out every `heartbeat`; a peer not heard from (not even a pong) for 2.5
 //! heartbeats is disconnected, and so is one whose writes make no progress for
 //! `write_timeout`.
+//!
+//! Browsers attach cookies to a WebSocket upgrade whichever site's page opens it, and CORS
+//! does not apply to WebSockets: an upgrade whose token comes from the cookie must carry an
+//! `Origin` that is the gateway's own or one of `cors_origins` (403 `origin_forbidden`
+//! otherwise; browsers always send `Origin` on upgrades, so a missing one is refused too).
+//! Tokens from the `Authorization` header or `access_token` cannot be attached by a foreign
+//! page, so those upgrades are not checked.
+//!
+//! `subscribe`, `unsubscribe` and `refresh` frames cost the gateway work (a replay, a token
+//! check), so each connection has a token bucket of `ws_subscribe_burst` frames refilled at
+//! `ws_subscribe_rate` per second: a frame over it is answered with an `error` frame
+//! (`rate_limited`) and not applied, and `ws_subscribe_burst` refused frames in a row close
+//! the connection (1008, `subscribe rate exceeded`).
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -21,7 +34,7 @@ use herald_core::cursor::Cursor;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use crate::auth::{Claims, TopicSet};
+use crate::auth::{Claims, TokenSource, TopicSet};
 use crate::error::{ApiError, AuthError};
 use crate::frame::{Control, Frame, ReconnectReason};
 use crate::limits::Permit;
@@ -72,7 +85,14 @@ pub async fn upgrade(
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let query = parsed_query(query)?;
-    // Authenticate first, so a request without a token gets 401 whatever its headers.
+    // A request without a token gets 401 whatever its headers; one whose token is the
+    // cookie must come from an allowed origin before anything else is done for it.
+    let source = state
+        .auth
+        .token_source(&headers, query.access_token.as_deref());
+    if source == Some(TokenSource::Cookie) {
+        check_origin(&state.cfg.cors_origins, &headers)?;
+    }
     let admitted = admit(
         &state,
         &headers,
@@ -81,7 +101,8 @@ pub async fn upgrade(
             ..query
         },
         None,
-    )?;
+    )
+    .await?;
     let ws = ws.map_err(|e| ApiError::BadRequest(format!("not a WebSocket upgrade: {e}")))?;
     let span = tracing::Span::current();
     span.record("tenant", admitted.claims.tenant.as_str());
@@ -95,6 +116,80 @@ pub async fn upgrade(
         .on_upgrade(move |socket| connection(state, socket, claims, (permit, guard))))
 }
 
+/// Whether the upgrade's `Origin` is the gateway's own (its host is the `Host` header) or one
+/// of `allowed` (exactly, ignoring case and a trailing `/`; `*` allows no cookie upgrade).
+fn check_origin(allowed: &[String], headers: &HeaderMap) -> Result<(), ApiError> {
+    let origin = headers
+        .get(axum::http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(|o| o.trim().trim_end_matches('/'))
+        .ok_or(ApiError::OriginForbidden)?;
+    let listed = allowed
+        .iter()
+        .map(|a| a.trim().trim_end_matches('/'))
+        .any(|a| a != "*" && a.eq_ignore_ascii_case(origin));
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok());
+    let own = ["http://", "https://"].iter().any(|scheme| {
+        origin
+            .get(..scheme.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+            && host.is_some_and(|h| h.eq_ignore_ascii_case(&origin[scheme.len()..]))
+    });
+    if listed || own {
+        Ok(())
+    } else {
+        Err(ApiError::OriginForbidden)
+    }
+}
+
+/// A token bucket for one connection's `subscribe`, `unsubscribe` and `refresh` frames.
+struct FrameBudget {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last: Instant,
+    /// Frames refused in a row.
+    refused: u32,
+}
+
+impl FrameBudget {
+    fn new(rate: u32, burst: u32) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self {
+            tokens: burst,
+            rate: f64::from(rate.max(1)),
+            burst,
+            last: Instant::now(),
+            refused: 0,
+        }
+    }
+
+    /// Takes one frame's token, or says how long until there is one.
+    fn take(&mut self) -> Result<(), std::time::Duration> {
+        let now = Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.refused = 0;
+            Ok(())
+        } else {
+            self.refused = self.refused.saturating_add(1);
+            Err(std::time::Duration::from_secs_f64(
+                (1.0 - self.tokens) / self.rate,
+            ))
+        }
+    }
+
+    /// Whether the client kept sending while refused for a whole burst.
+    fn exhausted(&self) -> bool {
+        f64::from(self.refused) >= self.burst
+    }
+}
+
 fn error_frame(code: &str, message: &str) -> Message {
     let body = serde_json::json!({"type": "error", "code": code, "message": message});
     Message::Text(Utf8Bytes::from(body.to_string()))
@@ -104,6 +199,7 @@ struct Conn {
     state: AppState,
     claims: Claims,
     session: Option<Session>,
+    budget: FrameBudget,
 }
 
 impl Conn {
@@ -111,6 +207,17 @@ impl Conn {
     async fn handle(&mut self, text: &str) -> Result<Option<Message>, Message> {
         let frame: ClientFrame = serde_json::from_str(text)
             .map_err(|e| error_frame("bad_frame", &format!("unrecognised frame: {e}")))?;
+        if !matches!(frame, ClientFrame::Ping) {
+            if let Err(wait) = self.budget.take() {
+                let body = serde_json::json!({
+                    "type": "error",
+                    "code": "rate_limited",
+                    "message": "too many subscribe, unsubscribe or refresh frames; this one was ignored",
+                    "retry_after_ms": u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                });
+                return Err(Message::Text(Utf8Bytes::from(body.to_string())));
+            }
+        }
         match frame {
             ClientFrame::Subscribe { topics, since } => {
                 let api = |e: ApiError| error_frame(e.code(), &e.to_string());
@@ -171,6 +278,7 @@ impl Conn {
                     .state
                     .auth
                     .verify(&token)
+                    .await
                     .map_err(|e| error_frame(e.code(), &e.to_string()))?;
                 if claims.tenant != self.claims.tenant || claims.sub != self.claims.sub {
                     let e = AuthError::IdentityChanged;
@@ -216,10 +324,12 @@ async fn connection(
     let silence_limit = heartbeat.saturating_mul(5) / 2;
     let silence = tokio::time::sleep(silence_limit);
     tokio::pin!(silence);
+    let budget = FrameBudget::new(state.cfg.ws_subscribe_rate, state.cfg.ws_subscribe_burst);
     let mut conn = Conn {
         state,
         claims,
         session: None,
+        budget,
     };
     let mut idle_ping = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
     loop {
@@ -235,6 +345,15 @@ async fn connection(
                             // A refresh may have moved the expiry (sessions track their own).
                             expires.as_mut().reset(Instant::now() + conn.claims.remaining());
                             continue;
+                        }
+                        Err(_) if conn.budget.exhausted() => {
+                            tracing::debug!("closing a WebSocket that kept exceeding its subscribe rate");
+                            let close = CloseFrame {
+                                code: 1008,
+                                reason: Utf8Bytes::from_static("subscribe rate exceeded"),
+                            };
+                            let _ = socket.send(Message::Close(Some(close))).await;
+                            return;
                         }
                         Err(reply) => reply,
                     },
