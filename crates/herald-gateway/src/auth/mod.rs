@@ -15,7 +15,7 @@ use crate::error::ApiError;
 mod jwks;
 mod keys;
 #[cfg(test)]
-mod tests;
+mod claim_tests;
 
 pub use jwks::refresh_jwks;
 pub use keys::{Authenticator, MAX_LEEWAY, TokenSource};

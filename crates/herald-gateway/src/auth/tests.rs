@@ -1,1 +1,0 @@
-//! Registered claims: `nbf`, `iss`, `aud`, and times at the edges of their range.
