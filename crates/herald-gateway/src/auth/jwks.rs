@@ -40,8 +40,8 @@ pub(super) struct Remote {
     url: Url,
     http: reqwest::Client,
     min_refresh: Duration,
-    /// When the set was last fetched; held while fetching, so concurrent unknown `kid`s wait
-    /// for the one fetch in flight instead of starting their own.
+    /// When the set was last fetched for an unknown `kid`; held while fetching, so concurrent
+    /// unknown `kid`s wait for the one fetch in flight instead of starting their own.
     last: Mutex<Option<Instant>>,
 }
 
@@ -103,14 +103,16 @@ impl Remote {
             .await
     }
 
-    /// Fetches the set into `auth` unless it was fetched less than `min_refresh` ago (when
-    /// `gated`). Returns the number of usable keys installed.
+    /// Fetches the set into `auth`. `gated` (an unknown `kid`): unless such a fetch was made
+    /// less than `min_refresh` ago. Returns the number of usable keys installed.
     async fn refresh(&self, auth: &Authenticator, gated: bool) -> Result<usize, FetchError> {
         let mut last = self.last.lock().await;
-        if gated && last.is_some_and(|at| at.elapsed() < self.min_refresh) {
-            return Err(FetchError::TooSoon);
+        if gated {
+            if last.is_some_and(|at| at.elapsed() < self.min_refresh) {
+                return Err(FetchError::TooSoon);
+            }
+            *last = Some(Instant::now());
         }
-        *last = Some(Instant::now());
         let set = self.fetch().await?;
         match auth.set_jwks(&set) {
             0 => Err(FetchError::NoUsableKey),

@@ -97,6 +97,8 @@ async fn es256_tokens_verify_against_a_jwks_url() {
     tokio::spawn(async move { axum::serve(listener, router).await });
     let mut cfg = crate::helpers::test_config();
     cfg.jwt.jwks_url = Some(format!("http://{jwks_addr}/.well-known/jwks.json"));
+    cfg.jwt.issuer = Some("https://idp.example.com/".into());
+    cfg.jwt.audience = Some("herald".into());
     let app = TestApp::spawn_with(cfg, Default::default()).await;
 
     let private = std::fs::read(fixtures.join("es256-private.pem")).unwrap();
@@ -107,13 +109,17 @@ async fn es256_tokens_verify_against_a_jwks_url() {
         .unwrap()
         .as_secs()
         + 3600;
-    let claims = json!({"sub": "u", "tenant": "acme", "topics": ["*"], "exp": exp});
-    let token = jsonwebtoken::encode(
-        &header,
-        &claims,
-        &jsonwebtoken::EncodingKey::from_ec_pem(&private).unwrap(),
-    )
-    .unwrap();
+    let sign = |aud: &str| {
+        let claims = json!({"sub": "u", "tenant": "acme", "topics": ["*"], "exp": exp,
+                            "iss": "https://idp.example.com/", "aud": aud});
+        jsonwebtoken::encode(
+            &header,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_ec_pem(&private).unwrap(),
+        )
+        .unwrap()
+    };
+    let token = sign("herald");
     // The set is fetched in the background at start-up: poll until it is in.
     wait::until(
         "the ES256 token to be accepted once the JWK Set is loaded",
@@ -124,4 +130,10 @@ async fn es256_tokens_verify_against_a_jwks_url() {
     // An HS256 token signed with the wrong secret is still refused.
     let forged = token_for("u", "acme", &["*"], 3600, "not-the-secret");
     assert_eq!(error_code(app.poll(&forged, "wait=0").await).await.0, 401);
+    // The identity provider's token for another application is refused.
+    let elsewhere = sign("another-app");
+    assert_eq!(
+        error_code(app.poll(&elsewhere, "wait=0").await).await,
+        (401, "invalid_audience".into())
+    );
 }

@@ -3,11 +3,14 @@
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too; a panic is a test failure
 
 mod auth;
+mod bounds;
 mod clients;
 mod helpers;
 mod isolation;
+mod jwks;
 mod limits;
 mod opening;
+mod origin;
 mod ops;
 mod outage;
 mod poll;
