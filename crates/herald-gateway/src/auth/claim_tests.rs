@@ -154,12 +154,18 @@ fn jwt_jwks_url_must_be_https_and_name_issuer_and_audience() {
         audience: None,
         ..with_url("https://idp.example.com/jwks")
     };
-    assert!(matches!(Authenticator::new(&no_audience), Err(Error::Jwt(_))));
+    assert!(matches!(
+        Authenticator::new(&no_audience),
+        Err(Error::Jwt(_))
+    ));
     let huge_leeway = JwtConfig {
         leeway: Duration::from_secs(u64::MAX / 2),
         ..config()
     };
-    assert!(matches!(Authenticator::new(&huge_leeway), Err(Error::Jwt(_))));
+    assert!(matches!(
+        Authenticator::new(&huge_leeway),
+        Err(Error::Jwt(_))
+    ));
 }
 
 /// Claim times anywhere in (and past) their range: integers, negatives, floats, huge.

@@ -72,8 +72,8 @@ fn redirect(attempt: Attempt) -> reqwest::redirect::Action {
 
 impl Remote {
     pub(super) fn new(raw: &str, min_refresh: Duration) -> Result<Self, Error> {
-        let url = Url::parse(raw)
-            .map_err(|e| Error::Jwt(format!("jwt.jwks_url is not a URL: {e}")))?;
+        let url =
+            Url::parse(raw).map_err(|e| Error::Jwt(format!("jwt.jwks_url is not a URL: {e}")))?;
         if !allowed_url(&url) {
             return Err(Error::Jwt(
                 "jwt.jwks_url must be https (plain http only to 127.0.0.1, [::1] or localhost)"

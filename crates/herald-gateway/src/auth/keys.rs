@@ -240,7 +240,11 @@ impl Authenticator {
 
     /// Where the token of a request is: `Authorization: Bearer`, the cookie, or
     /// `access_token`, in that order.
-    pub fn token_source(&self, headers: &HeaderMap, query_token: Option<&str>) -> Option<TokenSource> {
+    pub fn token_source(
+        &self,
+        headers: &HeaderMap,
+        query_token: Option<&str>,
+    ) -> Option<TokenSource> {
         if bearer(headers).is_some() {
             Some(TokenSource::Bearer)
         } else if cookie(headers, &self.cookie).is_some() {
@@ -267,8 +271,8 @@ impl Authenticator {
 
 /// A PEM public key: RSA → RS256, EC → ES256.
 fn pem_key(path: &std::path::Path) -> Result<(DecodingKey, Algorithm), Error> {
-    let pem =
-        std::fs::read(path).map_err(|e| Error::Jwt(format!("cannot read {}: {e}", path.display())))?;
+    let pem = std::fs::read(path)
+        .map_err(|e| Error::Jwt(format!("cannot read {}: {e}", path.display())))?;
     if let Ok(key) = DecodingKey::from_rsa_pem(&pem) {
         Ok((key, Algorithm::RS256))
     } else if let Ok(key) = DecodingKey::from_ec_pem(&pem) {
@@ -353,7 +357,10 @@ mod tests {
         let a = auth();
         let c = claims(&["leads"], future());
         assert_eq!(a.verify_now(&sign(&c, "s3cret")).unwrap(), c);
-        assert_eq!(a.verify_now(&sign(&c, "other")), Err(AuthError::BadSignature));
+        assert_eq!(
+            a.verify_now(&sign(&c, "other")),
+            Err(AuthError::BadSignature)
+        );
         assert_eq!(a.verify_now("not.a.jwt"), Err(AuthError::Malformed));
         let old = claims(&["leads"], 1_000_000);
         assert_eq!(a.verify_now(&sign(&old, "s3cret")), Err(AuthError::Expired));
@@ -363,7 +370,10 @@ mod tests {
     fn none_algorithm_and_unconfigured_keys_are_refused() {
         let no_key = Authenticator::new(&JwtConfig::default()).unwrap();
         let c = claims(&["*"], future());
-        assert_eq!(no_key.verify_now(&sign(&c, "x")), Err(AuthError::NotConfigured));
+        assert_eq!(
+            no_key.verify_now(&sign(&c, "x")),
+            Err(AuthError::NotConfigured)
+        );
         // An unsigned token: header {"alg":"none"}.
         let unsigned = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ1In0.";
         assert!(auth().verify_now(unsigned).is_err());
@@ -387,7 +397,10 @@ mod tests {
         .unwrap();
         assert_eq!(a.verify_now(&token).unwrap(), c);
         // No HS256 secret is configured, so an HS256 token cannot get in.
-        assert_eq!(a.verify_now(&sign(&c, "guess")), Err(AuthError::NotConfigured));
+        assert_eq!(
+            a.verify_now(&sign(&c, "guess")),
+            Err(AuthError::NotConfigured)
+        );
         let bad = Authenticator::new(&JwtConfig {
             jwks_file: Some(dir.join("README.md")),
             ..JwtConfig::default()

@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 
-mod jwks;
-mod keys;
 #[cfg(test)]
 mod claim_tests;
+mod jwks;
+mod keys;
 
 pub use jwks::refresh_jwks;
 pub use keys::{Authenticator, MAX_LEEWAY, TokenSource};

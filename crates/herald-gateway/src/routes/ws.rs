@@ -207,16 +207,16 @@ impl Conn {
     async fn handle(&mut self, text: &str) -> Result<Option<Message>, Message> {
         let frame: ClientFrame = serde_json::from_str(text)
             .map_err(|e| error_frame("bad_frame", &format!("unrecognised frame: {e}")))?;
-        if !matches!(frame, ClientFrame::Ping) {
-            if let Err(wait) = self.budget.take() {
-                let body = serde_json::json!({
-                    "type": "error",
-                    "code": "rate_limited",
-                    "message": "too many subscribe, unsubscribe or refresh frames; this one was ignored",
-                    "retry_after_ms": u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                });
-                return Err(Message::Text(Utf8Bytes::from(body.to_string())));
-            }
+        if !matches!(frame, ClientFrame::Ping)
+            && let Err(wait) = self.budget.take()
+        {
+            let body = serde_json::json!({
+                "type": "error",
+                "code": "rate_limited",
+                "message": "too many subscribe, unsubscribe or refresh frames; this one was ignored",
+                "retry_after_ms": u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            });
+            return Err(Message::Text(Utf8Bytes::from(body.to_string())));
         }
         match frame {
             ClientFrame::Subscribe { topics, since } => {

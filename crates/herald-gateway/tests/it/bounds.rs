@@ -33,7 +33,9 @@ async fn replay_reads_only_the_subscribed_topics_not_the_whole_tenant() {
     tailed(&app, 300).await;
     let since = Cursor::new(wanted[0], epoch).to_string();
     let token = TestApp::token("acme", &["*"], 3600);
-    let mut sse = app.sse(&token, &format!("topics=a&since={since}"), None).await;
+    let mut sse = app
+        .sse(&token, &format!("topics=a&since={since}"), None)
+        .await;
     let got: Vec<u64> = sse
         .events(wanted.len() - 1)
         .await
@@ -57,9 +59,10 @@ async fn tailed(app: &TestApp, n: u64) {
     .await;
 }
 
-async fn raw_ws(app: &TestApp, token: &str) -> tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-> {
+async fn raw_ws(
+    app: &TestApp,
+    token: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
     let mut req = format!("ws://{}/v1/ws", app.gw.addr)
         .into_client_request()
         .unwrap();
@@ -162,7 +165,12 @@ async fn ws_subscribe_flood_never_opens_more_than_max_replays_consumers() {
     })
     .await
     .expect("an event from the last subscription");
-    let seq = event["cursor"].as_str().unwrap().parse::<Cursor>().unwrap().seq;
+    let seq = event["cursor"]
+        .as_str()
+        .unwrap()
+        .parse::<Cursor>()
+        .unwrap()
+        .seq;
     assert!(seq > first);
     most.fetch_max(consumers().await, Ordering::SeqCst);
     stop.store(true, Ordering::SeqCst);
