@@ -78,7 +78,7 @@ async fn ws_subscribe_flood_is_rate_limited_then_closed() {
     assert_eq!(app.cfg.ws_subscribe_burst, 10, "the documented default");
     let mut ws = raw_ws(&app, &TestApp::token("acme", &["*"], 3600)).await;
     let subscribe = json!({"op": "subscribe", "topics": ["a"]}).to_string();
-    for _ in 0..40 {
+    for _ in 0..200 {
         if ws.send(Message::text(subscribe.clone())).await.is_err() {
             break;
         }
@@ -104,8 +104,9 @@ async fn ws_subscribe_flood_is_rate_limited_then_closed() {
     let close = close.expect("with a close frame");
     assert_eq!(u16::from(close.code), 1008);
     assert_eq!(close.reason.as_str(), "subscribe rate exceeded");
-    // The frames over the budget were each refused, in band, before the close.
-    assert_eq!(limited.len(), 9, "{limited:?}");
+    // The frames over the budget were each refused, in band, before the close: nine in a row
+    // (the tenth closes), more if the bucket refilled meanwhile (2 per second).
+    assert!(limited.len() >= 9, "{limited:?}");
     assert!(limited.iter().all(|e| e["code"] == "rate_limited"
         && e["retry_after_ms"].as_u64().is_some_and(|ms| ms <= 1000)));
 }
