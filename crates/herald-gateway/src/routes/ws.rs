@@ -190,6 +190,16 @@ impl FrameBudget {
     }
 }
 
+/// Closes a connection that kept sending frames over its budget (1008, policy violation).
+async fn close_flooded(socket: &mut WebSocket) {
+    tracing::debug!("closing a WebSocket that kept exceeding its subscribe rate");
+    let close = CloseFrame {
+        code: 1008,
+        reason: Utf8Bytes::from_static("subscribe rate exceeded"),
+    };
+    let _ = socket.send(Message::Close(Some(close))).await;
+}
+
 fn error_frame(code: &str, message: &str) -> Message {
     let body = serde_json::json!({"type": "error", "code": code, "message": message});
     Message::Text(Utf8Bytes::from(body.to_string()))
@@ -203,46 +213,55 @@ struct Conn {
 }
 
 impl Conn {
-    /// Handles one client frame; `Ok` may carry a reply, `Err` carries the error frame.
-    async fn handle(&mut self, text: &str) -> Result<Option<Message>, Message> {
-        let frame: ClientFrame = serde_json::from_str(text)
-            .map_err(|e| error_frame("bad_frame", &format!("unrecognised frame: {e}")))?;
-        if !matches!(frame, ClientFrame::Ping)
-            && let Err(wait) = self.budget.take()
-        {
+    /// Takes one frame from the subscribe budget, or refuses the frame.
+    fn charge(&mut self) -> Result<(), Message> {
+        self.budget.take().map_err(|wait| {
             let body = serde_json::json!({
                 "type": "error",
                 "code": "rate_limited",
                 "message": "too many subscribe, unsubscribe or refresh frames; this one was ignored",
                 "retry_after_ms": u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
             });
-            return Err(Message::Text(Utf8Bytes::from(body.to_string())));
+            Message::Text(Utf8Bytes::from(body.to_string()))
+        })
+    }
+
+    /// Replaces the subscription, resuming from `since` or from where the previous one was.
+    async fn subscribe(&mut self, topics: &[String], since: Option<String>) -> Result<(), Message> {
+        let api = |e: ApiError| error_frame(e.code(), &e.to_string());
+        let scope = scope(
+            &self.claims,
+            topics,
+            self.state.cfg.limits.topics_per_connection,
+        )
+        .map_err(api)?;
+        let since: Option<Cursor> = match parse_cursor(since.as_deref()).map_err(api)? {
+            Some(c) => Some(c),
+            None => self.session.as_ref().map(Session::cursor),
+        };
+        self.session = None;
+        let session = Session::open(
+            &self.state,
+            self.claims.tenant.clone(),
+            scope,
+            since,
+            self.claims.remaining(),
+        )
+        .await
+        .map_err(api)?;
+        self.session = Some(session);
+        Ok(())
+    }
+
+    /// Handles one client frame; `Ok` may carry a reply, `Err` carries the error frame.
+    async fn handle(&mut self, text: &str) -> Result<Option<Message>, Message> {
+        let frame: ClientFrame = serde_json::from_str(text)
+            .map_err(|e| error_frame("bad_frame", &format!("unrecognised frame: {e}")))?;
+        if !matches!(frame, ClientFrame::Ping) {
+            self.charge()?;
         }
         match frame {
-            ClientFrame::Subscribe { topics, since } => {
-                let api = |e: ApiError| error_frame(e.code(), &e.to_string());
-                let scope = scope(
-                    &self.claims,
-                    &topics,
-                    self.state.cfg.limits.topics_per_connection,
-                )
-                .map_err(api)?;
-                let since: Option<Cursor> = match parse_cursor(since.as_deref()).map_err(api)? {
-                    Some(c) => Some(c),
-                    None => self.session.as_ref().map(Session::cursor),
-                };
-                self.session = None;
-                let session = Session::open(
-                    &self.state,
-                    self.claims.tenant.clone(),
-                    scope,
-                    since,
-                    self.claims.remaining(),
-                )
-                .await
-                .map_err(api)?;
-                self.session = Some(session);
-            }
+            ClientFrame::Subscribe { topics, since } => self.subscribe(&topics, since).await?,
             ClientFrame::Unsubscribe { topics } => {
                 let Some(session) = self.session.as_mut() else {
                     return Ok(None);
@@ -346,15 +365,7 @@ async fn connection(
                             expires.as_mut().reset(Instant::now() + conn.claims.remaining());
                             continue;
                         }
-                        Err(_) if conn.budget.exhausted() => {
-                            tracing::debug!("closing a WebSocket that kept exceeding its subscribe rate");
-                            let close = CloseFrame {
-                                code: 1008,
-                                reason: Utf8Bytes::from_static("subscribe rate exceeded"),
-                            };
-                            let _ = socket.send(Message::Close(Some(close))).await;
-                            return;
-                        }
+                        Err(_) if conn.budget.exhausted() => return close_flooded(&mut socket).await,
                         Err(reply) => reply,
                     },
                     Message::Close(_) => return,
