@@ -268,7 +268,8 @@ fn print_banner(nats_url: &str, addrs: &Addrs, dev_credentials: bool, token: Opt
     match token {
         Some(token) => out.push_str(&format!("\n  dashboard http://{gateway}/#token={token}\n")),
         None => out.push_str(&format!(
-            "\n  dashboard http://{gateway}/#token=<jwt>   (mint one with `herald token --tenant <t>`)\n"
+            "\n  dashboard http://{gateway}/#token=<jwt>   (a token from your IdP, or with jwt.secret: \
+             `herald token --tenant <t>`)\n"
         )),
     }
     if dev_credentials {
