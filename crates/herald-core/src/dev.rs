@@ -66,7 +66,7 @@ pub fn refuse_exposed<'a>(
     addr: SocketAddr,
     secrets: impl IntoIterator<Item = &'a Secret>,
 ) -> io::Result<()> {
-    if addr.ip().is_loopback() {
+    if addr.ip().to_canonical().is_loopback() {
         return Ok(());
     }
     let found = secrets
@@ -115,6 +115,7 @@ mod tests {
         let dev = [Secret::new(API_KEY)];
         assert!(refuse_exposed("ingest", addr("127.0.0.1:8081"), &dev).is_ok());
         assert!(refuse_exposed("ingest", addr("[::1]:8081"), &dev).is_ok());
+        assert!(refuse_exposed("ingest", addr("[::ffff:127.0.0.1]:8081"), &dev).is_ok());
         let real = [Secret::new("s3cret-from-the-vault")];
         assert!(refuse_exposed("ingest", addr("0.0.0.0:8081"), &real).is_ok());
     }

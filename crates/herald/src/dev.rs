@@ -81,3 +81,55 @@ fn apply_ingest_defaults(cfg: &mut herald_ingest::Config) {
     );
     cfg.api_keys = BTreeMap::from([(tenant(), vec![Secret::new(API_KEY)])]);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apply(tweak: impl FnOnce(&mut herald_ingest::Config, &mut herald_gateway::Config)) -> bool {
+        let mut ingest = herald_ingest::Config::default();
+        let mut gateway = herald_gateway::Config::default();
+        tweak(&mut ingest, &mut gateway);
+        let (sources, keys) = (ingest.sources.len(), ingest.api_keys.len());
+        let jwt = gateway.jwt.secret.clone();
+        let applied = apply_defaults(&mut ingest, &mut gateway);
+        if !applied {
+            assert_eq!(
+                (ingest.sources.len(), ingest.api_keys.len()),
+                (sources, keys)
+            );
+            assert_eq!(gateway.jwt.secret, jwt, "nothing changed");
+        }
+        applied
+    }
+
+    #[test]
+    fn any_configured_key_source_turns_every_dev_credential_off() {
+        assert!(apply(|_, _| {}));
+        assert!(!apply(
+            |_, g| g.jwt.secret = Some(Secret::new("real-secret-0123456789"))
+        ));
+        assert!(!apply(|_, g| g.jwt.public_key_file = Some("key.pem".into())));
+        assert!(!apply(|_, g| g.jwt.jwks_file = Some("jwks.json".into())));
+        assert!(!apply(
+            |_, g| g.jwt.jwks_url = Some("https://idp.example/jwks".into())
+        ));
+        assert!(!apply(|i, _| {
+            i.api_keys
+                .insert(tenant(), vec![Secret::new("real-key-0123456789")]);
+        }));
+    }
+
+    #[test]
+    fn the_dev_credentials_come_all_together() {
+        let mut ingest = herald_ingest::Config::default();
+        let mut gateway = herald_gateway::Config::default();
+        assert!(apply_defaults(&mut ingest, &mut gateway));
+        assert_eq!(
+            gateway.jwt.secret.as_ref().map(Secret::expose),
+            Some(JWT_SECRET)
+        );
+        assert_eq!(ingest.sources.len(), 2);
+        assert_eq!(ingest.api_keys[&tenant()][0].expose(), API_KEY);
+    }
+}

@@ -96,7 +96,10 @@ impl Stack {
             ("NOTIFIER", self.notifier.listen),
             ("STATS", self.stats.listen),
         ];
-        match listeners.iter().find(|(_, a)| !a.ip().is_loopback()) {
+        match listeners
+            .iter()
+            .find(|(_, a)| !a.ip().to_canonical().is_loopback())
+        {
             Some(&(service, addr)) => Err(DevOnPublicListener { service, addr }),
             None => Ok(()),
         }

@@ -124,3 +124,21 @@ impl Senders {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_scrubs_every_secret_from_reasons_and_keeps_the_rest() {
+        let err = SendError::Permanent("Cannot POST /bot123:abc/sendMessage at /x".into());
+        assert_eq!(
+            err.redact(&["123:abc", ""]),
+            SendError::Permanent("Cannot POST /bot[redacted]/sendMessage at /x".into())
+        );
+        let limited = SendError::RateLimited {
+            retry_after: Duration::from_secs(1),
+        };
+        assert_eq!(limited.clone().redact(&["x"]), limited);
+    }
+}
