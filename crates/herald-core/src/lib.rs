@@ -21,6 +21,7 @@
 
 pub mod config;
 pub mod cursor;
+pub mod dev;
 pub mod event;
 pub mod http;
 pub mod names;

@@ -112,6 +112,7 @@ impl App {
         ctx: ServiceContext,
     ) -> Result<App, Error> {
         let addr = listener.local_addr()?;
+        herald_core::dev::refuse_exposed("gateway", addr, &cfg.jwt.secret)?;
         let metrics = Arc::new(Metrics::default());
         let mut registry = Registry::default();
         metrics.register(&mut registry);

@@ -39,6 +39,12 @@ impl App {
     ) -> Result<Self, Error> {
         cfg.validate()?;
         let addr = listener.local_addr()?;
+        let secrets = cfg.sources.values().flat_map(|s| &s.secrets);
+        herald_core::dev::refuse_exposed(
+            "ingest",
+            addr,
+            secrets.chain(cfg.api_keys.values().flatten()),
+        )?;
         let (metrics, registry) = Metrics::new();
         let publisher = Publisher::new(
             ctx.client.clone(),

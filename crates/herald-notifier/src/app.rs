@@ -133,6 +133,7 @@ impl App {
         };
         let senders = Senders::new(&cfg)?;
         let addr = listener.local_addr()?;
+        herald_core::dev::refuse_exposed("notifier", addr, cfg.secrets())?;
         let (metrics, registry) = Metrics::new();
         metrics
             .rules

@@ -214,6 +214,16 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Every platform token configured (global and per tenant, Telegram and Slack).
+    pub fn secrets(&self) -> impl Iterator<Item = &Secret> {
+        let (tg, slack) = (&self.telegram, &self.slack);
+        tg.bot_token
+            .iter()
+            .chain(tg.tenant_tokens.values())
+            .chain(slack.bot_token.iter())
+            .chain(slack.tenant_tokens.values())
+    }
+
     /// Checks what serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_deliver < 1 {

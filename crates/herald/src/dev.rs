@@ -1,9 +1,11 @@
 //! The local development defaults `herald up` fills in when nothing is configured: one demo
-//! tenant, two Sequin-style webhook sources and a publish-API key.
+//! tenant, two Sequin-style webhook sources, a publish-API key and the gateway's HS256
+//! secret (the values live in [`herald_core::dev`], where every service can refuse them).
 //!
 //! These credentials are public (they are in the README) and only for a stack bound to
-//! 127.0.0.1. Configure real ones for anything else: `herald up` never overrides configured
-//! sources or keys.
+//! loopback. `herald up` uses them all or none: only when no source, no API key and no JWT
+//! key source (secret, public key file, JWKS file or URL) is configured, and then it refuses
+//! any listener that is not loopback.
 
 use std::collections::BTreeMap;
 
@@ -11,26 +13,42 @@ use herald_core::names::TenantId;
 use herald_core::secret::Secret;
 use herald_ingest::config::{Format, SourceConfig, Verify};
 
-/// The demo tenant.
-pub const TENANT: &str = "demo";
-/// The bearer token of the `demo-sequin` source (what real Sequin sends).
-pub const SEQUIN_TOKEN: &str = "dev-sequin-token";
-/// The HMAC secret of the `demo-signed` source (GitHub-style `X-Hub-Signature-256`).
-pub const WEBHOOK_SECRET: &str = "dev-webhook-secret";
-/// The publish-API key of the demo tenant.
-pub const API_KEY: &str = "dev-api-key";
-/// The gateway's HS256 secret for dev tokens.
-pub const JWT_SECRET: &str = "dev-jwt-secret-change-me";
+pub use herald_core::dev::{API_KEY, JWT_SECRET, SEQUIN_TOKEN, TENANT, WEBHOOK_SECRET};
 
 fn tenant() -> TenantId {
     TenantId::parse(TENANT).unwrap_or_else(|_| unreachable!("a valid literal"))
 }
 
-/// Adds the demo sources and key to an ingest config that has none. Returns whether it did.
-pub fn apply_ingest_defaults(cfg: &mut herald_ingest::Config) -> bool {
-    if !cfg.sources.is_empty() || !cfg.api_keys.is_empty() {
+/// Whether nothing that authenticates anyone is configured: no webhook source, no API key,
+/// no JWT key source of any kind. Only then may the dev credentials be used.
+pub fn nothing_configured(
+    ingest: &herald_ingest::Config,
+    gateway: &herald_gateway::Config,
+) -> bool {
+    let jwt = &gateway.jwt;
+    ingest.sources.is_empty()
+        && ingest.api_keys.is_empty()
+        && jwt.secret.is_none()
+        && jwt.public_key_file.is_none()
+        && jwt.jwks_file.is_none()
+        && jwt.jwks_url.is_none()
+}
+
+/// Fills in every dev credential (the demo sources, the API key and the gateway's JWT secret)
+/// when [`nothing_configured`]. Returns whether it did; when it did not, nothing was changed.
+pub fn apply_defaults(
+    ingest: &mut herald_ingest::Config,
+    gateway: &mut herald_gateway::Config,
+) -> bool {
+    if !nothing_configured(ingest, gateway) {
         return false;
     }
+    gateway.jwt.secret = Some(Secret::new(JWT_SECRET));
+    apply_ingest_defaults(ingest);
+    true
+}
+
+fn apply_ingest_defaults(cfg: &mut herald_ingest::Config) {
     let sequin = |verify, secret: &str| SourceConfig {
         tenant: tenant(),
         format: Format::Sequin,
@@ -62,5 +80,56 @@ pub fn apply_ingest_defaults(cfg: &mut herald_ingest::Config) -> bool {
         ),
     );
     cfg.api_keys = BTreeMap::from([(tenant(), vec![Secret::new(API_KEY)])]);
-    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apply(tweak: impl FnOnce(&mut herald_ingest::Config, &mut herald_gateway::Config)) -> bool {
+        let mut ingest = herald_ingest::Config::default();
+        let mut gateway = herald_gateway::Config::default();
+        tweak(&mut ingest, &mut gateway);
+        let (sources, keys) = (ingest.sources.len(), ingest.api_keys.len());
+        let jwt = gateway.jwt.secret.clone();
+        let applied = apply_defaults(&mut ingest, &mut gateway);
+        if !applied {
+            assert_eq!(
+                (ingest.sources.len(), ingest.api_keys.len()),
+                (sources, keys)
+            );
+            assert_eq!(gateway.jwt.secret, jwt, "nothing changed");
+        }
+        applied
+    }
+
+    #[test]
+    fn any_configured_key_source_turns_every_dev_credential_off() {
+        assert!(apply(|_, _| {}));
+        assert!(!apply(
+            |_, g| g.jwt.secret = Some(Secret::new("real-secret-0123456789"))
+        ));
+        assert!(!apply(|_, g| g.jwt.public_key_file = Some("key.pem".into())));
+        assert!(!apply(|_, g| g.jwt.jwks_file = Some("jwks.json".into())));
+        assert!(!apply(
+            |_, g| g.jwt.jwks_url = Some("https://idp.example/jwks".into())
+        ));
+        assert!(!apply(|i, _| {
+            i.api_keys
+                .insert(tenant(), vec![Secret::new("real-key-0123456789")]);
+        }));
+    }
+
+    #[test]
+    fn the_dev_credentials_come_all_together() {
+        let mut ingest = herald_ingest::Config::default();
+        let mut gateway = herald_gateway::Config::default();
+        assert!(apply_defaults(&mut ingest, &mut gateway));
+        assert_eq!(
+            gateway.jwt.secret.as_ref().map(Secret::expose),
+            Some(JWT_SECRET)
+        );
+        assert_eq!(ingest.sources.len(), 2);
+        assert_eq!(ingest.api_keys[&tenant()][0].expose(), API_KEY);
+    }
 }

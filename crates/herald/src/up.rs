@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use herald_core::config::{self, file_from_env};
-use herald_core::secret::Secret;
 use herald_core::service::{CommonConfig, ServiceContext};
 use herald_core::telemetry::{LogConfig, LogFormat};
 use tokio::net::TcpListener;
@@ -64,10 +63,7 @@ impl Stack {
         }
         let mut ingest: herald_ingest::Config = config::load(file, Some("ingest"))?;
         let mut gateway: herald_gateway::Config = config::load(file, Some("gateway"))?;
-        let dev_credentials = dev::apply_ingest_defaults(&mut ingest);
-        if gateway.jwt.secret.is_none() {
-            gateway.jwt.secret = Some(Secret::new(dev::JWT_SECRET));
-        }
+        let dev_credentials = dev::apply_defaults(&mut ingest, &mut gateway);
         if gateway.web_dir.is_none() && Path::new("web/index.html").exists() {
             gateway.web_dir = Some(PathBuf::from("web"));
         }
@@ -76,15 +72,51 @@ impl Stack {
             // The demo's `leads` rows move through statuses: count them live.
             stats.group_by = vec!["leads.status".parse()?];
         }
-        Ok(Self {
+        let stack = Self {
             common,
             ingest,
             gateway,
             notifier: config::load(file, Some("notifier"))?,
             stats,
             dev_credentials,
-        })
+        };
+        stack.check_dev_listeners()?;
+        Ok(stack)
     }
+
+    /// With the public dev credentials, every listener must be loopback: anyone who can reach
+    /// the stack could otherwise sign webhooks and read every event with them.
+    fn check_dev_listeners(&self) -> Result<(), DevOnPublicListener> {
+        if !self.dev_credentials {
+            return Ok(());
+        }
+        let listeners = [
+            ("INGEST", self.ingest.listen),
+            ("GATEWAY", self.gateway.listen),
+            ("NOTIFIER", self.notifier.listen),
+            ("STATS", self.stats.listen),
+        ];
+        match listeners
+            .iter()
+            .find(|(_, a)| !a.ip().to_canonical().is_loopback())
+        {
+            Some(&(service, addr)) => Err(DevOnPublicListener { service, addr }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `herald up` would serve the public dev credentials on a non-loopback address.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "HERALD_{service}__LISTEN={addr} is not loopback, and herald up is using the public dev \
+     credentials; configure sources/api_keys/jwt or bind 127.0.0.1"
+)]
+pub struct DevOnPublicListener {
+    /// The service, as in its environment variables (`GATEWAY`).
+    service: &'static str,
+    /// The address it was configured to listen on.
+    addr: SocketAddr,
 }
 
 /// Runs the stack until shutdown.
@@ -146,7 +178,6 @@ async fn serve(stack: Stack, demo: bool, shutdown: &CancellationToken) -> anyhow
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
     let ingest_listener = bind("ingest", stack.ingest.listen).await?;
     let ingest = herald_ingest::App::build(stack.ingest, ingest_listener, ctx.clone()).await?;
-    let gateway_jwt = stack.gateway.jwt.secret.clone();
     let listener = bind("gateway", stack.gateway.listen).await?;
     let gateway = herald_gateway::App::build(stack.gateway, listener, ctx.clone()).await?;
     let listener = bind("notifier", stack.notifier.listen).await?;
@@ -177,17 +208,9 @@ async fn serve(stack: Stack, demo: bool, shutdown: &CancellationToken) -> anyhow
         }
     }
 
-    let dashboard_token = gateway_jwt.as_ref().and_then(|secret| {
-        let tenant = herald_core::names::TenantId::parse(dev::TENANT).ok()?;
-        crate::token::mint(
-            secret.expose(),
-            "dashboard",
-            &tenant,
-            &["*".to_owned()],
-            Duration::from_secs(30 * 24 * 3600),
-        )
-        .ok()
-    });
+    // Only the public dev secret ever signs a token here: a real one is never used to mint
+    // (let alone print) a long-lived token for every topic.
+    let dashboard_token = stack.dev_credentials.then(dashboard_token).flatten();
     print_banner(
         &stack.common.nats.url,
         &addrs,
@@ -217,6 +240,19 @@ async fn serve(stack: Stack, demo: bool, shutdown: &CancellationToken) -> anyhow
     }
 }
 
+/// A 30-day token for every topic of the demo tenant, signed with the public dev secret.
+fn dashboard_token() -> Option<String> {
+    let tenant = herald_core::names::TenantId::parse(dev::TENANT).ok()?;
+    crate::token::mint(
+        dev::JWT_SECRET,
+        "dashboard",
+        &tenant,
+        &["*".to_owned()],
+        Duration::from_secs(30 * 24 * 3600),
+    )
+    .ok()
+}
+
 fn print_banner(nats_url: &str, addrs: &Addrs, dev_credentials: bool, token: Option<&str>) {
     let Addrs {
         ingest,
@@ -232,8 +268,12 @@ fn print_banner(nats_url: &str, addrs: &Addrs, dev_credentials: bool, token: Opt
          \x20 notifier  http://{notifier}   (/healthz, /readyz, /metrics)\n\
          \x20 stats     http://{stats}   (/healthz, /readyz, /metrics)\n"
     );
-    if let Some(token) = token {
-        out.push_str(&format!("\n  dashboard http://{gateway}/#token={token}\n"));
+    match token {
+        Some(token) => out.push_str(&format!("\n  dashboard http://{gateway}/#token={token}\n")),
+        None => out.push_str(&format!(
+            "\n  dashboard http://{gateway}/#token=<jwt>   (a token from your IdP, or with jwt.secret: \
+             `herald token --tenant <t>`)\n"
+        )),
     }
     if dev_credentials {
         let body = r#"{"record":{"id":1,"name":"Ada Lovelace","status":"new"},"changes":null,"action":"insert","metadata":{"table_name":"leads","idempotency_key":"demo-1"}}"#;

@@ -3,6 +3,11 @@
 //! Every failure is classified once, here, by its kind (never by matching log text):
 //! rate-limited (wait what the platform says), transient (back off and retry) or permanent
 //! (dead-letter now with the reason).
+//!
+//! A reason is logged, stored in the `Herald-Reason` header of dead letters and shown by
+//! `herald dlq list`, so it never carries a credential: reqwest errors lose their URL (a
+//! Slack webhook URL is a credential; Telegram's carries the bot token), and every reason is
+//! scrubbed of the target's secrets (whatever a proxy's error page echoes back).
 
 mod slack;
 mod telegram;
@@ -33,6 +38,38 @@ pub enum SendError {
     /// unparsable text): dead-letter it with this reason.
     #[error("{0}")]
     Permanent(String),
+}
+
+impl SendError {
+    /// The same error with every occurrence of each of `secrets` replaced by `[redacted]`.
+    #[must_use]
+    pub fn redact(self, secrets: &[&str]) -> Self {
+        let scrub = |mut text: String| {
+            for secret in secrets.iter().filter(|s| !s.is_empty()) {
+                text = text.replace(secret, "[redacted]");
+            }
+            text
+        };
+        match self {
+            Self::Transient(reason) => Self::Transient(scrub(reason)),
+            Self::Permanent(reason) => Self::Permanent(scrub(reason)),
+            rate_limited @ Self::RateLimited { .. } => rate_limited,
+        }
+    }
+}
+
+/// A reqwest failure (connect, timeout, body) as a transient error, without the request's
+/// URL: reqwest's `Display` includes it, and URLs carry credentials.
+pub(crate) fn network(err: reqwest::Error) -> SendError {
+    let what = if err.is_timeout() {
+        "timed out"
+    } else if err.is_connect() {
+        "connect failed"
+    } else {
+        "network"
+    };
+    let err = err.without_url();
+    SendError::Transient(format!("{what}: {}", herald_core::error_chain(&err)))
 }
 
 /// The platform clients.
@@ -85,5 +122,23 @@ impl Senders {
                     .await
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_scrubs_every_secret_from_reasons_and_keeps_the_rest() {
+        let err = SendError::Permanent("Cannot POST /bot123:abc/sendMessage at /x".into());
+        assert_eq!(
+            err.redact(&["123:abc", ""]),
+            SendError::Permanent("Cannot POST /bot[redacted]/sendMessage at /x".into())
+        );
+        let limited = SendError::RateLimited {
+            retry_after: Duration::from_secs(1),
+        };
+        assert_eq!(limited.clone().redact(&["x"]), limited);
     }
 }

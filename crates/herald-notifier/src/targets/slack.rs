@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use reqwest::header::RETRY_AFTER;
 use serde_json::{Value, json};
 
-use super::SendError;
+use super::{SendError, network};
 use crate::config::SlackConfig;
 use crate::template::{Markup, SLACK_SECTION_MAX_CHARS};
 
@@ -47,7 +47,18 @@ impl Slack {
     }
 
     /// Posts to an incoming webhook. Slack answers `ok`, or a status with a plain-text error.
+    /// The URL is a credential: no error carries it, nor its path.
     pub async fn webhook(&self, url: &Secret, blocks: bool, text: &str) -> Result<(), SendError> {
+        let path = reqwest::Url::parse(url.expose())
+            .map(|u| u.path().to_owned())
+            .unwrap_or_default();
+        let path = path.trim_matches('/');
+        self.post_webhook(url, blocks, text)
+            .await
+            .map_err(|e| e.redact(&[url.expose(), path]))
+    }
+
+    async fn post_webhook(&self, url: &Secret, blocks: bool, text: &str) -> Result<(), SendError> {
         let resp = self
             .http
             .post(url.expose())
@@ -72,7 +83,7 @@ impl Slack {
         }
     }
 
-    /// `chat.postMessage` with the tenant's (or the global) bot token.
+    /// `chat.postMessage` with the tenant's (or the global) bot token; no error carries it.
     pub async fn post_message(
         &self,
         tenant: &TenantId,
@@ -87,6 +98,18 @@ impl Slack {
             .ok_or_else(|| {
                 SendError::Permanent(format!("no Slack bot token configured for tenant {tenant}"))
             })?;
+        self.post_with(token, channel, blocks, text)
+            .await
+            .map_err(|e| e.redact(&[token.expose()]))
+    }
+
+    async fn post_with(
+        &self,
+        token: &Secret,
+        channel: &str,
+        blocks: bool,
+        text: &str,
+    ) -> Result<(), SendError> {
         let resp = self
             .http
             .post(format!("{}/chat.postMessage", self.api_url))
@@ -103,10 +126,9 @@ impl Slack {
         if status.is_server_error() {
             return Err(SendError::Transient(format!("slack answered {status}")));
         }
-        let answer: Value = resp
-            .json()
-            .await
-            .map_err(|e| SendError::Transient(format!("unreadable slack answer: {e}")))?;
+        let answer: Value = resp.json().await.map_err(|e| {
+            SendError::Transient(format!("unreadable slack answer: {}", e.without_url()))
+        })?;
         if answer["ok"] == Value::Bool(true) {
             return Ok(());
         }
@@ -143,10 +165,6 @@ fn retry_after(resp: &reqwest::Response) -> Duration {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map_or(DEFAULT_RETRY_AFTER, Duration::from_secs)
-}
-
-fn network(err: reqwest::Error) -> SendError {
-    SendError::Transient(format!("network: {}", herald_core::error_chain(&err)))
 }
 
 #[cfg(test)]

@@ -98,7 +98,11 @@ impl Telegram {
         if silent {
             req = req.disable_notification(true);
         }
-        req.await.map(drop).map_err(classify)
+        // teloxide hides tokens it recognises in its own errors; scrub every reason anyway
+        // (a proxy's error page may echo the `/bot<token>/` path back).
+        req.await
+            .map(drop)
+            .map_err(|e| classify(e).redact(&[bot.token()]))
     }
 }
 
@@ -115,7 +119,18 @@ pub fn classify(err: RequestError) -> SendError {
         RequestError::Api(ApiError::Unknown(description)) => SendError::Transient(description),
         // Every known API error is a lasting condition of the chat, bot or text.
         RequestError::Api(api) => SendError::Permanent(api.to_string()),
-        RequestError::Network(e) => SendError::Transient(format!("network: {e}")),
+        RequestError::Network(e) => {
+            let mut reason = herald_core::error_chain(&*e);
+            if let Some(url) = e.url() {
+                reason = reason.replace(url.as_str(), "[redacted]");
+            }
+            let what = if e.is_timeout() {
+                "timed out"
+            } else {
+                "network"
+            };
+            SendError::Transient(format!("{what}: {reason}"))
+        }
         // Non-JSON answers are proxies' and load balancers' error pages.
         RequestError::InvalidJson { raw, .. } => SendError::Transient(format!(
             "unexpected answer: {}",

@@ -7,6 +7,7 @@ mod dlq;
 mod helpers;
 mod load;
 mod ops;
+mod redaction;
 mod reload;
 mod retry;
 mod shutdown;

@@ -35,6 +35,29 @@ pub enum Reply {
     /// HTML) are recorded as `bad_request`. Slack: the error code, e.g. `channel_not_found`,
     /// `channel_is_archived`, `invalid_auth`.
     Error(&'static str),
+    /// A proxy's plain-text error page with this status that echoes the request path back
+    /// (`Cannot POST /bot<token>/sendMessage`), as many do: the path carries the bot token
+    /// (Telegram) or is the webhook's secret (Slack).
+    ProxyError(u16),
+    /// No answer at all: the request hangs until the client gives up (its timeout).
+    Hang,
+}
+
+impl Reply {
+    /// The answer to a reply the platforms share ([`Reply::ProxyError`], [`Reply::Hang`]) for
+    /// a request to `path`; `None` for the platform-specific ones.
+    async fn common(&self, path: &str) -> Option<axum::response::Response> {
+        use axum::response::IntoResponse;
+        match self {
+            Self::ProxyError(code) => {
+                let status = axum::http::StatusCode::from_u16(*code)
+                    .unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
+                Some((status, format!("Cannot POST {path}")).into_response())
+            }
+            Self::Hang => std::future::pending().await,
+            _ => None,
+        }
+    }
 }
 
 /// One request a fake received.

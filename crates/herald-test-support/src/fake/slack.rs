@@ -76,6 +76,7 @@ async fn webhook(
     let Some(text) = body["text"].as_str().map(str::to_owned) else {
         return (StatusCode::BAD_REQUEST, "no_text").into_response();
     };
+    let path = format!("/hooks/{name}");
     let r = Received {
         at: tokio::time::Instant::now(),
         target: name,
@@ -85,7 +86,11 @@ async fn webhook(
         body,
         reply: Reply::Ok,
     };
-    match rec.answer(r) {
+    let reply = rec.answer(r);
+    if let Some(resp) = reply.common(&path).await {
+        return resp;
+    }
+    match reply {
         Reply::Ok => (StatusCode::OK, "ok").into_response(),
         Reply::RetryAfter(secs) => (
             StatusCode::TOO_MANY_REQUESTS,
@@ -95,6 +100,7 @@ async fn webhook(
             .into_response(),
         Reply::ServerError => (StatusCode::INTERNAL_SERVER_ERROR, "rollup_error").into_response(),
         Reply::Error(code) => (status_for(code), code).into_response(),
+        Reply::ProxyError(_) | Reply::Hang => unreachable!("answered by Reply::common"),
     }
 }
 
@@ -125,7 +131,11 @@ async fn post_message(
         body,
         reply: Reply::Ok,
     };
-    match rec.answer(r) {
+    let reply = rec.answer(r);
+    if let Some(resp) = reply.common("/api/chat.postMessage").await {
+        return resp;
+    }
+    match reply {
         Reply::Ok => axum::Json(json!({"ok": true, "channel": channel, "ts": "1763630442.000100"}))
             .into_response(),
         Reply::RetryAfter(secs) => (
@@ -136,5 +146,6 @@ async fn post_message(
             .into_response(),
         Reply::ServerError => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
         Reply::Error(code) => axum::Json(json!({"ok": false, "error": code})).into_response(),
+        Reply::ProxyError(_) | Reply::Hang => unreachable!("answered by Reply::common"),
     }
 }

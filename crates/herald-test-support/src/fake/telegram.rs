@@ -107,7 +107,11 @@ async fn handle(
         state.recorder.refused(rec, Reply::Error("bad_request"));
         return error(400, &description, None);
     }
-    match state.recorder.answer(rec) {
+    let reply = state.recorder.answer(rec);
+    if let Some(resp) = reply.common(&format!("/{bot}/{method}")).await {
+        return resp;
+    }
+    match reply {
         Reply::Ok => {
             let mut ok = (*state.ok).clone();
             ok["result"]["message_id"] = json!(state.next_id.fetch_add(1, Ordering::Relaxed));
@@ -127,6 +131,7 @@ async fn handle(
             let v = fixtures::json("telegram/400-chat-not-found.json");
             (StatusCode::BAD_REQUEST, axum::Json(v)).into_response()
         }
+        Reply::ProxyError(_) | Reply::Hang => unreachable!("answered by Reply::common"),
     }
 }
 

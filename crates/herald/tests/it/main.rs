@@ -5,6 +5,7 @@ mod cli;
 mod cluster;
 mod config;
 mod deploy;
+mod dev_credentials;
 mod docs;
 mod shutdown;
 mod sse;

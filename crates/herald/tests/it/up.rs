@@ -12,6 +12,8 @@ pub struct Up {
     pub child: Child,
     pub ingest: String,
     pub gateway: String,
+    /// Everything `herald up` wrote to stderr up to the end of its banner.
+    pub banner: String,
     _data: tempfile::TempDir,
 }
 
@@ -41,18 +43,20 @@ pub async fn start_with(env: &[(&str, &str)]) -> Up {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let (ingest, gateway) = tokio::time::timeout(Duration::from_secs(60), async {
+    let (ingest, gateway, banner) = tokio::time::timeout(Duration::from_secs(60), async {
         let mut seen = Vec::new();
-        let mut ingest = None;
+        let (mut ingest, mut gateway) = (None, None);
         while let Some(line) = lines.next_line().await.unwrap() {
             if let Some(addr) = banner_url(&line, "ingest") {
                 ingest = Some(addr);
-            } else if let Some(addr) = banner_url(&line, "gateway")
-                && let Some(ingest) = ingest.take()
-            {
-                return (ingest, addr);
+            } else if let Some(addr) = banner_url(&line, "gateway") {
+                gateway = Some(addr);
             }
+            let end = line.contains("Ctrl-C stops everything");
             seen.push(line);
+            if end && let (Some(ingest), Some(gateway)) = (ingest.take(), gateway.take()) {
+                return (ingest, gateway, seen.join("\n"));
+            }
         }
         panic!("herald up exited before its banner:\n{}", seen.join("\n"));
     })
@@ -64,6 +68,7 @@ pub async fn start_with(env: &[(&str, &str)]) -> Up {
         child,
         ingest,
         gateway,
+        banner,
         _data: data,
     }
 }
@@ -141,6 +146,114 @@ async fn a_missing_nats_server_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("could not start") || err.contains("nats-server not found"),
+        "{err}"
+    );
+}
+
+/// A token for every topic of the demo tenant, signed with the public dev JWT secret: what
+/// anyone can mint with `herald token --secret dev-jwt-secret-change-me`.
+fn dev_token() -> String {
+    herald::token::mint(
+        herald::dev::JWT_SECRET,
+        "attacker",
+        &herald_core::names::TenantId::parse(herald::dev::TENANT).unwrap(),
+        &["*".to_owned()],
+        Duration::from_secs(600),
+    )
+    .unwrap()
+}
+
+/// Waits for the gateway's `/readyz`, then opens `/v1/stream` with `token`: the status.
+async fn stream_status(gateway: &str, token: &str) -> reqwest::StatusCode {
+    let http = reqwest::Client::new();
+    herald_test_support::wait::until("the gateway to become ready", DEADLINE, || async {
+        let r = http.get(format!("http://{gateway}/readyz")).send().await;
+        r.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    http.get(format!("http://{gateway}/v1/stream"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn gateway_fixture(name: &str) -> String {
+    format!(
+        "{}/../herald-gateway/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+#[tokio::test]
+async fn herald_up_adds_no_dev_jwt_secret_when_a_jwks_file_is_configured() {
+    let jwks = gateway_fixture("jwks.json");
+    let mut up = start_with(&[("HERALD_GATEWAY__JWT__JWKS_FILE", &jwks)]).await;
+    assert_eq!(
+        stream_status(&up.gateway, &dev_token()).await,
+        401,
+        "a token signed with the public dev secret must not read any tenant"
+    );
+    assert!(!up.banner.contains("#token=ey"), "{}", up.banner);
+    assert!(!up.banner.contains("dev credentials"), "{}", up.banner);
+    up.child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn herald_up_never_prints_a_token_signed_with_a_configured_secret() {
+    let secret = "a-real-secret-from-the-vault-0123456789";
+    let mut up = start_with(&[("HERALD_GATEWAY__JWT__SECRET", secret)]).await;
+    assert!(!up.banner.contains("#token=ey"), "{}", up.banner);
+    assert!(up.banner.contains("herald token"), "{}", up.banner);
+    // Neither is the dev secret accepted next to the real one.
+    assert_eq!(stream_status(&up.gateway, &dev_token()).await, 401);
+    up.child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn herald_up_prints_the_dev_dashboard_token_only_with_dev_credentials() {
+    let mut up = start().await;
+    let token = up
+        .banner
+        .split("#token=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("a dashboard token in {}", up.banner))
+        .to_owned();
+    assert_eq!(stream_status(&up.gateway, &token).await, 200);
+    up.child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn herald_up_with_dev_credentials_refuses_a_non_loopback_listener() {
+    let data = tempfile::tempdir().unwrap();
+    let listen = format!("0.0.0.0:{}", free_port());
+    let run = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["up", "--data-dir"])
+        .arg(data.path())
+        .args(["--nats-port", &free_port().to_string()])
+        .env("HERALD_NATS_SERVER", herald_test_support::nats::binary())
+        .env("HERALD_INGEST__LISTEN", "127.0.0.1:0")
+        .env("HERALD_GATEWAY__LISTEN", &listen)
+        .env("HERALD_NOTIFIER__LISTEN", "127.0.0.1:0")
+        .env("HERALD_STATS__LISTEN", "127.0.0.1:0")
+        .env_remove("HERALD_CONFIG")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(DEADLINE, run)
+        .await
+        .expect("herald up refuses to start instead of serving the dev credentials")
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "HERALD_GATEWAY__LISTEN={listen} is not loopback, and herald up is using the public dev credentials"
+        )),
         "{err}"
     );
 }
