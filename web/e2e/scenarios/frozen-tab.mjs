@@ -1,7 +1,7 @@
 import { assertOnce, describe, openDashboard, screenshot, waitReceived } from "../browser.mjs";
 import { HEARTBEAT_MS, until, uid } from "../stack.mjs";
 
-export const name = "3 tabs, the leader hung (a busy loop): another tab takes over within 2.5 heartbeats, no gap, no duplicate; the old leader wakes and steps down";
+export const name = "3 tabs, the leader hung (a busy loop): another tab takes over within 2.5 heartbeats + a reconnect, no gap, no duplicate; the old leader wakes and steps down";
 
 const TABS = 3;
 /** Detection is 2.5 heartbeats of silence; the rest is the lock steal and one reconnect. */
