@@ -100,7 +100,7 @@ export class TabGroup {
           settled();
           // Not granted: aborted while waiting in line (closed, or this tab took over).
           // Granted: another tab stole the lock while this one was frozen.
-          if (granted && this.leader && !this.closed) this.stepDown();
+          if (granted && this.leader && !this.closed) this.stepDown("its lock was stolen");
         });
     });
   }
@@ -117,9 +117,10 @@ export class TabGroup {
   }
 
   /** Another tab leads now: stop relaying, follow it, and queue for the lock again. */
-  stepDown() {
+  stepDown(why) {
     if (!this.leader || this.closed) return;
     this.leader = false;
+    this.steppedDown = why;
     this.release = null;
     this.clearTimer();
     this.on.lost();
@@ -193,7 +194,7 @@ export class TabGroup {
     if (m.from !== this.top || epoch !== this.epoch) {
       this.epoch = epoch;
       this.top = m.from;
-      if (this.leader) this.stepDown(); // a newer leader took over while this tab was frozen
+      if (this.leader) this.stepDown("a newer leader spoke"); // it took over while this tab was frozen
     }
     if (this.leader) return;
     this.heardAt = this.env.now();

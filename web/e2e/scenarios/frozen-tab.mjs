@@ -77,6 +77,7 @@ export default async function ({ stack, browser }) {
 
     // The old leader wakes up: it must notice it was stolen from, step down, and deliver nothing twice.
     await until("the old leader to step down", async () => (await roleOf(leader)) === "follower", { ms: HANG_MS + 10_000, every: 50 });
+    console.log(`     the old leader stepped down: ${await leader.evaluate(() => window.herald.group.steppedDown)}`);
     const last = ids("last", 3);
     await stack.publish(last.map((id) => ({ id })));
     for (const p of pages) await waitReceived(p, [...before, ...during, ...after, ...last]);
