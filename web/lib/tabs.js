@@ -101,6 +101,8 @@ export class TabGroup {
           // Not granted: aborted while waiting in line (closed, or this tab took over).
           // Granted: another tab stole the lock while this one was frozen.
           if (granted && this.leader && !this.closed) this.stepDown("its lock was stolen");
+          // A steal the browser refused: back in line rather than out of it.
+          else if (!granted && opts.steal && !this.leader && !this.closed) this.queue();
         });
     });
   }
