@@ -98,7 +98,10 @@ export interface HeraldOptions {
    * the opening `status` of every stream (`heartbeat_ms`; 15000 until it does).
    */
   heartbeat?: number;
-  /** Heartbeats missed before a connection counts as dead. Default 2.5. */
+  /**
+   * Heartbeats missed before a connection counts as dead, and before a follower tab takes over
+   * from a leader tab that went silent (frozen or hung). Default 2.5.
+   */
   silence?: number;
   /** Backoff bounds in ms: the delay before retry n is uniform in [0, min(cap, base·2ⁿ)). */
   backoff?: { base?: number; cap?: number };
@@ -110,7 +113,10 @@ export interface HeraldOptions {
   pollWait?: number;
   /** Fetch the next token this many ms before expiry. Default 30000. */
   tokenMargin?: number;
-  /** Share one connection between the tabs of this origin. Default true. */
+  /**
+   * Share one connection between the tabs of this origin. Default true. A leader tab silent
+   * for `silence` heartbeats is replaced (Web Locks `steal`); it steps down when it wakes.
+   */
   shareTabs?: boolean;
   /** Event ids remembered for duplicate suppression. Default 5000. */
   dedup?: number;

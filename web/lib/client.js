@@ -16,6 +16,7 @@ import { backoffDelay, BACKOFF } from "./backoff.js";
 import { advances } from "./cursor.js";
 import { Delivery, safely } from "./delivery.js";
 import { FALLBACK_ORDER, Ladder } from "./ladder.js";
+import { onTabMessage } from "./follow.js";
 import { TabGroup } from "./tabs.js";
 import { TokenKeeper } from "./tokens.js";
 import { endpoint, TRANSPORTS } from "./transports.js";
@@ -193,11 +194,14 @@ export class HeraldClient {
       const base = new URL(this.url || "/", this.env.window?.location?.href ?? undefined).href;
       this.group = new TabGroup(`herald:${base}|${this.topics.join(",")}`, this.env, {
         lead: () => this.lead(),
-        message: (m) => this.onTabMessage(m),
+        lost: () => this.lost(),
+        message: (m) => onTabMessage(this, m),
+        period: () => this.heartbeat,
+        silence: this.opts.silence,
+        cursor: () => this.cursor,
       });
       this.reason = "waiting for the tab that holds the connection";
       this.group.start();
-      if (this.role === "follower") this.group.post({ t: "hello" });
     } else {
       this.role = "alone";
       this.connect();
@@ -210,6 +214,16 @@ export class HeraldClient {
     this.role = "leader";
     if (tookOver) this.setState("reconnecting", "this tab takes over the shared connection");
     this.connect();
+  }
+
+  /** Another tab stole the connection while this one was frozen: follow it from now on. */
+  lost() {
+    this.gen++; // callbacks of this tab's connection are ignored from now on
+    this.transport?.stop();
+    this.transport = null;
+    this.opened = false;
+    for (const t of ["retry", "watchdog", "upgrade"]) this.clearTimer(t);
+    this.role = "follower";
   }
 
   listenToBrowser() {
@@ -519,40 +533,5 @@ export class HeraldClient {
 
   emit(name, ...args) {
     for (const { cb } of [...(this.listeners.get(name) ?? [])]) safely(cb, ...args);
-  }
-
-  onTabMessage(m) {
-    if (!m || typeof m !== "object") return;
-    if (m.t === "hello") {
-      if (this.role === "leader") this.group.post({ t: "state", state: this.state, reason: this.reason, stats: this.stats() });
-      return;
-    }
-    if (this.role !== "follower") return; // a leader trusts only its own connection
-    switch (m.t) {
-      case "event":
-        this.advance(m.cursor);
-        this.dispatch(m.event);
-        break;
-      case "cursor":
-        this.advance(m.cursor);
-        break;
-      case "state":
-        this.remote = m.stats;
-        this.advance(m.stats?.cursor);
-        this.setState(m.state, m.reason);
-        break;
-      case "resync":
-        if (m.info?.cursor) this.cursor = m.info.cursor;
-        this.emit("resync", m.info);
-        break;
-      case "named":
-        this.emit(m.name, m.data);
-        break;
-      case "beat":
-        this.lastHeartbeatAt = m.at;
-        break;
-      default:
-        break;
-    }
   }
 }
