@@ -38,6 +38,7 @@ impl App {
         ctx: ServiceContext,
     ) -> Result<Self, Error> {
         cfg.validate()?;
+        cfg.validate_windows(ctx.streams.duplicate_window)?;
         let addr = listener.local_addr()?;
         let (metrics, registry) = Metrics::new();
         let publisher = Publisher::new(

@@ -39,6 +39,7 @@ fn source(tenant: &str, format: Format, verify: Verify, secrets: &[&str]) -> Sou
         action: None,
         id_header: None,
         action_header: None,
+        topic_header: None,
     }
 }
 
@@ -71,8 +72,10 @@ pub fn test_config() -> Config {
         Verify::HmacSha256 {
             header: "X-Hub-Signature-256".into(),
             prefix: "sha256=".into(),
+            timestamp_header: None,
+            tolerance: Duration::from_secs(300),
         },
-        &["rotated-out", GITHUB_SECRET],
+        &["rotated-out-secret", GITHUB_SECRET],
     );
     github.topic = Some("github".parse().unwrap());
     github.action_header = Some("X-GitHub-Event".into());
@@ -86,10 +89,10 @@ pub fn test_config() -> Config {
         "dbz".into(),
         source("acme", Format::Debezium, bearer.clone(), &[SEQUIN_TOKEN]),
     );
-    sources.insert(
-        "hooks".into(),
-        source("globex", Format::Json, bearer, &[SEQUIN_TOKEN]),
-    );
+    let mut hooks = source("globex", Format::Json, bearer, &[SEQUIN_TOKEN]);
+    hooks.topic_header = Some("Herald-Topic".into());
+    hooks.action_header = Some("Herald-Action".into());
+    sources.insert("hooks".into(), hooks);
     let mut api_keys = BTreeMap::new();
     api_keys.insert("acme".parse().unwrap(), vec![Secret::new(API_KEY)]);
     api_keys.insert("globex".parse().unwrap(), vec![Secret::new(OTHER_API_KEY)]);

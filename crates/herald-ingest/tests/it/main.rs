@@ -4,6 +4,7 @@
 mod helpers;
 
 mod cdc;
+mod dedup;
 mod failures;
 mod names;
 mod properties;
