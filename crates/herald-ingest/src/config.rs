@@ -31,6 +31,11 @@ pub struct Config {
     /// Publish-API keys by tenant: `POST /v1/events` with `Authorization: Bearer <key>`.
     /// Several keys per tenant allow rotation. Default none.
     pub api_keys: BTreeMap<TenantId, Vec<Secret>>,
+    /// Until this time (RFC 3339), events stored by an older Herald under the old dedup key
+    /// `<tenant>/<id>` are honoured as originals too (see [`crate::legacy`]). Set it to the
+    /// upgrade time plus one duplicate window. Default none.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub legacy_dedup_until: Option<time::OffsetDateTime>,
 }
 
 impl Default for Config {
@@ -42,6 +47,7 @@ impl Default for Config {
             retry_after_secs: 2,
             sources: BTreeMap::new(),
             api_keys: BTreeMap::new(),
+            legacy_dedup_until: None,
         }
     }
 }

@@ -112,7 +112,12 @@ impl TestApp {
 
     pub async fn spawn_with(cfg: Config) -> Self {
         herald_core::telemetry::init_for_tests();
-        let nats = NatsServer::start().await;
+        Self::spawn_on(NatsServer::start().await, cfg).await
+    }
+
+    /// Ingest on a nats-server the test already started (and perhaps filled).
+    pub async fn spawn_on(nats: NatsServer, cfg: Config) -> Self {
+        herald_core::telemetry::init_for_tests();
         let (ctx, shutdown) = service::context(&nats, "ingest-test").await;
         let app = App::build(cfg, net::listener().await, ctx).await.unwrap();
         let base = net::http_url(app.local_addr());

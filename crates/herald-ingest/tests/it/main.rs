@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod helpers;
+mod migration;
 
 mod cdc;
 mod dedup;
