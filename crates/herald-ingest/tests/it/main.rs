@@ -12,3 +12,4 @@ mod properties;
 mod publish_api;
 mod shutdown;
 mod signatures;
+mod startup;
