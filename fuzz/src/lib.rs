@@ -103,6 +103,8 @@ pub fn signature(data: &[u8]) {
         Verify::HmacSha256 {
             header: "x-hub-signature-256".into(),
             prefix: "sha256=".into(),
+            timestamp_header: None,
+            tolerance: std::time::Duration::from_secs(300),
         },
         SECRET,
     );

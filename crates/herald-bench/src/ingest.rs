@@ -261,6 +261,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
             action: None,
             id_header: None,
             action_header: None,
+            topic_header: None,
         },
     );
     let app = herald_ingest::App::build(cfg, net::listener().await, ctx.clone()).await?;

@@ -6,6 +6,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+use sha2::Digest as _;
 use time::OffsetDateTime;
 
 use crate::names::{Action, TenantId, Topic};
@@ -15,6 +16,16 @@ use crate::subject;
 pub const SPEC_VERSION: &str = "1.0";
 /// The longest event id accepted, in bytes.
 pub const MAX_ID_LEN: usize = 256;
+/// [`Event::via`] of events published through the publish API (`POST /v1/events`).
+pub const VIA_API: &str = "api";
+/// The longest `Nats-Msg-Id` [`Event::msg_id`] builds for an event ingest published:
+/// tenant (64) + `/` + via (`webhook:` + 64) + `/` + source digest (32) + `/` + id (256).
+pub const MAX_MSG_ID_LEN: usize = 64 + 1 + 72 + 1 + 32 + 1 + MAX_ID_LEN;
+
+/// [`Event::via`] of events received on `POST /v1/webhooks/{name}`.
+pub fn via_webhook(name: &str) -> String {
+    format!("webhook:{name}")
+}
 
 /// Why an event id is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -107,6 +118,12 @@ pub struct Event {
     /// Extension: for CDC updates, the previous values of the changed columns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changes: Option<Value>,
+    /// Extension: the authenticated door the event came in through, set by ingest and never
+    /// by a payload: `webhook:<source name>` or `api` (see [`via_webhook`], [`VIA_API`]).
+    /// Part of the de-duplication key ([`Event::msg_id`]). `None` on events stored before
+    /// Herald recorded it, and on events published to NATS by other means.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
     /// The payload (for CDC, the row).
     pub data: Value,
 }
@@ -133,6 +150,7 @@ impl Event {
             topic,
             action,
             changes: None,
+            via: None,
             data,
         }
     }
@@ -142,11 +160,33 @@ impl Event {
         subject::event(&self.tenant, &self.topic, &self.action)
     }
 
-    /// The `Nats-Msg-Id` used for JetStream de-duplication: `<tenant>/<id>`.
+    /// The `Nats-Msg-Id` used for JetStream de-duplication (and the notifier's delivery
+    /// records): `<tenant>/<via>/<source digest>/<id>`.
     ///
-    /// Scoped by tenant so that one tenant can never suppress another's event by
-    /// publishing the same id first.
+    /// Scoped by tenant, by the door the event came in through and by its CloudEvents
+    /// `source` (CloudEvents' own uniqueness is `source` + `id`), so no producer can suppress
+    /// another's event by publishing its id first: a webhook source only collides with
+    /// itself, the publish API only with itself. The source is hashed (the first 16 bytes of
+    /// its SHA-256, hex) because it is an unbounded URI; the whole key is at most
+    /// [`MAX_MSG_ID_LEN`] bytes of printable ASCII.
+    ///
+    /// An event without [`via`](Self::via) (stored by an older Herald, or published to NATS
+    /// directly) keeps the old key, [`legacy_msg_id`](Self::legacy_msg_id).
     pub fn msg_id(&self) -> String {
+        let Some(via) = &self.via else {
+            return self.legacy_msg_id();
+        };
+        let digest = sha2::Sha256::digest(self.source.as_bytes());
+        format!(
+            "{}/{via}/{}/{}",
+            self.tenant,
+            hex::encode(&digest[..16]),
+            self.id
+        )
+    }
+
+    /// The key older Herald versions used: `<tenant>/<id>`, scoped by tenant only.
+    pub fn legacy_msg_id(&self) -> String {
         format!("{}/{}", self.tenant, self.id)
     }
 
@@ -194,8 +234,54 @@ mod tests {
         assert_eq!(v["type"], "herald.leads.update");
         assert_eq!(v["changes"]["status"], "new");
         assert_eq!(e.subject(), "herald.events.acme.leads.update");
-        assert_eq!(e.msg_id(), "acme/id-1");
+        assert_eq!(e.msg_id(), "acme/id-1", "no via: the legacy key");
         let back: Event = serde_json::from_value(v).unwrap();
         assert_eq!(back, e);
+        e.via = Some(via_webhook("crm"));
+        let back: Event = serde_json::from_slice(&e.to_bytes()).unwrap();
+        assert_eq!(back.via.as_deref(), Some("webhook:crm"));
+        assert_eq!(back.msg_id(), e.msg_id());
+    }
+
+    /// The dedup-key finding: `<tenant>/<id>` let any producer of a tenant pre-claim another
+    /// source's ids. The key now differs by door and by CloudEvents source, and stays bounded.
+    #[test]
+    fn dedup_key_is_scoped_by_tenant_via_and_source() {
+        let event = |via: &str, source: &str| {
+            let mut e = Event::new(
+                EventId::parse("MjUxNjU4MjQ6MA==").unwrap(),
+                TenantId::parse("acme").unwrap(),
+                Topic::parse("leads").unwrap(),
+                Action::parse("insert").unwrap(),
+                source,
+                Value::Null,
+            );
+            e.via = Some(via.to_owned());
+            e
+        };
+        let crm = event(&via_webhook("crm"), "/webhooks/crm");
+        let keys = [
+            crm.msg_id(),
+            event(&via_webhook("other"), "/webhooks/crm").msg_id(),
+            event(VIA_API, "/webhooks/crm").msg_id(),
+            event(&via_webhook("crm"), "https://elsewhere.example").msg_id(),
+        ];
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert!(keys[0].starts_with("acme/webhook:crm/"), "{}", keys[0]);
+        assert!(keys[0].ends_with("/MjUxNjU4MjQ6MA=="), "{}", keys[0]);
+        assert_eq!(crm.legacy_msg_id(), "acme/MjUxNjU4MjQ6MA==");
+        let mut longest = event(&via_webhook(&"s".repeat(64)), &"x".repeat(10_000));
+        longest.tenant = TenantId::parse("t".repeat(64)).unwrap();
+        longest.id = EventId::parse("i".repeat(MAX_ID_LEN)).unwrap();
+        assert_eq!(longest.msg_id().len(), MAX_MSG_ID_LEN);
+        assert!(
+            EventId::parse(longest.msg_id()).is_err(),
+            "longer than an id"
+        );
+        assert!(longest.msg_id().bytes().all(|b| (0x21..=0x7e).contains(&b)));
     }
 }

@@ -6,7 +6,8 @@
 //!
 //! - **Standard Webhooks** (also Svix): key = base64(secret without `whsec_`); signed content
 //!   `{id}.{timestamp}.{body}`; header `v1,<base64>` values separated by spaces.
-//! - **HMAC-SHA256 hex** (GitHub style): `<prefix><lowercase hex HMAC(secret, body)>`.
+//! - **HMAC-SHA256 hex** (GitHub style): `<prefix><lowercase hex HMAC(secret, body)>`; with a
+//!   timestamp header, the signed content is `{timestamp}.{body}` (the header's value as sent).
 //! - **Static tokens** (what Sequin sends): compared in constant time.
 
 use std::time::Duration;
@@ -46,6 +47,28 @@ pub enum SignatureError {
     InvalidSecret,
 }
 
+/// Checks a unix-seconds `timestamp` (the value of the `header` header) against `now` and
+/// `tolerance`, either way.
+pub fn check_timestamp(
+    timestamp: &str,
+    now: i64,
+    tolerance: Duration,
+    header: &'static str,
+) -> Result<i64, SignatureError> {
+    let ts: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| SignatureError::MalformedHeader(header))?;
+    let tol = i64::try_from(tolerance.as_secs()).unwrap_or(i64::MAX);
+    if now.saturating_sub(ts) > tol {
+        return Err(SignatureError::StaleTimestamp);
+    }
+    if ts.saturating_sub(now) > tol {
+        return Err(SignatureError::FutureTimestamp);
+    }
+    Ok(ts)
+}
+
 fn mac(key: &[u8]) -> HmacSha256 {
     // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
     HmacSha256::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
@@ -75,18 +98,7 @@ pub mod standard {
         now: i64,
         tolerance: Duration,
     ) -> Result<i64, SignatureError> {
-        let ts: i64 = timestamp
-            .trim()
-            .parse()
-            .map_err(|_| SignatureError::MalformedHeader("webhook-timestamp"))?;
-        let tol = i64::try_from(tolerance.as_secs()).unwrap_or(i64::MAX);
-        if now.saturating_sub(ts) > tol {
-            return Err(SignatureError::StaleTimestamp);
-        }
-        if ts.saturating_sub(now) > tol {
-            return Err(SignatureError::FutureTimestamp);
-        }
-        Ok(ts)
+        super::check_timestamp(timestamp, now, tolerance, "webhook-timestamp")
     }
 
     /// Verifies a `webhook-signature` header (several space-separated `v1,<b64>` values
@@ -173,12 +185,46 @@ pub mod hmac_hex {
         format!("{prefix}{}", hex::encode(m.finalize().into_bytes()))
     }
 
+    /// `<prefix><lowercase hex HMAC-SHA256(secret, "{timestamp}.{body}")>`: the signature of
+    /// a source with a `timestamp_header` (`timestamp` exactly as sent in that header).
+    pub fn sign_timestamped(secret: &[u8], prefix: &str, timestamp: &str, body: &[u8]) -> String {
+        let mut m = mac(secret);
+        m.update(timestamp.as_bytes());
+        m.update(b".");
+        m.update(body);
+        format!("{prefix}{}", hex::encode(m.finalize().into_bytes()))
+    }
+
     /// Verifies `header_value` (with `prefix`) against every secret, in constant time.
     pub fn verify(
         secrets: &[&[u8]],
         prefix: &str,
         header: &'static str,
         header_value: &str,
+        body: &[u8],
+    ) -> Result<(), SignatureError> {
+        verify_content(secrets, prefix, header, header_value, None, body)
+    }
+
+    /// [`verify`] of a signature over `"{timestamp}.{body}"` (see [`sign_timestamped`]).
+    /// The timestamp must already have been checked with [`super::check_timestamp`].
+    pub fn verify_timestamped(
+        secrets: &[&[u8]],
+        prefix: &str,
+        header: &'static str,
+        header_value: &str,
+        timestamp: &str,
+        body: &[u8],
+    ) -> Result<(), SignatureError> {
+        verify_content(secrets, prefix, header, header_value, Some(timestamp), body)
+    }
+
+    fn verify_content(
+        secrets: &[&[u8]],
+        prefix: &str,
+        header: &'static str,
+        header_value: &str,
+        timestamp: Option<&str>,
         body: &[u8],
     ) -> Result<(), SignatureError> {
         let hex_sig = header_value
@@ -188,6 +234,10 @@ pub mod hmac_hex {
         let sig = hex::decode(hex_sig).map_err(|_| SignatureError::MalformedHeader(header))?;
         for secret in secrets {
             let mut m = mac(secret);
+            if let Some(ts) = timestamp {
+                m.update(ts.as_bytes());
+                m.update(b".");
+            }
             m.update(body);
             if m.verify_slice(&sig).is_ok() {
                 return Ok(());
@@ -321,6 +371,24 @@ mod tests {
         assert_eq!(
             hmac_hex::verify(&[b"s3cret"], "sha256=", "x", "sha1=00", b"body"),
             Err(SignatureError::MalformedHeader("x"))
+        );
+    }
+
+    #[test]
+    fn hmac_hex_timestamped_covers_the_timestamp() {
+        let sig = hmac_hex::sign_timestamped(b"s3cret", "sha256=", "1700000000", b"body");
+        let ok = |ts: &str, body: &[u8]| {
+            hmac_hex::verify_timestamped(&[b"s3cret"], "sha256=", "x", &sig, ts, body)
+        };
+        assert_eq!(ok("1700000000", b"body"), Ok(()));
+        assert_eq!(ok("1700000001", b"body"), Err(SignatureError::Mismatch));
+        assert_eq!(ok("1700000000", b"bodY"), Err(SignatureError::Mismatch));
+        // The body-only signature does not pass for the timestamped scheme, and vice versa.
+        let plain = hmac_hex::sign(b"s3cret", "sha256=", b"body");
+        assert_ne!(plain, sig);
+        assert_eq!(
+            hmac_hex::verify(&[b"s3cret"], "sha256=", "x", &sig, b"body"),
+            Err(SignatureError::Mismatch)
         );
     }
 

@@ -1,12 +1,14 @@
 //! Building and running the ingest service.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use herald_core::http::{NatsReadiness, ops_router};
 use herald_core::service::{ServiceContext, serve};
 use tokio::net::TcpListener;
 
 use crate::config::{Config, ConfigError};
+use crate::legacy::LegacyIndex;
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
 use crate::routes::{self, AppState};
@@ -28,6 +30,7 @@ pub struct App {
     router: axum::Router,
     ctx: ServiceContext,
     addr: SocketAddr,
+    legacy: Option<Arc<LegacyIndex>>,
 }
 
 impl App {
@@ -38,6 +41,7 @@ impl App {
         ctx: ServiceContext,
     ) -> Result<Self, Error> {
         cfg.validate()?;
+        cfg.validate_windows(ctx.streams.duplicate_window)?;
         let addr = listener.local_addr()?;
         let secrets = cfg.sources.values().flat_map(|s| &s.secrets);
         herald_core::dev::refuse_exposed(
@@ -46,12 +50,19 @@ impl App {
             secrets.chain(cfg.api_keys.values().flatten()),
         )?;
         let (metrics, registry) = Metrics::new();
-        let publisher = Publisher::new(
+        let mut publisher = Publisher::new(
             ctx.client.clone(),
             ctx.js.clone(),
             cfg.publish_timeout,
             metrics.clone(),
         );
+        let legacy = cfg
+            .legacy_dedup_until
+            .map(|until| Arc::new(LegacyIndex::new(until, ctx.streams.duplicate_window)));
+        if let Some(index) = &legacy {
+            publisher = publisher.with_legacy(Arc::clone(index));
+            tracing::info!(until = ?cfg.legacy_dedup_until, "honouring the old dedup key <tenant>/<id> until then");
+        }
         let state = AppState::new(&cfg, publisher, metrics)?;
         let readiness = NatsReadiness {
             client: ctx.client.clone(),
@@ -70,6 +81,7 @@ impl App {
             router,
             ctx,
             addr,
+            legacy,
         })
     }
 
@@ -85,8 +97,13 @@ impl App {
             listener,
             router,
             ctx,
+            legacy,
             ..
         } = self;
+        let follower = legacy.map(|index| {
+            let (js, shutdown) = (ctx.js.clone(), ctx.shutdown.clone());
+            tokio::spawn(async move { index.follow(js, shutdown).await })
+        });
         let provision = {
             let ctx = ctx.clone();
             tokio::spawn(async move {
@@ -100,6 +117,9 @@ impl App {
         };
         let result = serve(listener, router, ctx.shutdown.clone()).await;
         provision.abort();
+        if let Some(follower) = follower {
+            follower.abort();
+        }
         tracing::info!("ingest stopped");
         Ok(result?)
     }

@@ -31,6 +31,11 @@ pub struct Config {
     /// Publish-API keys by tenant: `POST /v1/events` with `Authorization: Bearer <key>`.
     /// Several keys per tenant allow rotation. Default none.
     pub api_keys: BTreeMap<TenantId, Vec<Secret>>,
+    /// Until this time (RFC 3339), events stored by an older Herald under the old dedup key
+    /// `<tenant>/<id>` are honoured as originals too (see [`crate::legacy`]). Set it to the
+    /// upgrade time plus one duplicate window. Default none.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub legacy_dedup_until: Option<time::OffsetDateTime>,
 }
 
 impl Default for Config {
@@ -42,6 +47,7 @@ impl Default for Config {
             retry_after_secs: 2,
             sources: BTreeMap::new(),
             api_keys: BTreeMap::new(),
+            legacy_dedup_until: None,
         }
     }
 }
@@ -63,12 +69,18 @@ pub struct SourceConfig {
     /// Action for `json` and `cloudevents` bodies that do not carry one.
     #[serde(default)]
     pub action: Option<Action>,
-    /// `json` format: a header holding the event id (e.g. `X-GitHub-Delivery`).
+    /// `json` format: a header holding the event id (e.g. `X-GitHub-Delivery`). A signed
+    /// `webhook-id` (standard-webhooks) always wins over it.
     #[serde(default)]
     pub id_header: Option<String>,
-    /// `json` format: a header holding the action (e.g. `X-GitHub-Event`).
+    /// `json` format: a header allowed to carry the action (e.g. `X-GitHub-Event`), when
+    /// `action` is not set. Opt-in: without it, no header decides the action.
     #[serde(default)]
     pub action_header: Option<String>,
+    /// `json` format: a header allowed to carry the topic (e.g. `Herald-Topic`), when `topic`
+    /// is not set. Opt-in: without it, no header decides the topic.
+    #[serde(default)]
+    pub topic_header: Option<String>,
 }
 
 /// Body formats.
@@ -97,7 +109,8 @@ pub enum Verify {
         tolerance: Duration,
     },
     /// HMAC-SHA256 of the raw body, lowercase hex, in `header` after `prefix`
-    /// (GitHub: `X-Hub-Signature-256: sha256=…`).
+    /// (GitHub: `X-Hub-Signature-256: sha256=…`). With `timestamp_header`, the signed content
+    /// is `<timestamp>.<body>` and the timestamp must be within `tolerance`.
     HmacSha256 {
         /// The header. Default `X-Hub-Signature-256`.
         #[serde(default = "default_hmac_header")]
@@ -105,6 +118,14 @@ pub enum Verify {
         /// The prefix before the hex digest. Default `sha256=`.
         #[serde(default = "default_hmac_prefix")]
         prefix: String,
+        /// A header carrying the unix time (seconds) of signing, required on every request
+        /// and covered by the signature. Default none: the body alone is signed (GitHub),
+        /// and a captured request verifies forever.
+        #[serde(default)]
+        timestamp_header: Option<String>,
+        /// With `timestamp_header`: accepted clock skew either way. Default 5 min.
+        #[serde(default = "default_tolerance", with = "humantime_serde")]
+        tolerance: Duration,
     },
     /// A static token, as real Sequin sends (`Authorization: Bearer <secret>`).
     Bearer {
@@ -156,30 +177,51 @@ pub enum ConfigError {
     /// A tenant has an empty key list.
     #[error("api_keys.{0} is empty")]
     NoApiKeys(String),
+    /// A secret is empty, or a standard-webhooks secret is `whsec_` with no key after it:
+    /// an HMAC key or token anyone can compute.
+    #[error("source {0:?}: a secret is empty (for standard-webhooks: whsec_ with no key)")]
+    EmptySecret(String),
+    /// An HMAC key is shorter than [`MIN_HMAC_KEY_LEN`] bytes.
+    #[error("source {0:?}: an HMAC secret is shorter than {MIN_HMAC_KEY_LEN} bytes")]
+    WeakSecret(String),
+    /// A publish-API key is empty.
+    #[error("api_keys.{0} holds an empty key")]
+    EmptyApiKey(String),
+    /// Twice a signature tolerance is not shorter than the stream's duplicate window: a
+    /// replay still inside the tolerance could arrive after dedup forgot the original.
+    #[error(
+        "source {source_name:?}: tolerance {tolerance:?} must be under half of stream.duplicate_window ({window:?}), or a replay inside the tolerance outlives de-duplication"
+    )]
+    ToleranceTooLong {
+        /// The source.
+        source_name: String,
+        /// Its tolerance.
+        tolerance: Duration,
+        /// `stream.duplicate_window` (`HERALD_STREAM__DUPLICATE_WINDOW`).
+        window: Duration,
+    },
 }
 
+/// The shortest HMAC key accepted, in bytes (after base64-decoding for standard-webhooks).
+pub const MIN_HMAC_KEY_LEN: usize = 16;
+
 impl Config {
-    /// Checks what serde cannot: names, secrets, header names.
+    /// Checks what serde cannot: names, secrets (none empty or weak), header names.
     pub fn validate(&self) -> Result<(), ConfigError> {
         for (name, src) in &self.sources {
             validate_token("source", name).map_err(|_| ConfigError::SourceName(name.clone()))?;
-            if src.secrets.is_empty() {
-                return Err(ConfigError::NoSecrets(name.clone()));
-            }
+            validate_secrets(name, src)?;
             let headers = match &src.verify {
-                Verify::StandardWebhooks { .. } => {
-                    for s in &src.secrets {
-                        herald_core::signature::standard::decode_secret(s.expose())
-                            .map_err(|_| ConfigError::BadStandardSecret(name.clone()))?;
-                    }
-                    vec![]
-                }
-                Verify::HmacSha256 { header, .. } | Verify::Bearer { header, .. } => {
-                    vec![header.clone()]
-                }
+                Verify::StandardWebhooks { .. } => vec![],
+                Verify::HmacSha256 {
+                    header,
+                    timestamp_header,
+                    ..
+                } => std::iter::once(header).chain(timestamp_header).collect(),
+                Verify::Bearer { header, .. } => vec![header],
             };
-            let extra = [&src.id_header, &src.action_header];
-            for h in headers.iter().chain(extra.into_iter().flatten()) {
+            let extra = [&src.id_header, &src.action_header, &src.topic_header];
+            for h in headers.into_iter().chain(extra.into_iter().flatten()) {
                 axum::http::HeaderName::try_from(h.as_str()).map_err(|_| {
                     ConfigError::HeaderName {
                         source_name: name.clone(),
@@ -192,9 +234,64 @@ impl Config {
             if keys.is_empty() {
                 return Err(ConfigError::NoApiKeys(tenant.to_string()));
             }
+            if keys.iter().any(|k| k.expose().is_empty()) {
+                return Err(ConfigError::EmptyApiKey(tenant.to_string()));
+            }
         }
         Ok(())
     }
+
+    /// Checks every signature tolerance against the stream's duplicate window
+    /// (`stream.duplicate_window`): twice the tolerance must be shorter, because a signed
+    /// timestamp verifies from `tolerance` before it to `tolerance` after it, and a replay
+    /// inside that span must still find the original in the dedup table.
+    pub fn validate_windows(&self, duplicate_window: Duration) -> Result<(), ConfigError> {
+        for (name, src) in &self.sources {
+            let tolerance = match &src.verify {
+                Verify::StandardWebhooks { tolerance }
+                | Verify::HmacSha256 {
+                    timestamp_header: Some(_),
+                    tolerance,
+                    ..
+                } => *tolerance,
+                Verify::HmacSha256 { .. } | Verify::Bearer { .. } => continue,
+            };
+            if tolerance.saturating_mul(2) >= duplicate_window {
+                return Err(ConfigError::ToleranceTooLong {
+                    source_name: name.clone(),
+                    tolerance,
+                    window: duplicate_window,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Refuses a source without secrets, with an empty one, or with an HMAC key anyone could
+/// guess. Errors name the source, never the secret.
+fn validate_secrets(name: &str, src: &SourceConfig) -> Result<(), ConfigError> {
+    if src.secrets.is_empty() {
+        return Err(ConfigError::NoSecrets(name.to_owned()));
+    }
+    for secret in &src.secrets {
+        let key_len = match &src.verify {
+            Verify::StandardWebhooks { .. } => {
+                herald_core::signature::standard::decode_secret(secret.expose())
+                    .map_err(|_| ConfigError::BadStandardSecret(name.to_owned()))?
+                    .len()
+            }
+            Verify::HmacSha256 { .. } | Verify::Bearer { .. } => secret.expose().len(),
+        };
+        if key_len == 0 {
+            return Err(ConfigError::EmptySecret(name.to_owned()));
+        }
+        let hmac = !matches!(src.verify, Verify::Bearer { .. });
+        if hmac && key_len < MIN_HMAC_KEY_LEN {
+            return Err(ConfigError::WeakSecret(name.to_owned()));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -240,9 +337,12 @@ mod tests {
             cfg.sources["github"].verify,
             Verify::HmacSha256 {
                 header: "X-Hub-Signature-256".into(),
-                prefix: "sha256=".into()
+                prefix: "sha256=".into(),
+                timestamp_header: None,
+                tolerance: Duration::from_secs(300),
             }
         );
+        cfg.validate_windows(Duration::from_secs(15 * 60)).unwrap();
         assert_eq!(
             cfg.sources["svix"].verify,
             Verify::StandardWebhooks {
@@ -275,5 +375,77 @@ mod tests {
         .unwrap()
         .try_into();
         assert!(bad_tenant.is_err(), "tenants are validated at load");
+    }
+
+    fn one_source(verify: &str, secret: &str) -> Config {
+        parse(&format!(
+            "[sources.crm]\ntenant = \"acme\"\nformat = \"json\"\nverify = {verify}\nsecrets = [{secret:?}]"
+        ))
+    }
+
+    /// The weak-secrets finding: `""` and `whsec_` were accepted, an HMAC key anyone can
+    /// compute. Every refusal names the source and never the secret.
+    #[test]
+    fn config_refuses_weak_secrets() {
+        let hmac = r#"{ scheme = "hmac-sha256" }"#;
+        let std = r#"{ scheme = "standard-webhooks" }"#;
+        let bearer = r#"{ scheme = "bearer" }"#;
+        let refused = [
+            (hmac, "", "empty"),
+            (hmac, "short-secret-15", "shorter than 16"),
+            (std, "whsec_", "empty"),
+            (std, "", "empty"),
+            (std, "whsec_c2hvcnQ=", "shorter than 16"),
+            (bearer, "", "empty"),
+        ];
+        for (verify, secret, why) in refused {
+            let err = one_source(verify, secret)
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("\"crm\"") && err.contains(why),
+                "{verify} {secret:?}: {err}"
+            );
+            if secret.len() > "whsec_".len() {
+                assert!(!err.contains(secret), "the error shows the secret: {err}");
+            }
+        }
+        one_source(hmac, "exactly-16-bytes").validate().unwrap();
+        one_source(std, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+            .validate()
+            .unwrap();
+        one_source(bearer, "t").validate().unwrap();
+        let mut empty_key = one_source(bearer, "t");
+        empty_key
+            .api_keys
+            .insert("acme".parse().unwrap(), vec![Secret::new("")]);
+        assert!(matches!(
+            empty_key.validate(),
+            Err(ConfigError::EmptyApiKey(t)) if t == "acme"
+        ));
+    }
+
+    /// The tolerance finding: a signed request verifies for twice the tolerance, and a replay
+    /// inside that span must still meet the original in the stream's dedup table.
+    #[test]
+    fn signature_tolerance_must_be_shorter_than_the_duplicate_window() {
+        let minutes = |m: u64| Duration::from_secs(m * 60);
+        let std = one_source(
+            r#"{ scheme = "standard-webhooks", tolerance = "5m" }"#,
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        );
+        std.validate_windows(minutes(15)).unwrap();
+        let err = std.validate_windows(minutes(10)).unwrap_err();
+        assert!(matches!(err, ConfigError::ToleranceTooLong { .. }), "{err}");
+        assert!(err.to_string().contains("\"crm\""), "{err}");
+        let timed = one_source(
+            r#"{ scheme = "hmac-sha256", timestamp_header = "X-Timestamp", tolerance = "10m" }"#,
+            "exactly-16-bytes",
+        );
+        assert!(timed.validate_windows(minutes(15)).is_err());
+        timed.validate_windows(minutes(21)).unwrap();
+        let untimed = one_source(r#"{ scheme = "hmac-sha256" }"#, "exactly-16-bytes");
+        untimed.validate_windows(minutes(1)).unwrap();
     }
 }

@@ -4,6 +4,7 @@
 //! its events. `Nats-Msg-Id` is the event's tenant-scoped id, so a producer's retry is stored
 //! once (within the stream's duplicate window) and reported as a duplicate.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, message::PublishMessage};
@@ -12,6 +13,7 @@ use herald_core::event::Event;
 use herald_core::streams::EVENTS_STREAM;
 use serde::Serialize;
 
+use crate::legacy::LegacyIndex;
 use crate::metrics::{Metrics, SourceMetrics};
 
 /// Where one event was stored.
@@ -49,6 +51,7 @@ pub struct Publisher {
     js: jetstream::Context,
     timeout: Duration,
     metrics: Metrics,
+    legacy: Option<Arc<LegacyIndex>>,
 }
 
 impl Publisher {
@@ -64,7 +67,14 @@ impl Publisher {
             js,
             timeout,
             metrics,
+            legacy: None,
         }
+    }
+
+    /// Also honours events stored under the old dedup key, while `legacy` is active.
+    pub fn with_legacy(mut self, legacy: Arc<LegacyIndex>) -> Self {
+        self.legacy = Some(legacy);
+        self
     }
 
     /// Publishes every event (pipelined: all are sent, then all acks awaited) and returns
@@ -91,8 +101,26 @@ impl Publisher {
     }
 
     async fn publish_all(&self, events: &[Event]) -> Result<Vec<Stored>, PublishError> {
+        let legacy = match &self.legacy {
+            Some(index) if index.active(time::OffsetDateTime::now_utc()) => {
+                index.ready().await;
+                Some(index)
+            }
+            _ => None,
+        };
         let mut pending = Vec::with_capacity(events.len());
         for event in events {
+            if let Some(seq) = legacy.and_then(|index| index.original(event)) {
+                pending.push(futures::future::Either::Left(std::future::ready(Ok(
+                    Stored {
+                        id: event.id.as_str().to_owned(),
+                        subject: event.subject(),
+                        seq,
+                        duplicate: true,
+                    },
+                ))));
+                continue;
+            }
             let msg = PublishMessage::build()
                 .message_id(event.msg_id())
                 .expected_stream(EVENTS_STREAM)
@@ -100,7 +128,7 @@ impl Publisher {
                 .payload(event.to_bytes());
             let subject = event.subject();
             let ack = self.js.send_publish(subject.clone(), msg).await?;
-            pending.push(async move {
+            pending.push(futures::future::Either::Right(async move {
                 let ack = ack.await?;
                 Ok::<_, PublishError>(Stored {
                     id: event.id.as_str().to_owned(),
@@ -108,7 +136,7 @@ impl Publisher {
                     seq: ack.sequence,
                     duplicate: ack.duplicate,
                 })
-            });
+            }));
         }
         try_join_all(pending).await
     }

@@ -44,6 +44,8 @@ enum Scheme {
     Hmac {
         header: String,
         prefix: String,
+        /// With a timestamp header: its name and the tolerance.
+        timestamp: Option<(String, std::time::Duration)>,
         secrets: Vec<Secret>,
     },
     Bearer {
@@ -73,9 +75,15 @@ impl Verifier {
                     .map_err(|_| ConfigError::BadStandardSecret(name.to_owned()))?,
                 tolerance: *tolerance,
             },
-            Verify::HmacSha256 { header, prefix } => Scheme::Hmac {
+            Verify::HmacSha256 {
+                header,
+                prefix,
+                timestamp_header,
+                tolerance,
+            } => Scheme::Hmac {
                 header: header.clone(),
                 prefix: prefix.clone(),
+                timestamp: timestamp_header.clone().map(|h| (h, *tolerance)),
                 secrets: secrets.to_vec(),
             },
             Verify::Bearer { header, prefix } => Scheme::Bearer {
@@ -108,15 +116,28 @@ impl Verifier {
             Scheme::Hmac {
                 header,
                 prefix,
+                timestamp,
                 secrets,
             } => {
-                let value = headers
-                    .get(header.as_str())
-                    .ok_or(SignatureError::MissingHeader("signature"))?
-                    .to_str()
-                    .map_err(|_| SignatureError::MalformedHeader("signature"))?;
+                let value = header_str(headers, header, "signature")?;
                 let secrets: Vec<&[u8]> = secrets.iter().map(|s| s.expose().as_bytes()).collect();
-                signature::hmac_hex::verify(&secrets, prefix, "signature", value, body)?;
+                match timestamp {
+                    None => {
+                        signature::hmac_hex::verify(&secrets, prefix, "signature", value, body)?
+                    }
+                    Some((ts_header, tolerance)) => {
+                        let ts = header_str(headers, ts_header, "timestamp")?;
+                        signature::check_timestamp(ts, now, *tolerance, "timestamp")?;
+                        signature::hmac_hex::verify_timestamped(
+                            &secrets,
+                            prefix,
+                            "signature",
+                            value,
+                            ts,
+                            body,
+                        )?;
+                    }
+                }
                 Ok(Verified { webhook_id: None })
             }
             Scheme::Bearer {
@@ -157,6 +178,19 @@ fn first_header<'h>(
     Ok(value
         .to_str()
         .map_err(|_| SignatureError::MalformedHeader(names[0]))?)
+}
+
+/// The value of the configured header `name`; errors call it `label`.
+fn header_str<'h>(
+    headers: &'h HeaderMap,
+    name: &str,
+    label: &'static str,
+) -> Result<&'h str, SignatureError> {
+    headers
+        .get(name)
+        .ok_or(SignatureError::MissingHeader(label))?
+        .to_str()
+        .map_err(|_| SignatureError::MalformedHeader(label))
 }
 
 fn strip_prefix_ignore_case<'a>(value: &'a str, prefix: &str) -> Option<&'a str> {
@@ -233,6 +267,8 @@ mod tests {
                         &Verify::HmacSha256 {
                             header: header.clone(),
                             prefix: v.prefix.clone().unwrap(),
+                            timestamp_header: None,
+                            tolerance: signature::DEFAULT_TOLERANCE,
                         },
                         &[Secret::new(v.secret.clone())],
                     )
@@ -299,6 +335,60 @@ mod tests {
             v.verify(&headers(&[("webhook-id", "x")]), b"{}", now),
             Err(AuthError::Signature(SignatureError::MissingHeader(
                 "webhook-timestamp"
+            )))
+        ));
+    }
+
+    /// The replay finding: with `hmac-sha256` and no timestamp, a captured request verified
+    /// forever. With `timestamp_header`, the timestamp is required, inside the tolerance and
+    /// covered by the signature (moving it breaks the signature).
+    #[test]
+    fn hmac_timestamp_header_is_required_checked_and_signed() {
+        let secret = "It's a Secret to Everybody";
+        let v = Verifier::new(
+            "t",
+            &Verify::HmacSha256 {
+                header: "X-Signature".into(),
+                prefix: "sha256=".into(),
+                timestamp_header: Some("X-Timestamp".into()),
+                tolerance: signature::DEFAULT_TOLERANCE,
+            },
+            &[Secret::new(secret)],
+        )
+        .unwrap();
+        let now = 1_800_000_000;
+        let signed = |ts: i64, sent_ts: i64| {
+            let sig = signature::hmac_hex::sign_timestamped(
+                secret.as_bytes(),
+                "sha256=",
+                &ts.to_string(),
+                b"{}",
+            );
+            headers(&[("x-signature", &sig), ("x-timestamp", &sent_ts.to_string())])
+        };
+        assert!(v.verify(&signed(now, now), b"{}", now).is_ok());
+        assert!(v.verify(&signed(now - 300, now - 300), b"{}", now).is_ok());
+        assert!(matches!(
+            v.verify(&signed(now - 301, now - 301), b"{}", now),
+            Err(AuthError::Signature(SignatureError::StaleTimestamp))
+        ));
+        // A replay with a fresh timestamp header: the signature no longer matches.
+        assert!(matches!(
+            v.verify(&signed(now - 3600, now), b"{}", now),
+            Err(AuthError::Signature(SignatureError::Mismatch))
+        ));
+        // GitHub-style (body-only) signatures are not accepted by a timestamped source.
+        let body_only = signature::hmac_hex::sign(secret.as_bytes(), "sha256=", b"{}");
+        let h = headers(&[
+            ("x-signature", &body_only),
+            ("x-timestamp", &now.to_string()),
+        ]);
+        assert!(v.verify(&h, b"{}", now).is_err());
+        let h = headers(&[("x-signature", &body_only)]);
+        assert!(matches!(
+            v.verify(&h, b"{}", now),
+            Err(AuthError::Signature(SignatureError::MissingHeader(
+                "timestamp"
             )))
         ));
     }

@@ -1,9 +1,11 @@
 //! Any JSON body. The whole body becomes `data`.
 //!
-//! - topic: the source's `topic`, else the `Herald-Topic` header;
-//! - action: the source's `action`, else its `action_header` (e.g. `X-GitHub-Event`), else the
-//!   `Herald-Action` header;
-//! - id: its `id_header` (e.g. `X-GitHub-Delivery`), else the verified `webhook-id`, else
+//! Headers are not covered by `hmac-sha256` or `bearer`, and standard-webhooks signs only
+//! `webhook-id`, `webhook-timestamp` and the body; so a header decides nothing unless the
+//! source config opts in:
+//! - topic: the source's `topic`, else its `topic_header` (opt-in);
+//! - action: the source's `action`, else its `action_header` (opt-in, e.g. `X-GitHub-Event`);
+//! - id: the verified (signed) `webhook-id`, else `id_header` (e.g. `X-GitHub-Delivery`), else
 //!   `Herald-Event-Id`, else `Idempotency-Key`, else a generated UUIDv7 (retries of such a
 //!   request cannot be recognised: give your producer an id header).
 
@@ -19,43 +21,37 @@ pub fn parse(ctx: &Context<'_>, body: Value) -> Result<Event, ParseError> {
     let topic = match &ctx.source.topic {
         Some(t) => t.clone(),
         None => {
-            let t = header(h, "herald-topic").ok_or_else(|| {
-                ParseError::Shape(format!(
-                    "no topic: set `topic` on source {:?} or send a Herald-Topic header",
-                    ctx.name
-                ))
-            })?;
-            super::topic(t, "Herald-Topic header")?
+            let (value, name) = opted_in(ctx, ctx.source.topic_header.as_deref())
+                .ok_or_else(|| {
+                    ParseError::Shape(format!(
+                        "no topic: set `topic` on source {:?}, or `topic_header` and send that header",
+                        ctx.name
+                    ))
+                })?;
+            super::topic(value, &format!("{name} header"))?
         }
     };
     let action = match &ctx.source.action {
         Some(a) => a.clone(),
         None => {
-            let configured = ctx.source.action_header.as_deref();
-            let (value, name) = configured
-                .and_then(|name| header(h, name).map(|v| (v, name)))
-                .or_else(|| header(h, "herald-action").map(|v| (v, "Herald-Action")))
+            let (value, name) = opted_in(ctx, ctx.source.action_header.as_deref())
                 .ok_or_else(|| {
                     ParseError::Shape(format!(
-                        "no action: set `action` or `action_header` on source {:?}, or send a Herald-Action header",
+                        "no action: set `action` on source {:?}, or `action_header` and send that header",
                         ctx.name
                     ))
                 })?;
             super::action(value, &format!("{name} header"))?
         }
     };
+    // The signed id first: an unsigned header must not let a replay dodge de-duplication.
     let id = match ctx
-        .source
-        .id_header
-        .as_deref()
-        .and_then(|name| header(h, name).map(|v| (v, name.to_owned())))
-        .or_else(|| {
-            ctx.verified
-                .webhook_id()
-                .map(|v| (v, "webhook-id".to_owned()))
-        })
-        .or_else(|| header(h, "herald-event-id").map(|v| (v, "Herald-Event-Id".to_owned())))
-        .or_else(|| header(h, "idempotency-key").map(|v| (v, "Idempotency-Key".to_owned())))
+        .verified
+        .webhook_id()
+        .map(|v| (v, "webhook-id"))
+        .or_else(|| opted_in(ctx, ctx.source.id_header.as_deref()))
+        .or_else(|| header(h, "herald-event-id").map(|v| (v, "Herald-Event-Id")))
+        .or_else(|| header(h, "idempotency-key").map(|v| (v, "Idempotency-Key")))
     {
         Some((value, name)) => super::event_id(value, &format!("{name} header"))?,
         None => EventId::generate(),
@@ -68,4 +64,9 @@ pub fn parse(ctx: &Context<'_>, body: Value) -> Result<Event, ParseError> {
         ctx.event_source(),
         body,
     ))
+}
+
+/// The value of the header the source config named, with that name.
+fn opted_in<'a>(ctx: &Context<'a>, name: Option<&'a str>) -> Option<(&'a str, &'a str)> {
+    name.and_then(|name| header(ctx.headers, name).map(|v| (v, name)))
 }

@@ -5,7 +5,7 @@
 //! | `sequin` | [`sequin`] | `metadata.table_name` / `action` / `metadata.idempotency_key` |
 //! | `debezium` | [`debezium`] | `source.table` / `op` / the source position |
 //! | `cloudevents` | [`cloudevents`] | `topic` / `action` extensions (or the source config) / `id` |
-//! | `json` | [`json`] | source config or headers / config or headers / headers |
+//! | `json` | [`json`] | source config, or an opted-in header / the same / signed `webhook-id`, else headers |
 
 pub mod cloudevents;
 pub mod debezium;

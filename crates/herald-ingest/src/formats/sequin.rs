@@ -18,6 +18,10 @@ use time::format_description::well_known::Rfc3339;
 use super::{Context, object, optional_object, optional_str, path, required, required_str};
 use crate::error::ParseError;
 
+/// The actions Sequin sends. Anything else is refused (422): a subject's action token decides
+/// what subscribers and notifier rules see, so an invented one must not slip in.
+pub const SEQUIN_ACTIONS: [&str; 4] = ["insert", "update", "delete", "read"];
+
 /// The typed fast path: a borrowed parse of exactly the members Herald reads, moving `record`
 /// and `changes` into the event instead of cloning them out of a tree of the whole body.
 ///
@@ -87,7 +91,7 @@ fn fast_message(ctx: &Context<'_>, msg: Message<'_>) -> Option<Event> {
         EventId::parse(meta.idempotency_key?).ok()?,
         ctx.tenant().clone(),
         Topic::parse(meta.table_name?).ok()?,
-        Action::parse(msg.action?).ok()?,
+        Action::parse(msg.action.filter(|a| SEQUIN_ACTIONS.contains(a))?).ok()?,
         ctx.event_source(),
         record,
     );
@@ -131,6 +135,13 @@ fn message(ctx: &Context<'_>, msg: &Value, at: &str) -> Result<Event, ParseError
         &path(&meta_at, "table_name"),
     )?;
     let action = super::action(required_str(obj, at, "action")?, &path(at, "action"))?;
+    if !SEQUIN_ACTIONS.contains(&action.as_str()) {
+        return Err(ParseError::Shape(format!(
+            "{} must be insert, update, delete or read (what Sequin sends), not {:?}",
+            path(at, "action"),
+            action.as_str()
+        )));
+    }
     let id = super::event_id(
         required_str(meta, &meta_at, "idempotency_key")?,
         &path(&meta_at, "idempotency_key"),
@@ -178,6 +189,7 @@ mod tests {
             action: None,
             id_header: None,
             action_header: None,
+            topic_header: None,
         }
     }
 
@@ -228,6 +240,10 @@ mod tests {
             ("no record and no data", no_record),
             ("changes not an object", with("/changes", json!("x"))),
             ("a numeric action", with("/action", json!(5))),
+            (
+                "an action Sequin never sends",
+                with("/action", json!("explode")),
+            ),
             (
                 "an invalid topic",
                 with("/metadata/table_name", json!("a.b")),
@@ -295,6 +311,7 @@ mod tests {
             3 => Just(Some(json!("insert"))),
             1 => Just(None),
             1 => Just(Some(json!("a b"))),
+            1 => Just(Some(json!("explode"))),
             1 => Just(Some(json!(5))),
             1 => Just(Some(Value::Null)),
         ];

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use bytes::Bytes;
-use herald_core::event::{Event, EventId};
+use herald_core::event::{Event, EventId, VIA_API};
 use herald_core::names::TenantId;
 use serde::Deserialize;
 use serde_json::Value;
@@ -144,6 +144,8 @@ fn to_event(
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| format!("/apps/{tenant}"));
     let mut event = Event::new(id, tenant.clone(), topic, action, source, input.data);
+    // The publish API is its own door: its ids never collide with a webhook source's.
+    event.via = Some(VIA_API.to_owned());
     if let Some(ty) = input.ty.filter(|t| !t.is_empty()) {
         event.ty = ty;
     }

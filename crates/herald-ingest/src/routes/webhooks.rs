@@ -71,7 +71,12 @@ async fn handle(
         headers,
         verified: &verified,
     };
-    let events = formats::parse(&ctx, &raw)?;
+    let mut events = formats::parse(&ctx, &raw)?;
+    // The door is part of the dedup key: this source's ids can only collide with its own.
+    let via = herald_core::event::via_webhook(name);
+    for event in &mut events {
+        event.via = Some(via.clone());
+    }
     tracing::Span::current().record("events", events.len());
     let stored = state.store(&source.metrics, &events).await?;
     Ok(Accepted { events: stored })

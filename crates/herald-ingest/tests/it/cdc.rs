@@ -286,3 +286,55 @@ async fn cloudevents_structured_and_batch() {
     .await;
     assert_eq!(app.stored_count().await, 2);
 }
+
+/// The finding: a Sequin message whose `action` is not one Sequin sends (`"explode"`) was
+/// stored and delivered. It is a 422 naming the field, single or batched, and nothing of the
+/// batch is published.
+#[tokio::test]
+async fn sequin_action_outside_insert_update_delete_read_is_refused() {
+    let app = TestApp::spawn().await;
+    let mut single = fixtures::json("sequin/insert.json");
+    single["action"] = json!("explode");
+    let body = crate::helpers::assert_error(
+        app.sequin(serde_json::to_vec(&single).unwrap()).await,
+        422,
+        "invalid_shape",
+    )
+    .await;
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("action ") && message.contains("explode"),
+        "{body}"
+    );
+
+    let mut batch = fixtures::json("sequin/batch.json");
+    batch["data"][1]["action"] = json!("explode");
+    let body = crate::helpers::assert_error(
+        app.sequin(serde_json::to_vec(&batch).unwrap()).await,
+        422,
+        "invalid_shape",
+    )
+    .await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("data[1].action "),
+        "{body}"
+    );
+    assert_eq!(
+        app.stored_count().await,
+        0,
+        "nothing of the batch is published"
+    );
+    // Every action Sequin does send is still stored.
+    for action in ["insert", "update", "delete", "read"] {
+        let mut msg = fixtures::json("sequin/insert.json");
+        msg["action"] = json!(action);
+        msg["metadata"]["idempotency_key"] = json!(format!("key-{action}"));
+        assert_eq!(
+            app.sequin(serde_json::to_vec(&msg).unwrap()).await.status(),
+            200
+        );
+    }
+}

@@ -39,6 +39,7 @@ fn source(tenant: &str, format: Format, verify: Verify, secrets: &[&str]) -> Sou
         action: None,
         id_header: None,
         action_header: None,
+        topic_header: None,
     }
 }
 
@@ -71,8 +72,10 @@ pub fn test_config() -> Config {
         Verify::HmacSha256 {
             header: "X-Hub-Signature-256".into(),
             prefix: "sha256=".into(),
+            timestamp_header: None,
+            tolerance: Duration::from_secs(300),
         },
-        &["rotated-out", GITHUB_SECRET],
+        &["rotated-out-secret", GITHUB_SECRET],
     );
     github.topic = Some("github".parse().unwrap());
     github.action_header = Some("X-GitHub-Event".into());
@@ -86,10 +89,10 @@ pub fn test_config() -> Config {
         "dbz".into(),
         source("acme", Format::Debezium, bearer.clone(), &[SEQUIN_TOKEN]),
     );
-    sources.insert(
-        "hooks".into(),
-        source("globex", Format::Json, bearer, &[SEQUIN_TOKEN]),
-    );
+    let mut hooks = source("globex", Format::Json, bearer, &[SEQUIN_TOKEN]);
+    hooks.topic_header = Some("Herald-Topic".into());
+    hooks.action_header = Some("Herald-Action".into());
+    sources.insert("hooks".into(), hooks);
     let mut api_keys = BTreeMap::new();
     api_keys.insert("acme".parse().unwrap(), vec![Secret::new(API_KEY)]);
     api_keys.insert("globex".parse().unwrap(), vec![Secret::new(OTHER_API_KEY)]);
@@ -109,7 +112,12 @@ impl TestApp {
 
     pub async fn spawn_with(cfg: Config) -> Self {
         herald_core::telemetry::init_for_tests();
-        let nats = NatsServer::start().await;
+        Self::spawn_on(NatsServer::start().await, cfg).await
+    }
+
+    /// Ingest on a nats-server the test already started (and perhaps filled).
+    pub async fn spawn_on(nats: NatsServer, cfg: Config) -> Self {
+        herald_core::telemetry::init_for_tests();
         let (ctx, shutdown) = service::context(&nats, "ingest-test").await;
         let app = App::build(cfg, net::listener().await, ctx).await.unwrap();
         let base = net::http_url(app.local_addr());

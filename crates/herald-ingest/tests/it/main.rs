@@ -2,11 +2,14 @@
 #![allow(clippy::unwrap_used)]
 
 mod helpers;
+mod migration;
 
 mod cdc;
+mod dedup;
 mod failures;
 mod names;
 mod properties;
 mod publish_api;
 mod shutdown;
 mod signatures;
+mod startup;

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 const JWT_SECRET: &str = "cli-jwt-secret";
 const BEARER: &str = "cli-bearer-token";
-const HMAC: &str = "cli-hmac-secret";
+const HMAC: &str = "cli-hmac-secret-16";
 const STANDARD: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const TG_TOKEN: &str = "123456:CLI-token";
 /// A chat the fake Telegram says does not exist (until healed).
