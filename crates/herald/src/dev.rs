@@ -58,6 +58,7 @@ fn apply_ingest_defaults(cfg: &mut herald_ingest::Config) {
         action: None,
         id_header: None,
         action_header: None,
+        topic_header: None,
     };
     cfg.sources.insert(
         "demo-sequin".into(),
@@ -75,6 +76,8 @@ fn apply_ingest_defaults(cfg: &mut herald_ingest::Config) {
             Verify::HmacSha256 {
                 header: "X-Hub-Signature-256".into(),
                 prefix: "sha256=".into(),
+                timestamp_header: None,
+                tolerance: herald_core::signature::DEFAULT_TOLERANCE,
             },
             WEBHOOK_SECRET,
         ),
