@@ -28,6 +28,7 @@ pub struct App {
     router: axum::Router,
     ctx: ServiceContext,
     addr: SocketAddr,
+    server_metrics: herald_core::serve::ServerMetrics,
 }
 
 impl App {
@@ -40,6 +41,7 @@ impl App {
         cfg.validate()?;
         let addr = listener.local_addr()?;
         let (metrics, registry) = Metrics::new();
+        let server_metrics = metrics.server.clone();
         let publisher = Publisher::new(
             ctx.client.clone(),
             ctx.js.clone(),
@@ -64,6 +66,7 @@ impl App {
             router,
             ctx,
             addr,
+            server_metrics,
         })
     }
 
@@ -79,6 +82,7 @@ impl App {
             listener,
             router,
             ctx,
+            server_metrics,
             ..
         } = self;
         let provision = {
@@ -92,7 +96,13 @@ impl App {
                 }
             })
         };
-        let result = serve(listener, router, ctx.shutdown.clone()).await;
+        let result = serve(
+            listener,
+            router,
+            &ctx.http,
+            server_metrics,
+            ctx.shutdown.clone(),
+        ).await;
         provision.abort();
         tracing::info!("ingest stopped");
         Ok(result?)
