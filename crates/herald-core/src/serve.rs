@@ -3,7 +3,9 @@
 //!
 //! - `header_timeout`: a new connection must send a whole request head within it, and so must
 //!   each later request on a keep-alive connection (idle time between requests included).
-//!   Late connections are closed and counted (`<service>_http_header_timeouts_total`).
+//!   Late connections are closed; those that never completed a first head are counted
+//!   (`<service>_http_header_timeouts_total`): hyper reports a late later head and an idle
+//!   keep-alive connection alike, so those are closed but not counted.
 //! - `max_pending_connections`: connections that have not yet sent a whole request head (none
 //!   of them has authenticated) hold a slot each; the slot is released when hyper hands the
 //!   first request to the router.
@@ -74,7 +76,7 @@ impl Default for HttpConfig {
 /// The server's counters; cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct ServerMetrics {
-    /// Connections closed because a request head was not complete in time.
+    /// Connections closed because their first request head was not complete in time.
     pub header_timeouts: Counter,
     /// Connections refused because a cap was full, by cap.
     pub refused: Family<RefusedLabels, Counter>,
@@ -86,7 +88,7 @@ impl ServerMetrics {
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "http_header_timeouts",
-            "Connections closed because a request head was not complete within header_timeout",
+            "Connections closed because their first request head was not complete within header_timeout",
             self.header_timeouts.clone(),
         );
         self.register_refused(registry);

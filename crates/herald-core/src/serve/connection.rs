@@ -33,7 +33,7 @@ pub struct Connection<'a> {
     pub first_head_by: Instant,
     /// How long each later request head (HTTP/1.1 keep-alive) may take, idle time included.
     pub header_timeout: Duration,
-    /// Where header timeouts are counted.
+    /// Where header timeouts are counted (first heads only).
     pub metrics: &'a ServerMetrics,
     /// On cancellation, in-flight requests finish and the connection closes.
     pub shutdown: &'a CancellationToken,
@@ -87,10 +87,11 @@ where
     loop {
         tokio::select! {
             served = conn.as_mut() => {
+                // A later head that is late is not counted: hyper reports an idle keep-alive
+                // connection the same way, and those are not a client misbehaving.
                 if let Err(err) = served {
                     if is_header_timeout(&*err) {
-                        metrics.header_timeouts.inc();
-                        tracing::debug!("closing a connection whose request head was late");
+                        tracing::trace!("closing a kept-alive connection: no request head in time");
                     } else {
                         tracing::trace!(%err, "connection ended with an error");
                     }
