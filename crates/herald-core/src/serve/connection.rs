@@ -35,7 +35,8 @@ pub struct Connection<'a> {
     pub header_timeout: Duration,
     /// Where header timeouts are counted (first heads only).
     pub metrics: &'a ServerMetrics,
-    /// On cancellation, in-flight requests finish and the connection closes.
+    /// On cancellation, in-flight requests finish and the connection closes (at once if it
+    /// has not sent a whole request head yet).
     pub shutdown: &'a CancellationToken,
 }
 
@@ -88,9 +89,13 @@ where
         tokio::select! {
             served = conn.as_mut() => {
                 // A later head that is late is not counted: hyper reports an idle keep-alive
-                // connection the same way, and those are not a client misbehaving.
+                // connection the same way, and those are not a client misbehaving. (hyper's
+                // timer can beat ours to a first head: that one counts.)
                 if let Err(err) = served {
-                    if is_header_timeout(&*err) {
+                    if is_header_timeout(&*err) && admitted.is_pending() {
+                        metrics.header_timeouts.inc();
+                        tracing::debug!("closing a connection that sent no request head in time");
+                    } else if is_header_timeout(&*err) {
                         tracing::trace!("closing a kept-alive connection: no request head in time");
                     } else {
                         tracing::trace!(%err, "connection ended with an error");
@@ -105,6 +110,10 @@ where
                 return;
             }
             () = shutdown.cancelled(), if !stopping => {
+                // No request yet: nothing to finish (hyper would wait for a partial head).
+                if admitted.is_pending() {
+                    return;
+                }
                 stopping = true;
                 conn.as_mut().graceful_shutdown();
             }
