@@ -162,7 +162,7 @@ pub struct Limits {
     pub topics_per_connection: usize,
     /// Open connections (of any kind, before authentication) per client IP address; more are
     /// answered 429 + `Retry-After` at accept and closed (`PER_IP`). 0 means no cap.
-    /// Loopback is not exempt. Default 1024.
+    /// Loopback is not exempt; behind a load balancer or proxy, raise it or set 0. Default 256.
     pub per_ip: usize,
 }
 
@@ -174,7 +174,7 @@ impl Default for Limits {
             connect_rate: 1000,
             connect_burst: 2000,
             topics_per_connection: 64,
-            per_ip: 1024,
+            per_ip: 256,
         }
     }
 }

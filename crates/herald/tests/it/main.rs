@@ -7,5 +7,6 @@ mod config;
 mod deploy;
 mod docs;
 mod shutdown;
+mod slowloris;
 mod sse;
 mod up;
