@@ -43,7 +43,7 @@ pub mod connection;
 #[cfg(test)]
 mod tests;
 
-pub use admission::{Admission, Admitted, RefusedLabels, Refusal};
+pub use admission::{Admission, Admitted, Refusal, RefusedLabels};
 pub use connection::{Connection, serve_connection};
 
 /// Timeouts and connection caps of an HTTP listener (`[http]`, `HERALD_HTTP__*`).

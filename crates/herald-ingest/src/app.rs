@@ -102,7 +102,8 @@ impl App {
             &ctx.http,
             server_metrics,
             ctx.shutdown.clone(),
-        ).await;
+        )
+        .await;
         provision.abort();
         tracing::info!("ingest stopped");
         Ok(result?)

@@ -1,6 +1,5 @@
 //! One admitted connection, served by hyper with deadlines on every request head.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,7 +66,7 @@ where
             head_seen.notify_one();
             request.extensions_mut().insert(ConnectInfo(peer));
             let router = router.clone();
-            async move { Ok::<_, Infallible>(router.oneshot(request.map(Body::new)).await?) }
+            router.oneshot(request.map(Body::new))
         })
     };
     let mut builder = auto::Builder::new(TokioExecutor::new());

@@ -161,9 +161,17 @@ async fn a_full_pending_cap_is_answered_503_with_retry_after_and_a_json_body() {
     assert_eq!(body["error"]["code"], "too_many_pending_connections");
     assert_eq!(refused(&server, Refusal::Pending), 1);
     // Once the first has sent its head, its pending slot is free for a newcomer.
-    assert!(request(&mut first, HEALTHZ).await.starts_with("HTTP/1.1 200"));
+    assert!(
+        request(&mut first, HEALTHZ)
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
     let mut third = TcpStream::connect(server.addr).await.unwrap();
-    assert!(request(&mut third, HEALTHZ).await.starts_with("HTTP/1.1 200"));
+    assert!(
+        request(&mut third, HEALTHZ)
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
     assert_eq!(refused(&server, Refusal::Pending), 1);
 }
 
@@ -175,13 +183,21 @@ async fn a_full_connection_cap_is_answered_503_and_the_open_connection_keeps_wor
     })
     .await;
     let mut open = TcpStream::connect(server.addr).await.unwrap();
-    assert!(request(&mut open, HEALTHZ).await.starts_with("HTTP/1.1 200"));
+    assert!(
+        request(&mut open, HEALTHZ)
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
     let mut extra = TcpStream::connect(server.addr).await.unwrap();
     let answer = String::from_utf8(until_closed(&mut extra).await).unwrap();
     assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
     assert!(answer.contains("too_many_connections"), "{answer}");
     assert_eq!(refused(&server, Refusal::Connections), 1);
-    assert!(request(&mut open, HEALTHZ).await.starts_with("HTTP/1.1 200"));
+    assert!(
+        request(&mut open, HEALTHZ)
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
 }
 
 #[tokio::test]
@@ -199,7 +215,11 @@ async fn shutdown_closes_connections_without_a_request_and_serve_returns() {
     let mut slow = TcpStream::connect(server.addr).await.unwrap();
     slow.write_all(UNFINISHED).await.unwrap();
     let mut idle = TcpStream::connect(server.addr).await.unwrap();
-    assert!(request(&mut idle, HEALTHZ).await.starts_with("HTTP/1.1 200"));
+    assert!(
+        request(&mut idle, HEALTHZ)
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
     server.shutdown.cancel();
     until_closed(&mut slow).await;
     until_closed(&mut idle).await;
@@ -239,6 +259,7 @@ fn a_refused_connection_takes_no_slot() {
 }
 
 #[test]
+#[allow(clippy::result_large_err)] // figment's Jail API returns its own large error
 fn the_http_section_loads_from_the_environment() {
     figment::Jail::expect_with(|jail| {
         jail.set_env("HERALD_HTTP__HEADER_TIMEOUT", "2s");

@@ -116,7 +116,13 @@ pub async fn serve(
         let deadline = Instant::now() + shared.timeouts.head;
         match admission.admit(peer.ip()) {
             Ok(admitted) => {
-                connections.spawn(connection(tcp, peer, admitted, deadline, Arc::clone(&shared)));
+                connections.spawn(connection(
+                    tcp,
+                    peer,
+                    admitted,
+                    deadline,
+                    Arc::clone(&shared),
+                ));
             }
             Err(refusal) => refusals.refuse(tcp, refusal, &shared.server_metrics, &connections),
         }
@@ -170,7 +176,8 @@ async fn connection(
             Head::Stream(request) => break request,
             Head::Partial | Head::Other => {
                 // Boxed: a stream's task should not be sized for hyper's connection.
-                let fallback = hyper_connection(tcp, read.freeze(), peer, admitted, deadline, &shared);
+                let fallback =
+                    hyper_connection(tcp, read.freeze(), peer, admitted, deadline, &shared);
                 return Box::pin(fallback).await;
             }
         }

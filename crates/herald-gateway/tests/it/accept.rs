@@ -25,7 +25,11 @@ async fn read_until(tcp: &mut TcpStream, needle: &str) -> String {
         let mut buf = [0u8; 4096];
         while !String::from_utf8_lossy(&got).contains(needle) {
             let n = tcp.read(&mut buf).await.unwrap();
-            assert!(n > 0, "closed before {needle:?}: {:?}", String::from_utf8_lossy(&got));
+            assert!(
+                n > 0,
+                "closed before {needle:?}: {:?}",
+                String::from_utf8_lossy(&got)
+            );
             got.extend_from_slice(&buf[..n]);
         }
     })
@@ -63,13 +67,20 @@ async fn connections_over_the_per_ip_cap_are_answered_429_with_retry_after_and_c
         let mut tcp = connect(&app, "127.0.0.3").await;
         let req = format!("GET /v1/stream?access_token={token} HTTP/1.1\r\nhost: h\r\n\r\n");
         tcp.write_all(req.as_bytes()).await.unwrap();
-        assert!(read_until(&mut tcp, "\r\n\r\n").await.starts_with("HTTP/1.1 200"));
+        assert!(
+            read_until(&mut tcp, "\r\n\r\n")
+                .await
+                .starts_with("HTTP/1.1 200")
+        );
         streams.push(tcp);
     }
     let mut third = connect(&app, "127.0.0.3").await;
     let answer = until_closed(&mut third).await;
     assert!(answer.starts_with("HTTP/1.1 429 "), "{answer}");
-    assert!(answer.to_lowercase().contains("\r\nretry-after: 1\r\n"), "{answer}");
+    assert!(
+        answer.to_lowercase().contains("\r\nretry-after: 1\r\n"),
+        "{answer}"
+    );
     let body: serde_json::Value =
         serde_json::from_str(answer.split_once("\r\n\r\n").unwrap().1).unwrap();
     assert_eq!(body["error"]["code"], "too_many_connections_from_address");
@@ -79,7 +90,11 @@ async fn connections_over_the_per_ip_cap_are_answered_429_with_retry_after_and_c
         .write_all(b"GET /healthz HTTP/1.1\r\nhost: h\r\n\r\n")
         .await
         .unwrap();
-    assert!(read_until(&mut other, "\r\n\r\n").await.starts_with("HTTP/1.1 200"));
+    assert!(
+        read_until(&mut other, "\r\n\r\n")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
     let refused = r#"herald_gateway_refused_connections_total{reason="per_ip"}"#;
     assert_eq!(app.metric(refused).await, 1.0);
 }
@@ -91,7 +106,9 @@ async fn a_slow_head_for_a_path_hyper_serves_is_closed_after_the_head_timeout() 
     let app = TestApp::spawn_with(cfg, Default::default()).await;
     let mut slow = connect(&app, "127.0.0.5").await;
     let opened = Instant::now();
-    slow.write_all(b"GET /healthz HTTP/1.1\r\nX: ").await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nX: ")
+        .await
+        .unwrap();
     assert_eq!(until_closed(&mut slow).await, "");
     assert!(opened.elapsed() >= Duration::from_millis(300));
     assert_eq!(app.metric("herald_gateway_head_timeouts_total").await, 1.0);
@@ -106,9 +123,15 @@ async fn a_later_head_on_a_kept_alive_connection_must_arrive_within_the_head_tim
     tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: h\r\n\r\n")
         .await
         .unwrap();
-    assert!(read_until(&mut tcp, "\r\n\r\n").await.starts_with("HTTP/1.1 200"));
+    assert!(
+        read_until(&mut tcp, "\r\n\r\n")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
     let answered = Instant::now();
-    tcp.write_all(b"GET /healthz HTTP/1.1\r\nX: ").await.unwrap();
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nX: ")
+        .await
+        .unwrap();
     until_closed(&mut tcp).await;
     assert!(answered.elapsed() >= Duration::from_millis(300));
 }

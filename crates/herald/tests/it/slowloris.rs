@@ -89,7 +89,9 @@ impl Service {
                     listen: local,
                     ..Default::default()
                 };
-                let app = herald_notifier::App::build(cfg, listener, ctx).await.unwrap();
+                let app = herald_notifier::App::build(cfg, listener, ctx)
+                    .await
+                    .unwrap();
                 tokio::spawn(async move { Ok(app.run_until_stopped().await?) })
             }
             "stats" => {
@@ -108,7 +110,9 @@ impl Service {
                     ..Default::default()
                 };
                 cfg.jwt.secret = Some(Secret::new(JWT_SECRET));
-                let app = herald_gateway::App::build(cfg, listener, ctx).await.unwrap();
+                let app = herald_gateway::App::build(cfg, listener, ctx)
+                    .await
+                    .unwrap();
                 tokio::spawn(async move { Ok(app.run_until_stopped().await?) })
             }
         };
@@ -194,7 +198,9 @@ async fn connect(target: SocketAddr, source: IpAddr) -> (TcpStream, Instant) {
     let socket = TcpSocket::new_v4().unwrap();
     socket.bind(SocketAddr::new(source, 0)).unwrap();
     let mut tcp = socket.connect(target).await.unwrap();
-    tcp.write_all(b"GET /healthz HTTP/1.1\r\nX: ").await.unwrap();
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nX: ")
+        .await
+        .unwrap();
     (tcp, connected)
 }
 
@@ -265,9 +271,15 @@ async fn attack(service: &Service, timeouts_metric: &str, sse: bool) {
     );
     // Not before the header timeout (the server's clock starts at accept, after the client
     // started connecting; the timer may round down by a millisecond), and not much later.
-    assert!(first >= HEADER_TIMEOUT - Duration::from_millis(5), "{first:?}");
+    assert!(
+        first >= HEADER_TIMEOUT - Duration::from_millis(5),
+        "{first:?}"
+    );
     assert!(last <= HEADER_TIMEOUT + Duration::from_secs(5), "{last:?}");
-    assert!(closed_early < SOCKETS / 2, "{closed_early} closed before the check");
+    assert!(
+        closed_early < SOCKETS / 2,
+        "{closed_early} closed before the check"
+    );
     assert_eq!(service.metric(timeouts_metric).await, SOCKETS as f64);
 }
 
@@ -281,7 +293,12 @@ async fn slowloris_on_ingest_is_cut_off_by_the_header_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_on_the_notifier_is_cut_off_by_the_header_timeout() {
     let service = Service::start("notifier").await;
-    attack(&service, "herald_notifier_http_header_timeouts_total", false).await;
+    attack(
+        &service,
+        "herald_notifier_http_header_timeouts_total",
+        false,
+    )
+    .await;
     service.stop().await;
 }
 
