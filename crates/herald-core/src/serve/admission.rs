@@ -57,12 +57,24 @@ pub struct Admission {
 /// the connection has sent a whole request head ([`Admitted::head_read`]).
 #[derive(Debug)]
 pub struct Admitted {
-    _connection: OwnedSemaphorePermit,
-    _ip: Option<IpSlot>,
+    slots: Slots,
     pending: Option<OwnedSemaphorePermit>,
 }
 
+/// A connection's slot in `max_connections` and in its IP's cap, held while the socket lives
+/// (also after an HTTP upgrade hands it to a WebSocket).
+#[derive(Debug)]
+pub struct Slots {
+    _connection: OwnedSemaphorePermit,
+    _ip: Option<IpSlot>,
+}
+
 impl Admitted {
+    /// The open-connection slots, and the pending slot if the head is not in yet.
+    pub fn split(self) -> (Slots, Pending) {
+        (self.slots, Pending(self.pending))
+    }
+
     /// The connection has sent a whole request head: it no longer counts as pending.
     pub fn head_read(&mut self) {
         self.pending = None;
@@ -71,6 +83,22 @@ impl Admitted {
     /// Whether the connection still counts as pending (no whole head yet).
     pub fn is_pending(&self) -> bool {
         self.pending.is_some()
+    }
+}
+
+/// A connection's pending slot, until its first request head is in.
+#[derive(Debug)]
+pub struct Pending(Option<OwnedSemaphorePermit>);
+
+impl Pending {
+    /// The head is in: the slot is released.
+    pub fn head_read(&mut self) {
+        self.0 = None;
+    }
+
+    /// Whether the head is still awaited.
+    pub fn is_pending(&self) -> bool {
+        self.0.is_some()
     }
 }
 
@@ -103,8 +131,10 @@ impl Admission {
             .try_acquire_owned()
             .map_err(|_| Refusal::Pending)?;
         Ok(Admitted {
-            _connection: connection,
-            _ip: ip,
+            slots: Slots {
+                _connection: connection,
+                _ip: ip,
+            },
             pending: Some(pending),
         })
     }

@@ -1,7 +1,10 @@
 //! One admitted connection, served by hyper with deadlines on every request head.
 
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -11,14 +14,14 @@ use axum::http::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use super::ServerMetrics;
-use super::admission::Admitted;
+use super::admission::{Admitted, Slots};
 
 /// What [`serve_connection`] needs besides the socket.
 pub struct Connection<'a> {
@@ -53,12 +56,16 @@ where
     let Connection {
         peer,
         router,
-        mut admitted,
+        admitted,
         first_head_by,
         header_timeout,
         metrics,
         shutdown,
     } = conn;
+    // The open-connection slots go with the socket, so that a connection upgraded to a
+    // WebSocket (which outlives this function) keeps holding them.
+    let (slots, mut admitted) = admitted.split();
+    let io = Held { io, _slots: slots };
     let head_seen = Arc::new(Notify::new());
     let service = {
         let head_seen = Arc::clone(&head_seen);
@@ -123,4 +130,50 @@ where
 fn is_header_timeout(err: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
     err.downcast_ref::<hyper::Error>()
         .is_some_and(hyper::Error::is_timeout)
+}
+
+/// A socket and the slots it holds (released when the socket is dropped).
+struct Held<I> {
+    io: I,
+    _slots: Slots,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Held<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Held<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }

@@ -135,3 +135,33 @@ async fn a_later_head_on_a_kept_alive_connection_must_arrive_within_the_head_tim
     until_closed(&mut tcp).await;
     assert!(answered.elapsed() >= Duration::from_millis(300));
 }
+
+#[tokio::test]
+async fn a_websocket_keeps_its_per_ip_slot_after_the_upgrade() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let mut cfg = test_config();
+    cfg.limits.per_ip = 1;
+    let app = TestApp::spawn_with(cfg, Default::default()).await;
+    let token = TestApp::token("acme", &["*"], 3600);
+    let mut req = format!("ws://{}/v1/ws", app.gw.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("Authorization", format!("Bearer {token}").parse().unwrap());
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "herald.v1".parse().unwrap());
+    let tcp = connect(&app, "127.0.0.7").await;
+    let (mut ws, _) = tokio_tungstenite::client_async(req, tcp).await.unwrap();
+    // A subscription's opening frame: the socket is the WebSocket's now, hyper is done with it.
+    let subscribe = serde_json::json!({"op": "subscribe", "topics": ["leads"]}).to_string();
+    ws.send(Message::text(subscribe)).await.unwrap();
+    let opening = tokio::time::timeout(DEADLINE, ws.next()).await.unwrap();
+    assert!(opening.unwrap().is_ok());
+    let mut second = connect(&app, "127.0.0.7").await;
+    let answer = until_closed(&mut second).await;
+    assert!(answer.starts_with("HTTP/1.1 429 "), "{answer}");
+    ws.close(None).await.unwrap();
+}
