@@ -217,7 +217,14 @@ async fn http_floor(args: &Args, nats_pid: u32) -> anyhow::Result<Phase> {
         ))
         .layer(TraceLayer::new_for_http());
     let stop = CancellationToken::new();
-    let server = tokio::spawn(herald_core::service::serve(listener, router, stop.clone()));
+    let server = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let http = herald_core::serve::HttpConfig::default();
+            let metrics = herald_core::serve::ServerMetrics::default();
+            herald_core::service::serve(listener, router, &http, metrics, stop).await
+        }
+    });
     let wire = signed_wire(addr, 2 * args.requests, args.requests);
     let floor = Phase::measure(nats_pid, drive_raw_http(addr, wire, args.concurrency)).await;
     stop.cancel();

@@ -13,6 +13,7 @@
 //! | [`nats`] | connecting with retry, credentials and TLS |
 //! | [`config`] | defaults → TOML file → `HERALD_*` environment |
 //! | [`signature`] | Standard Webhooks and HMAC-SHA256 signing and verification primitives |
+//! | [`serve`] | the HTTP server: header timeout, connection caps, refusals |
 //! | [`service`] | `CommonConfig`, `ServiceContext`, `serve`: what hosts hand each service |
 //! | [`secret`] | a string whose `Debug` prints `[redacted]` |
 //! | [`telemetry`] | tracing initialisation (JSON or pretty) |
@@ -27,6 +28,7 @@ pub mod http;
 pub mod names;
 pub mod nats;
 pub mod secret;
+pub mod serve;
 pub mod service;
 pub mod shutdown;
 pub mod signature;

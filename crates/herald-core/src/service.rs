@@ -4,20 +4,18 @@
 //! [`ServiceContext`] and hand it to each service's `App::build`, together with a bound
 //! listener. Tests do the same with a test nats-server and `127.0.0.1:0`.
 
-use std::net::SocketAddr;
-
 use async_nats::jetstream;
 use axum::Router;
-use axum::serve::ListenerExt;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::nats::{self, ConnectError, NatsConfig};
+use crate::serve::{HttpConfig, ServerMetrics};
 use crate::streams::StreamSettings;
 use crate::telemetry::LogConfig;
 
-/// The configuration every service shares: `[nats]`, `[stream]` and `[log]`.
+/// The configuration every service shares: `[nats]`, `[stream]`, `[log]` and `[http]`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CommonConfig {
@@ -27,6 +25,8 @@ pub struct CommonConfig {
     pub stream: StreamSettings,
     /// Logging (`HERALD_LOG__*`).
     pub log: LogConfig,
+    /// Header timeout and connection caps of every HTTP listener (`HERALD_HTTP__*`).
+    pub http: HttpConfig,
 }
 
 /// NATS, stream settings and the shutdown token, as handed to each service.
@@ -40,6 +40,8 @@ pub struct ServiceContext {
     pub streams: StreamSettings,
     /// Cancelled when the process should stop.
     pub shutdown: CancellationToken,
+    /// Header timeout and connection caps for the service's listener.
+    pub http: HttpConfig,
 }
 
 impl ServiceContext {
@@ -56,27 +58,19 @@ impl ServiceContext {
             js,
             streams: common.stream.clone(),
             shutdown,
+            http: common.http.clone(),
         })
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` fires, then finishes in-flight requests.
+/// Serves `router` on `listener` under `http`'s header timeout and connection caps until
+/// `shutdown` fires, then finishes in-flight requests (see [`crate::serve`]).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    http: &HttpConfig,
+    metrics: ServerMetrics,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    // Frames and responses are written whole: Nagle's algorithm would only hold small writes
-    // back (up to a delayed ACK) behind the previous one.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(%err, "could not set TCP_NODELAY");
-        }
-    });
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await
+    crate::serve::serve(listener, router, http, metrics, shutdown).await
 }

@@ -41,8 +41,9 @@ pub struct Config {
     /// that stopped reading) is closed (`WRITE_TIMEOUT`). Default 30 s.
     #[serde(with = "humantime_serde")]
     pub write_timeout: Duration,
-    /// A new connection must send its request head within this time, or it is closed
-    /// (`HEAD_TIMEOUT`). Default 30 s.
+    /// A connection must send each request head within this time (the first from accept,
+    /// later ones on a keep-alive connection from the previous response), or it is closed
+    /// (`HEAD_TIMEOUT`). The gateway's `[http].header_timeout`. Default 10 s.
     #[serde(with = "humantime_serde")]
     pub head_timeout: Duration,
     /// The most events the in-memory ring buffer keeps for resumes (`RING_EVENTS`).
@@ -97,7 +98,7 @@ impl Default for Config {
             drain_window: Duration::from_secs(5),
             client_queue: 1024,
             write_timeout: Duration::from_secs(30),
-            head_timeout: Duration::from_secs(30),
+            head_timeout: Duration::from_secs(10),
             ring_events: 10_000,
             ring_bytes: 64 << 20,
             max_replays: 32,
@@ -182,6 +183,10 @@ pub struct Limits {
     /// Topics one connection may subscribe to; more → 400 (`TOPICS_PER_CONNECTION`).
     /// Default 64.
     pub topics_per_connection: usize,
+    /// Open connections (of any kind, before authentication) per client IP address; more are
+    /// answered 429 + `Retry-After` at accept and closed (`PER_IP`). 0 means no cap.
+    /// Loopback is not exempt; behind a load balancer or proxy, raise it or set 0. Default 256.
+    pub per_ip: usize,
 }
 
 impl Default for Limits {
@@ -192,6 +197,7 @@ impl Default for Limits {
             connect_rate: 1000,
             connect_burst: 2000,
             topics_per_connection: 64,
+            per_ip: 256,
         }
     }
 }

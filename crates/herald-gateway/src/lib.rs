@@ -183,6 +183,8 @@ impl App {
             timeouts: server::Timeouts {
                 head: cfg.head_timeout,
                 write: cfg.write_timeout,
+                caps: ctx.http.clone(),
+                per_ip: cfg.limits.per_ip,
             },
             metrics,
             hub,

@@ -111,6 +111,7 @@ mod tests {
             connect_rate: rate,
             connect_burst: burst,
             topics_per_connection: 8,
+            ..Limits::default()
         })
     }
 

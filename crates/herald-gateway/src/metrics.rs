@@ -90,6 +90,8 @@ pub struct Metrics {
     pub write_timeouts: Counter,
     /// WebSocket connections closed for 2.5 heartbeats of silence (no pong).
     pub silent_peers: Counter,
+    /// Connections refused at accept because a connection cap was full, by cap.
+    pub refused_connections: Family<herald_core::serve::RefusedLabels, Counter>,
 }
 
 impl Metrics {
@@ -156,6 +158,11 @@ impl Metrics {
             "silent_peers",
             "WebSocket connections closed after 2.5 heartbeats without a frame or pong",
             self.silent_peers.clone(),
+        );
+        r.register(
+            "refused_connections",
+            "Connections refused at accept because a connection cap was full, by cap",
+            self.refused_connections.clone(),
         );
     }
 

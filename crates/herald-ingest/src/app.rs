@@ -31,6 +31,7 @@ pub struct App {
     ctx: ServiceContext,
     addr: SocketAddr,
     legacy: Option<Arc<LegacyIndex>>,
+    server_metrics: herald_core::serve::ServerMetrics,
 }
 
 impl App {
@@ -50,6 +51,7 @@ impl App {
             secrets.chain(cfg.api_keys.values().flatten()),
         )?;
         let (metrics, registry) = Metrics::new();
+        let server_metrics = metrics.server.clone();
         let mut publisher = Publisher::new(
             ctx.client.clone(),
             ctx.js.clone(),
@@ -82,6 +84,7 @@ impl App {
             ctx,
             addr,
             legacy,
+            server_metrics,
         })
     }
 
@@ -98,6 +101,7 @@ impl App {
             router,
             ctx,
             legacy,
+            server_metrics,
             ..
         } = self;
         let follower = legacy.map(|index| {
@@ -115,7 +119,14 @@ impl App {
                 }
             })
         };
-        let result = serve(listener, router, ctx.shutdown.clone()).await;
+        let result = serve(
+            listener,
+            router,
+            &ctx.http,
+            server_metrics,
+            ctx.shutdown.clone(),
+        )
+        .await;
         provision.abort();
         if let Some(follower) = follower {
             follower.abort();

@@ -27,6 +27,8 @@ pub struct Metrics {
     events: Family<SourceLabels, Counter>,
     duplicates: Family<SourceLabels, Counter>,
     publish_seconds: Histogram,
+    /// The HTTP server's header timeouts and refused connections.
+    pub server: herald_core::serve::ServerMetrics,
 }
 
 /// The label used for requests to a source that is not configured (bounded cardinality).
@@ -42,8 +44,10 @@ impl Metrics {
             events: Family::default(),
             duplicates: Family::default(),
             publish_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            server: herald_core::serve::ServerMetrics::default(),
         };
         let mut registry = Registry::with_prefix("herald_ingest");
+        metrics.server.register(&mut registry);
         registry.register(
             "requests",
             "Requests by source and HTTP status",

@@ -223,6 +223,7 @@ impl App {
         drop(reloader);
         let consumers = tracker.clone();
         let (serve_shutdown, js_ctx) = (ctx.shutdown.clone(), ctx.clone());
+        let (http, server_metrics) = (ctx.http.clone(), metrics.server.clone());
         let start = async move {
             let ctx = js_ctx;
             // A provisioning request in flight when shutdown comes is not waited for.
@@ -276,7 +277,7 @@ impl App {
             Some(())
         };
         tracker.spawn(start);
-        let result = serve(listener, router, serve_shutdown).await;
+        let result = serve(listener, router, &http, server_metrics, serve_shutdown).await;
         tracker.close();
         tracker.wait().await;
         tracing::info!("notifier stopped");

@@ -43,6 +43,8 @@ pub struct Metrics {
     pub reloads: Family<ResultLabel, Counter>,
     /// Rules in force.
     pub rules: Gauge,
+    /// The HTTP server's header timeouts and refused connections.
+    pub server: herald_core::serve::ServerMetrics,
 }
 
 impl Metrics {
@@ -50,6 +52,7 @@ impl Metrics {
     pub fn new() -> (Self, Arc<Registry>) {
         let m = Self::default();
         let mut r = Registry::with_prefix("herald_notifier");
+        m.server.register(&mut r);
         r.register("sent", "Messages the platform accepted", m.sent.clone());
         r.register(
             "events_delivered",

@@ -108,6 +108,7 @@ impl App {
         } = self;
         // A child token: if the HTTP server fails, stop our consumer but not the host.
         let stop = ctx.shutdown.child_token();
+        let (http, server_metrics) = (ctx.http.clone(), metrics.server.clone());
         let consumer = tokio::spawn(consumer::run(
             ServiceContext {
                 shutdown: stop.clone(),
@@ -117,7 +118,7 @@ impl App {
             metrics,
             consuming,
         ));
-        let served = serve(listener, router, stop.clone()).await;
+        let served = serve(listener, router, &http, server_metrics, stop.clone()).await;
         stop.cancel();
         if let Err(err) = consumer.await {
             tracing::error!(%err, "stats consumer task failed");

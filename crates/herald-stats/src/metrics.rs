@@ -34,6 +34,8 @@ pub struct Metrics {
     pub lag: Gauge,
     /// Time to fold and write one batch.
     pub batch_seconds: Histogram,
+    /// The HTTP server's header timeouts and refused connections.
+    pub server: herald_core::serve::ServerMetrics,
 }
 
 impl Metrics {
@@ -51,8 +53,10 @@ impl Metrics {
             failed_writes: Counter::default(),
             lag: Gauge::default(),
             batch_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            server: herald_core::serve::ServerMetrics::default(),
         };
         let mut r = Registry::with_prefix("herald_stats");
+        m.server.register(&mut r);
         r.register(
             "messages_received",
             "Messages received from the durable consumer",

@@ -2,48 +2,40 @@
 //! front.
 
 use std::io::{self, IoSlice};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use axum::Router;
 use bytes::{Buf, Bytes};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
+use herald_core::serve::{Admitted, Connection, serve_connection};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
+use tokio::time::Instant;
+
+use super::Shared;
 
 /// Serves a connection with hyper (HTTP/1.1 keep-alive, HTTP/2, upgrades), the bytes already
-/// read first; on shutdown, in-flight requests finish and the connection closes.
+/// read first, through herald-core's connection server: the first head is due by `deadline`
+/// (set at accept), later ones within `head_timeout`; on shutdown, in-flight requests finish
+/// and the connection closes.
 pub(super) async fn hyper_connection(
     tcp: TcpStream,
     read: Bytes,
-    router: Router,
-    shutdown: CancellationToken,
+    peer: SocketAddr,
+    admitted: Admitted,
+    deadline: Instant,
+    shared: &Shared,
 ) {
-    let io = TokioIo::new(Rewind { read, tcp });
-    let service = TowerToHyperService::new(router);
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // The extended CONNECT protocol: WebSocket over HTTP/2.
-    builder.http2().enable_connect_protocol();
-    let conn = builder.serve_connection_with_upgrades(io, service);
-    let mut conn = std::pin::pin!(conn);
-    let mut stopping = false;
-    loop {
-        tokio::select! {
-            served = conn.as_mut() => {
-                if let Err(err) = served {
-                    tracing::trace!(%err, "connection ended with an error");
-                }
-                return;
-            }
-            () = shutdown.cancelled(), if !stopping => {
-                stopping = true;
-                conn.as_mut().graceful_shutdown();
-            }
-        }
-    }
+    let conn = Connection {
+        peer,
+        router: shared.router.clone(),
+        admitted,
+        first_head_by: deadline,
+        header_timeout: shared.timeouts.head,
+        metrics: &shared.server_metrics,
+        shutdown: &shared.shutdown,
+    };
+    serve_connection(Rewind { read, tcp }, conn).await;
 }
 
 /// A socket whose first reads return bytes that were already read from it.

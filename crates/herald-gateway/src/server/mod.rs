@@ -16,11 +16,21 @@
 //!
 //! [`StreamSlot`]: crate::routes::sse::StreamSlot
 //!
+//! Every connection is admitted first (herald-core's [`Admission`]: open connections, connections
+//! still sending their first head, and open connections per client IP; a full cap is answered
+//! `503`/`429` with `Retry-After` and closed). The first head must be complete within
+//! `head_timeout`, whichever path it takes: read here, or by hyper (the deadline set at accept
+//! goes with it); later heads on a keep-alive connection are hyper's `header_read_timeout`,
+//! set to the same value.
+//!
+//! [`Admission`]: herald_core::serve::Admission
+//!
 //! A stream ends when its session ends (drain, token expiry, overflow: the last message is
 //! written, then the final chunk), when the client closes its side, or when a write makes no
 //! progress for `write_timeout` (a client that stopped reading).
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +38,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, Method, Request, Version};
 use bytes::BytesMut;
+use herald_core::serve::{Admission, Admitted, HttpConfig, Refusals, ServerMetrics};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
@@ -53,13 +64,28 @@ const MAX_HEADERS: usize = 64;
 /// The first read's buffer; it grows for longer heads and is freed once the head is parsed.
 const FIRST_READ: usize = 2048;
 
-/// Connection timeouts.
-#[derive(Debug, Clone, Copy)]
+/// Connection timeouts, and the caps that go with them.
+#[derive(Debug, Clone)]
 pub struct Timeouts {
-    /// How long a new connection may take to send its request head.
+    /// How long a connection may take to send a request head (the first one from accept,
+    /// later ones from the previous response).
     pub head: Duration,
     /// How long one write of an SSE stream may make no progress.
     pub write: Duration,
+    /// The caps on open and pending connections (`[http]`; its `header_timeout` is not used:
+    /// `head` is).
+    pub caps: HttpConfig,
+    /// Open connections per client IP address; 0 means no cap.
+    pub per_ip: usize,
+}
+
+/// What every connection task shares.
+struct Shared {
+    router: Router,
+    timeouts: Timeouts,
+    metrics: Arc<Metrics>,
+    server_metrics: ServerMetrics,
+    shutdown: CancellationToken,
 }
 
 /// Serves `router` on `listener` until `shutdown` fires, then waits for every connection:
@@ -72,45 +98,39 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
+    let admission = Admission::new(&timeouts.caps, Some(timeouts.per_ip));
+    let refusals = Refusals::new();
+    let server_metrics = ServerMetrics {
+        header_timeouts: metrics.head_timeouts.clone(),
+        refused: metrics.refused_connections.clone(),
+    };
+    let shared = Arc::new(Shared {
+        router,
+        timeouts,
+        metrics,
+        server_metrics,
+        shutdown: shutdown.clone(),
+    });
     let connections = TaskTracker::new();
-    loop {
-        let tcp = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
-                Err(err) if is_connection_error(&err) => continue,
-                Err(err) => {
-                    // Out of descriptors, typically: waiting is the only way through, and
-                    // retrying at once would spin.
-                    tracing::error!(%err, "accepting a connection failed; retrying in 1 s");
-                    tokio::select! {
-                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                        () = shutdown.cancelled() => break,
-                    }
-                }
-            },
-            () = shutdown.cancelled() => break,
-        };
-        connections.spawn(connection(
-            tcp,
-            router.clone(),
-            timeouts,
-            Arc::clone(&metrics),
-            shutdown.clone(),
-        ));
+    while let Some((tcp, peer)) = herald_core::serve::accept(&listener, &shutdown).await {
+        let deadline = Instant::now() + shared.timeouts.head;
+        match admission.admit(peer.ip()) {
+            Ok(admitted) => {
+                connections.spawn(connection(
+                    tcp,
+                    peer,
+                    admitted,
+                    deadline,
+                    Arc::clone(&shared),
+                ));
+            }
+            Err(refusal) => refusals.refuse(tcp, refusal, &shared.server_metrics, &connections),
+        }
     }
     drop(listener);
     connections.close();
     connections.wait().await;
     Ok(())
-}
-
-fn is_connection_error(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-    )
 }
 
 /// What the bytes read so far are.
@@ -124,18 +144,15 @@ enum Head {
     Other,
 }
 
-/// Reads the request head and routes the connection.
+/// Reads the request head (by `deadline`) and routes the connection; its slots are held
+/// until it closes, the pending one until its head is in.
 async fn connection(
     mut tcp: TcpStream,
-    router: Router,
-    timeouts: Timeouts,
-    metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
+    peer: SocketAddr,
+    mut admitted: Admitted,
+    deadline: Instant,
+    shared: Arc<Shared>,
 ) {
-    if let Err(err) = tcp.set_nodelay(true) {
-        tracing::debug!(%err, "could not set TCP_NODELAY");
-    }
-    let deadline = Instant::now() + timeouts.head;
     let mut read = BytesMut::with_capacity(FIRST_READ);
     let request = loop {
         if read.len() == read.capacity() {
@@ -145,10 +162,10 @@ async fn connection(
             n = tcp.read_buf(&mut read) => n,
             () = tokio::time::sleep_until(deadline) => {
                 tracing::debug!("closing a connection that sent no request head in time");
-                metrics.head_timeouts.inc();
+                shared.metrics.head_timeouts.inc();
                 return;
             }
-            () = shutdown.cancelled() => return,
+            () = shared.shutdown.cancelled() => return,
         };
         match n {
             Ok(0) | Err(_) => return,
@@ -159,19 +176,23 @@ async fn connection(
             Head::Stream(request) => break request,
             Head::Partial | Head::Other => {
                 // Boxed: a stream's task should not be sized for hyper's connection.
-                return Box::pin(hyper_connection(tcp, read.freeze(), router, shutdown)).await;
+                let fallback =
+                    hyper_connection(tcp, read.freeze(), peer, admitted, deadline, &shared);
+                return Box::pin(fallback).await;
             }
         }
     };
     drop(read);
+    admitted.head_read();
     Box::pin(stream_connection(
         tcp,
         request,
-        router,
-        timeouts.write,
-        metrics,
+        shared.router.clone(),
+        shared.timeouts.write,
+        Arc::clone(&shared.metrics),
     ))
     .await;
+    drop(admitted);
 }
 
 /// Parses what was read: a whole `GET /v1/stream` head without a body over HTTP/1.x is a

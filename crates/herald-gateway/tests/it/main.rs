@@ -2,6 +2,7 @@
 //! WebSocket clients.
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too; a panic is a test failure
 
+mod accept;
 mod auth;
 mod bounds;
 mod clients;

@@ -8,5 +8,6 @@ mod deploy;
 mod dev_credentials;
 mod docs;
 mod shutdown;
+mod slowloris;
 mod sse;
 mod up;
