@@ -12,6 +12,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 
 use crate::NatsServer;
+use crate::nats::{Identities, Options, deploy_conf};
 
 /// The cluster's name (`--cluster_name`).
 pub const CLUSTER_NAME: &str = "herald";
@@ -25,6 +26,9 @@ const PROBE_STREAM: &str = "HERALD_CLUSTER_PROBE";
 /// A running JetStream cluster. Every process is killed and every store deleted on drop.
 pub struct NatsCluster {
     nodes: Vec<NatsServer>,
+    identities: Option<Identities>,
+    /// The generated node configs (deploy/ clusters), deleted on drop.
+    _confs: Option<tempfile::TempDir>,
 }
 
 impl NatsCluster {
@@ -57,9 +61,60 @@ impl NatsCluster {
             }
             nodes.push(NatsServer::start_with_args(args).await);
         }
-        let cluster = Self { nodes };
+        let cluster = Self {
+            nodes,
+            identities: None,
+            _confs: None,
+        };
         cluster.wait_for_jetstream(size).await;
         cluster
+    }
+
+    /// Starts `size` nodes from the real `deploy/nats/cluster.conf` (identities and
+    /// permissions from `deploy/nats/auth.conf`, authenticated routes), with fresh random
+    /// passwords. Only the ports and hosts are rewritten: each node gets a copy of the file
+    /// whose cluster port and `nats-route://nats-N:6222` routes point at free loopback ports.
+    pub async fn start_deploy(size: usize) -> Self {
+        assert!(
+            (1..=3).contains(&size),
+            "deploy/nats/cluster.conf names three nodes"
+        );
+        let identities = Identities::random();
+        let confs = tempfile::Builder::new()
+            .prefix("herald-nats-conf-")
+            .tempdir()
+            .expect("a temp dir for node configs");
+        let text = std::fs::read_to_string(deploy_conf("cluster.conf")).expect("cluster.conf");
+        let ports = free_ports(3);
+        let mut nodes = Vec::with_capacity(size);
+        for i in 0..size {
+            let dir = confs.path().join(Self::name(i));
+            std::fs::create_dir_all(&dir).expect("a node config dir");
+            for include in ["auth.conf", "tls.conf"] {
+                std::fs::copy(deploy_conf(include), dir.join(include)).expect("copy an include");
+            }
+            // (NatsServer copies this directory again, pointing store_dir at its store.)
+            let conf = dir.join("cluster.conf");
+            std::fs::write(&conf, node_conf(&text, &ports, i)).expect("write a node config");
+            let opts = Options {
+                args: vec!["-n".to_owned(), Self::name(i)],
+                config: Some(conf),
+                identities: Some(identities.clone()),
+            };
+            nodes.push(NatsServer::start_with(opts).await);
+        }
+        let cluster = Self {
+            nodes,
+            identities: Some(identities),
+            _confs: Some(confs),
+        };
+        cluster.wait_for_jetstream(size).await;
+        cluster
+    }
+
+    /// The identities of a deploy/ cluster.
+    pub fn identities(&self) -> Option<&Identities> {
+        self.identities.as_ref()
     }
 
     /// Waits until a stream with `replicas` replicas can be created (then deletes it).
@@ -135,8 +190,11 @@ impl NatsCluster {
     /// A client that knows every node (and fails over between them).
     pub async fn client(&self) -> async_nats::Client {
         let urls: Vec<String> = self.nodes.iter().map(NatsServer::url).collect();
-        async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
+        let opts = match &self.identities {
+            Some(ids) => ids.connect_options("admin"),
+            None => async_nats::ConnectOptions::new(),
+        };
+        opts.retry_on_initial_connect()
             .connect(urls)
             .await
             .expect("connect to the test cluster")
@@ -174,6 +232,25 @@ impl NatsCluster {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// `deploy/nats/cluster.conf` for node `i`: its cluster port on loopback, and the routes
+/// `nats-route://nats-<k>:6222` pointing at `ports[k-1]` (credentials are not in the URLs:
+/// each node dials the others with the cluster's own `authorization` user and password).
+fn node_conf(text: &str, ports: &[u16], i: usize) -> String {
+    let mut out = text.replacen(
+        "  port: 6222",
+        &format!("  host: 127.0.0.1\n  port: {}", ports[i]),
+        1,
+    );
+    for (k, port) in ports.iter().enumerate() {
+        out = out.replace(
+            &format!("nats-route://nats-{}:6222", k + 1),
+            &format!("nats-route://127.0.0.1:{port}"),
+        );
+    }
+    assert!(!out.contains(":6222"), "every 6222 port rewritten:\n{out}");
+    out
 }
 
 /// `n` distinct free loopback ports, held together and released together.

@@ -6,6 +6,7 @@ mod cluster;
 mod config;
 mod deploy;
 mod docs;
+mod nats_auth;
 mod shutdown;
 mod sse;
 mod up;

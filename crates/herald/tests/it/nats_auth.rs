@@ -1,0 +1,548 @@
+//! NATS with identities: a real nats-server started from `deploy/nats/single.conf` (and a
+//! 3-node cluster from `deploy/nats/cluster.conf`), with the identities and permissions of
+//! `deploy/nats/auth.conf`. Only ports and the store are overridden (see
+//! `herald_test_support::nats`). Anonymous clients are refused, each service identity can do
+//! its job and is refused outside it, and the real services deliver with auth on.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, kv};
+use futures::StreamExt;
+use herald_core::names::TenantId;
+use herald_core::secret::Secret;
+use herald_core::service::{CommonConfig, ServiceContext};
+use herald_core::streams::{self, DLQ_STREAM, EVENTS_STREAM, STATS_BUCKET, StreamSettings};
+use herald_test_support::nats::Identities;
+use herald_test_support::{NatsServer, wait};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::sse;
+
+const TENANT: &str = "acme";
+const API_KEY: &str = "auth-test-api-key";
+const JWT_SECRET: &str = "auth-test-jwt-secret-0123456789abcdef";
+/// How long a refused operation may take to be reported by the server.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// A client connected as one identity, with the server's errors (permission violations).
+pub struct As {
+    user: &'static str,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    errors: mpsc::UnboundedReceiver<String>,
+}
+
+impl As {
+    /// Connects to `url` as `user`, with its own inbox prefix.
+    pub async fn connect(url: &str, ids: &Identities, user: &'static str) -> Self {
+        let (tx, errors) = mpsc::unbounded_channel();
+        let client = ids
+            .connect_options(user)
+            .event_callback(move |event| {
+                let tx = tx.clone();
+                async move {
+                    if let async_nats::Event::ServerError(err) = event {
+                        let _ = tx.send(err.to_string());
+                    }
+                }
+            })
+            .connect(herald_core::nats::server_urls(url))
+            .await
+            .unwrap_or_else(|e| panic!("{user} connects: {e}"));
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(Duration::from_secs(2));
+        Self {
+            user,
+            client,
+            js,
+            errors,
+        }
+    }
+
+    /// Runs `op` and asserts the server refused `subject` ("Permissions Violation").
+    pub async fn refused<T>(&mut self, subject: &str, op: impl Future<Output = T>) {
+        let (user, errors) = (self.user, &mut self.errors);
+        let violation = async {
+            while let Some(err) = errors.recv().await {
+                if err.contains("Permissions Violation") && err.contains(&format!("\"{subject}\""))
+                {
+                    return;
+                }
+            }
+        };
+        let refused = tokio::time::timeout(DEADLINE, async {
+            tokio::pin!(violation);
+            tokio::select! {
+                () = &mut violation => {}
+                _ = op => violation.await,
+            }
+        })
+        .await;
+        assert!(refused.is_ok(), "{user} was not refused {subject}");
+    }
+}
+
+/// A server from deploy/nats/single.conf with Herald's streams provisioned by admin.
+async fn provisioned() -> (NatsServer, Identities) {
+    let nats = NatsServer::start_deploy().await;
+    let ids = nats.identities().expect("deploy identities").clone();
+    streams::apply(&nats.jetstream().await, &StreamSettings::default())
+        .await
+        .expect("admin provisions the streams");
+    (nats, ids)
+}
+
+#[tokio::test]
+async fn anonymous_and_wrong_password_clients_are_refused_by_the_deploy_config() {
+    let nats = NatsServer::start_deploy().await;
+    let anonymous = async_nats::connect(nats.url()).await;
+    assert!(anonymous.is_err(), "an anonymous client is refused");
+    let wrong = async_nats::ConnectOptions::with_user_and_password("ingest".into(), "guess".into())
+        .connect(nats.url())
+        .await;
+    assert!(wrong.is_err(), "a wrong password is refused");
+    let ids = nats.identities().unwrap();
+    for user in herald_test_support::nats::USERS {
+        nats.client_as(user)
+            .await
+            .unwrap_or_else(|e| panic!("{user} connects with its password: {e}"));
+    }
+    // Each identity has its own password: one service's password does not open another's.
+    let borrowed = async_nats::ConnectOptions::with_user_and_password(
+        "admin".into(),
+        ids.password("gateway").into(),
+    )
+    .connect(nats.url())
+    .await;
+    assert!(borrowed.is_err(), "gateway's password is not admin's");
+}
+
+#[tokio::test]
+async fn ingest_may_publish_events_but_not_delete_streams_or_read_events() {
+    let (nats, ids) = provisioned().await;
+    let mut ingest = As::connect(&nats.url(), &ids, "ingest").await;
+    let ack = ingest
+        .js
+        .publish("herald.events.acme.orders.created", "{}".into())
+        .await
+        .unwrap()
+        .await
+        .expect("ingest stores an event");
+    assert_eq!(ack.stream, EVENTS_STREAM);
+    ingest
+        .js
+        .get_stream(EVENTS_STREAM)
+        .await
+        .expect("STREAM.INFO");
+    let js = ingest.js.clone();
+    ingest
+        .refused(
+            "$JS.API.STREAM.DELETE.HERALD_EVENTS",
+            js.delete_stream(EVENTS_STREAM),
+        )
+        .await;
+    let client = ingest.client.clone();
+    ingest
+        .refused("herald.events.>", client.subscribe("herald.events.>"))
+        .await;
+    ingest
+        .refused("_INBOX_gateway.>", client.subscribe("_INBOX_gateway.>"))
+        .await;
+    ingest
+        .refused(
+            "herald.dlq.notifier.acme",
+            client.publish("herald.dlq.notifier.acme", "{}".into()),
+        )
+        .await;
+    let stats = kv_as_admin(&nats).await;
+    let keys = stats.keys().await.unwrap().count().await;
+    assert_eq!(keys, 0, "nothing reached herald_stats");
+}
+
+#[tokio::test]
+async fn gateway_reads_events_and_stats_but_cannot_publish_or_touch_durables() {
+    let (nats, ids) = provisioned().await;
+    let admin = nats.jetstream().await;
+    admin
+        .publish("herald.events.acme.orders.created", "{\"n\":1}".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    kv_as_admin(&nats)
+        .await
+        .put("acme.orders", "{}".into())
+        .await
+        .unwrap();
+    let mut gateway = As::connect(&nats.url(), &ids, "gateway").await;
+    // An ordered consumer reads the stream (what the tail and replays do).
+    let stream = gateway.js.get_stream(EVENTS_STREAM).await.unwrap();
+    let ordered = stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: "herald.events.acme.>".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("an ordered consumer: {e}\n{}", nats.log_tail()));
+    let mut messages = ordered.messages().await.unwrap();
+    let first = tokio::time::timeout(DEADLINE, messages.next())
+        .await
+        .unwrap();
+    assert_eq!(first.unwrap().unwrap().payload.as_ref(), b"{\"n\":1}");
+    // The stats bucket reads (the gateway watches it).
+    let bucket = gateway.js.get_key_value(STATS_BUCKET).await.unwrap();
+    let entry = bucket.entry("acme.orders").await.expect("a stats read");
+    assert!(entry.is_some());
+
+    let (client, js) = (gateway.client.clone(), gateway.js.clone());
+    gateway
+        .refused(
+            "herald.events.acme.orders.created",
+            js.publish("herald.events.acme.orders.created", "{}".into()),
+        )
+        .await;
+    gateway
+        .refused(
+            "$KV.herald_stats.acme.orders",
+            bucket.put("acme.orders", "x".into()),
+        )
+        .await;
+    gateway
+        .refused(
+            "$JS.API.STREAM.DELETE.HERALD_EVENTS",
+            js.delete_stream(EVENTS_STREAM),
+        )
+        .await;
+    gateway
+        .refused(
+            "$JS.API.CONSUMER.DELETE.HERALD_EVENTS.notifier",
+            js.delete_consumer_from_stream("notifier", EVENTS_STREAM),
+        )
+        .await;
+    gateway
+        .refused("_INBOX_ingest.>", client.subscribe("_INBOX_ingest.>"))
+        .await;
+    assert_eq!(
+        stream_messages(&admin, EVENTS_STREAM).await,
+        1,
+        "nothing published"
+    );
+}
+
+#[tokio::test]
+async fn notifier_has_its_consumer_dlq_and_dedup_bucket_but_no_events_or_stats_writes() {
+    let (nats, ids) = provisioned().await;
+    let mut notifier = As::connect(&nats.url(), &ids, "notifier").await;
+    let stream = notifier.js.get_stream(EVENTS_STREAM).await.unwrap();
+    stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("notifier".into()),
+            filter_subjects: vec!["herald.events.>".into()],
+            ack_policy: consumer::AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .expect("its durable consumer");
+    let ack = notifier
+        .js
+        .publish("herald.dlq.notifier.acme", "{}".into())
+        .await
+        .unwrap()
+        .await
+        .expect("a dead letter");
+    assert_eq!(ack.stream, DLQ_STREAM);
+    let dedup = notifier
+        .js
+        .create_or_update_key_value(kv::Config {
+            bucket: "herald_notified".into(),
+            history: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("its dedup bucket: {e}\n{}", nats.log_tail()));
+    dedup.put("k", "1".into()).await.expect("a delivery record");
+
+    let js = notifier.js.clone();
+    notifier
+        .refused(
+            "herald.events.acme.orders.created",
+            js.publish("herald.events.acme.orders.created", "{}".into()),
+        )
+        .await;
+    let stats = js.get_key_value(STATS_BUCKET).await;
+    assert!(stats.is_ok(), "STREAM.INFO on the stats bucket is allowed");
+    let stats = stats.unwrap();
+    notifier
+        .refused(
+            "$KV.herald_stats.acme.orders",
+            stats.put("acme.orders", "x".into()),
+        )
+        .await;
+    notifier
+        .refused(
+            "$JS.API.CONSUMER.CREATE.HERALD_EVENTS.stats",
+            stream.create_consumer(consumer::pull::Config {
+                durable_name: Some("stats".into()),
+                ..Default::default()
+            }),
+        )
+        .await;
+    notifier
+        .refused(
+            "$JS.API.STREAM.DELETE.HERALD_DLQ",
+            js.delete_stream(DLQ_STREAM),
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn stats_writes_its_bucket_but_cannot_publish_events_or_delete_streams() {
+    let (nats, ids) = provisioned().await;
+    let mut stats = As::connect(&nats.url(), &ids, "stats").await;
+    let bucket = stats.js.get_key_value(STATS_BUCKET).await.unwrap();
+    bucket
+        .put("acme.orders", "{}".into())
+        .await
+        .expect("a stats write");
+    let stream = stats.js.get_stream(EVENTS_STREAM).await.unwrap();
+    stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("stats".into()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .expect("its durable consumer");
+    let js = stats.js.clone();
+    stats
+        .refused(
+            "herald.events.acme.orders.created",
+            js.publish("herald.events.acme.orders.created", "{}".into()),
+        )
+        .await;
+    stats
+        .refused(
+            "$JS.API.STREAM.DELETE.HERALD_EVENTS",
+            js.delete_stream(EVENTS_STREAM),
+        )
+        .await;
+    stats
+        .refused(
+            "herald.dlq.notifier.acme",
+            js.publish("herald.dlq.notifier.acme", "{}".into()),
+        )
+        .await;
+}
+
+async fn kv_as_admin(nats: &NatsServer) -> kv::Store {
+    nats.jetstream()
+        .await
+        .get_key_value(STATS_BUCKET)
+        .await
+        .unwrap()
+}
+
+async fn stream_messages(js: &jetstream::Context, name: &str) -> u64 {
+    let mut stream = js.get_stream(name).await.unwrap();
+    stream.info().await.unwrap().state.messages
+}
+
+/// Ingest, gateway, stats and notifier in-process, each as its own NATS identity.
+pub struct Stack {
+    /// Ingest's address.
+    pub ingest: SocketAddr,
+    /// The gateway's address.
+    pub gateway: SocketAddr,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Stack {
+    /// Starts the services on `url` (one server or a cluster's URLs) with `settings`.
+    pub async fn start(url: &str, ids: &Identities, settings: &StreamSettings) -> Self {
+        let shutdown = CancellationToken::new();
+        let ctx = |user: &'static str| {
+            let mut common = CommonConfig::default();
+            common.nats = ids.nats_config(user, url);
+            common.nats.request_timeout = Duration::from_secs(2);
+            common.stream = settings.clone();
+            let shutdown = shutdown.clone();
+            async move {
+                ServiceContext::connect(&common, &format!("auth-{user}"), shutdown)
+                    .await
+                    .unwrap()
+            }
+        };
+        let mut ingest_cfg = herald_ingest::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        };
+        ingest_cfg.api_keys =
+            BTreeMap::from([(TenantId::parse(TENANT).unwrap(), vec![Secret::new(API_KEY)])]);
+        let listener = herald_test_support::net::listener;
+        let ingest = herald_ingest::App::build(ingest_cfg, listener().await, ctx("ingest").await)
+            .await
+            .unwrap();
+        let mut gateway_cfg = herald_gateway::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            drain_window: Duration::ZERO,
+            ..Default::default()
+        };
+        gateway_cfg.jwt.secret = Some(Secret::new(JWT_SECRET));
+        let gateway =
+            herald_gateway::App::build(gateway_cfg, listener().await, ctx("gateway").await)
+                .await
+                .unwrap();
+        let stats_cfg = herald_stats::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        };
+        let stats = herald_stats::App::build(stats_cfg, listener().await, ctx("stats").await)
+            .await
+            .unwrap();
+        let notifier_cfg = herald_notifier::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        };
+        let notifier =
+            herald_notifier::App::build(notifier_cfg, listener().await, ctx("notifier").await)
+                .await
+                .unwrap();
+        Self {
+            ingest: ingest.local_addr(),
+            gateway: gateway.local_addr(),
+            shutdown,
+            tasks: vec![
+                tokio::spawn(async move { Ok(ingest.run_until_stopped().await?) }),
+                tokio::spawn(async move { Ok(gateway.run_until_stopped().await?) }),
+                tokio::spawn(async move { Ok(stats.run_until_stopped().await?) }),
+                tokio::spawn(async move { Ok(notifier.run_until_stopped().await?) }),
+            ],
+        }
+    }
+
+    /// Waits until ingest and the gateway answer `/readyz` 200.
+    pub async fn wait_ready(&self) {
+        let http = reqwest::Client::new();
+        for addr in [self.ingest, self.gateway] {
+            wait::until(
+                &format!("{addr} ready"),
+                Duration::from_secs(20),
+                || async {
+                    let r = http.get(format!("http://{addr}/readyz")).send().await;
+                    r.is_ok_and(|r| r.status().is_success())
+                },
+            )
+            .await;
+        }
+    }
+
+    /// Posts one event and asserts an SSE client of its tenant receives it.
+    pub async fn delivers_a_webhook_to_sse(&self) {
+        let token = herald::token::mint(
+            JWT_SECRET,
+            "auth-test",
+            &TenantId::parse(TENANT).unwrap(),
+            &["orders".to_owned()],
+            Duration::from_secs(600),
+        )
+        .unwrap();
+        let http = reqwest::Client::new();
+        let resp = http
+            .get(format!("http://{}/v1/stream?topics=orders", self.gateway))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "the SSE stream opens");
+        let mut reader = sse::Reader::new(resp);
+        let posted = http
+            .post(format!("http://{}/v1/events", self.ingest))
+            .bearer_auth(API_KEY)
+            .json(&json!({"topic": "orders", "action": "created", "id": "o-1", "data": {"n": 1}}))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            posted.status().is_success(),
+            "ingest stores: {}",
+            posted.status()
+        );
+        let event = tokio::time::timeout(DEADLINE, async {
+            loop {
+                let msg = reader.next().await.unwrap().expect("the stream stays open");
+                if msg.event.is_none() {
+                    return msg;
+                }
+            }
+        })
+        .await
+        .expect("the event reaches the SSE client");
+        assert_eq!(event.json()["id"], "o-1");
+    }
+
+    /// Stops every service and asserts each stopped cleanly.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            let res = tokio::time::timeout(Duration::from_secs(10), task).await;
+            assert!(
+                matches!(res, Ok(Ok(Ok(())))),
+                "a service stops cleanly: {res:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn services_wait_for_admin_provisioning_and_then_deliver_with_auth_on() {
+    let nats = NatsServer::start_deploy().await;
+    let ids = nats.identities().unwrap().clone();
+    let settings = StreamSettings::default();
+    // The services start first: their identities may not create the streams, so they stay
+    // not-ready (and say why) instead of crash-looping...
+    let stack = Stack::start(&nats.url(), &ids, &settings).await;
+    let http = reqwest::Client::new();
+    let readyz = format!("http://{}/readyz", stack.ingest);
+    wait::until("ingest names the missing stream", DEADLINE, || async {
+        let Ok(resp) = http.get(&readyz).send().await else {
+            return false;
+        };
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        assert_ne!(status, 200, "not ready before provisioning: {body}");
+        body.contains("HERALD_EVENTS")
+    })
+    .await;
+    // ... until admin provisions, once.
+    streams::apply(&nats.jetstream().await, &settings)
+        .await
+        .unwrap();
+    stack.wait_ready().await;
+    stack.delivers_a_webhook_to_sse().await;
+    stack.stop().await;
+    // Before provisioning the services tried to create the streams (refused); nothing else
+    // any service did was refused (a stream that already matches is not updated).
+    let log = nats.log_tail();
+    let refused: Vec<&str> = log.lines().filter(|l| l.contains("Violation")).collect();
+    assert!(
+        refused
+            .iter()
+            .any(|l| l.contains("$JS.API.STREAM.CREATE.HERALD_EVENTS")),
+        "the services' stream creation was refused:\n{log}"
+    );
+    let unexpected: Vec<&&str> = refused
+        .iter()
+        .filter(|l| !l.contains("\"$JS.API.STREAM.CREATE.HERALD_EVENTS\""))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "no service needed more rights: {unexpected:#?}"
+    );
+}
