@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 
 use crate::NatsServer;
-use crate::nats::{Identities, Options, deploy_conf};
+use crate::nats::{Identities, Options, ROUTE_USER, deploy_conf};
 
 /// The cluster's name (`--cluster_name`).
 pub const CLUSTER_NAME: &str = "herald";
@@ -27,6 +27,8 @@ const PROBE_STREAM: &str = "HERALD_CLUSTER_PROBE";
 pub struct NatsCluster {
     nodes: Vec<NatsServer>,
     identities: Option<Identities>,
+    /// Each node's cluster (route) port, for deploy/ clusters.
+    route_ports: Vec<u16>,
     /// The generated node configs (deploy/ clusters), deleted on drop.
     _confs: Option<tempfile::TempDir>,
 }
@@ -64,6 +66,7 @@ impl NatsCluster {
         let cluster = Self {
             nodes,
             identities: None,
+            route_ports: cluster_ports,
             _confs: None,
         };
         cluster.wait_for_jetstream(size).await;
@@ -72,8 +75,8 @@ impl NatsCluster {
 
     /// Starts `size` nodes from the real `deploy/nats/cluster.conf` (identities and
     /// permissions from `deploy/nats/auth.conf`, authenticated routes), with fresh random
-    /// passwords. Only the ports and hosts are rewritten: each node gets a copy of the file
-    /// whose cluster port and `nats-route://nats-N:6222` routes point at free loopback ports.
+    /// passwords. Only the cluster port is rewritten (to a free loopback port); the route
+    /// URLs come from the environment, as in docker-compose.cluster.yml.
     pub async fn start_deploy(size: usize) -> Self {
         assert!(
             (1..=3).contains(&size),
@@ -99,6 +102,7 @@ impl NatsCluster {
             let opts = Options {
                 args: vec!["-n".to_owned(), Self::name(i)],
                 config: Some(conf),
+                env: route_urls(&identities, &ports),
                 identities: Some(identities.clone()),
             };
             nodes.push(NatsServer::start_with(opts).await);
@@ -106,10 +110,16 @@ impl NatsCluster {
         let cluster = Self {
             nodes,
             identities: Some(identities),
+            route_ports: ports[..size].to_vec(),
             _confs: Some(confs),
         };
         cluster.wait_for_jetstream(size).await;
         cluster
+    }
+
+    /// Node `i`'s cluster (route) port.
+    pub fn route_port(&self, i: usize) -> u16 {
+        self.route_ports[i]
     }
 
     /// The identities of a deploy/ cluster.
@@ -234,23 +244,36 @@ impl NatsCluster {
     }
 }
 
-/// `deploy/nats/cluster.conf` for node `i`: its cluster port on loopback, and the routes
-/// `nats-route://nats-<k>:6222` pointing at `ports[k-1]` (credentials are not in the URLs:
-/// each node dials the others with the cluster's own `authorization` user and password).
+/// `deploy/nats/cluster.conf` for node `i`: its cluster port on loopback.
 fn node_conf(text: &str, ports: &[u16], i: usize) -> String {
-    let mut out = text.replacen(
+    let out = text.replacen(
         "  port: 6222",
         &format!("  host: 127.0.0.1\n  port: {}", ports[i]),
         1,
     );
-    for (k, port) in ports.iter().enumerate() {
-        out = out.replace(
-            &format!("nats-route://nats-{}:6222", k + 1),
-            &format!("nats-route://127.0.0.1:{port}"),
-        );
-    }
-    assert!(!out.contains(":6222"), "every 6222 port rewritten:\n{out}");
+    assert!(
+        !out.contains("port: 6222"),
+        "the cluster port rewritten:\n{out}"
+    );
     out
+}
+
+/// `HERALD_NATS_ROUTE_URL_<k>`: what docker-compose.cluster.yml composes from deploy/.env,
+/// pointing at the loopback cluster ports.
+fn route_urls(ids: &Identities, ports: &[u16]) -> Vec<(String, String)> {
+    ports
+        .iter()
+        .enumerate()
+        .map(|(k, port)| {
+            (
+                format!("HERALD_NATS_ROUTE_URL_{}", k + 1),
+                format!(
+                    "nats-route://{ROUTE_USER}:{}@127.0.0.1:{port}",
+                    ids.route_password()
+                ),
+            )
+        })
+        .collect()
 }
 
 /// `n` distinct free loopback ports, held together and released together.

@@ -45,6 +45,8 @@ pub struct Options {
     /// The users and passwords the config file reads from the environment; test clients
     /// connect as `admin`.
     pub identities: Option<Identities>,
+    /// More environment variables for the config file (e.g. route URLs).
+    pub env: Vec<(String, String)>,
 }
 
 /// The identities of `deploy/nats/auth.conf`.
@@ -263,6 +265,7 @@ impl NatsServer {
         if let Some(ids) = &self.opts.identities {
             cmd.envs(ids.env());
         }
+        cmd.envs(self.opts.env.iter().cloned());
         cmd.args(["-js", "-a", "127.0.0.1", "-p", &port_arg]);
         // A cluster names each node itself (names must be unique in a JetStream cluster).
         if !self.opts.args.iter().any(|a| a == "-n" || a == "--name") {
