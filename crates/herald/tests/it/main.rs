@@ -5,6 +5,7 @@ mod cli;
 mod cluster;
 mod config;
 mod deploy;
+mod deploy_nats;
 mod docs;
 mod nats_auth;
 mod shutdown;
