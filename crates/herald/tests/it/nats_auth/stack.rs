@@ -37,10 +37,12 @@ impl Stack {
     pub async fn start(url: &str, ids: &Identities, settings: &StreamSettings) -> Self {
         let shutdown = CancellationToken::new();
         let ctx = |user: &'static str| {
-            let mut common = CommonConfig::default();
-            common.nats = ids.nats_config(user, url);
+            let mut common = CommonConfig {
+                nats: ids.nats_config(user, url),
+                stream: settings.clone(),
+                ..Default::default()
+            };
             common.nats.request_timeout = Duration::from_secs(2);
-            common.stream = settings.clone();
             let shutdown = shutdown.clone();
             async move {
                 ServiceContext::connect(&common, &format!("auth-{user}"), shutdown)
