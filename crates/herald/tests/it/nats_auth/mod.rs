@@ -342,3 +342,54 @@ async fn stream_messages(js: &jetstream::Context, name: &str) -> u64 {
     let mut stream = js.get_stream(name).await.unwrap();
     stream.info().await.unwrap().state.messages
 }
+
+/// Runs the real `herald` binary with `args` and the `HERALD_NATS__*` variables of `user`
+/// (none: anonymous); its exit status and stderr.
+async fn herald_as(nats: &NatsServer, user: Option<&str>, args: &[&str]) -> (bool, String) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("HERALD_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.args(args)
+        .env("HERALD_NATS__URL", nats.url())
+        .env("HERALD_NATS__REQUEST_TIMEOUT", "1s");
+    if let Some(user) = user {
+        cmd.envs(nats.identities().unwrap().service_env(user));
+    }
+    let out = tokio::time::timeout(DEADLINE * 3, cmd.output())
+        .await
+        .expect("herald exits")
+        .expect("herald runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn herald_provision_and_the_cli_work_with_the_admin_identity_only() {
+    let nats = NatsServer::start_deploy().await;
+    let (ok, err) = herald_as(&nats, None, &["provision"]).await;
+    assert!(!ok, "anonymous provisioning is refused");
+    assert!(err.contains("connecting to NATS"), "says why: {err}");
+    let (ok, err) = herald_as(&nats, Some("ingest"), &["provision"]).await;
+    assert!(!ok, "a service identity cannot create the streams");
+    assert!(err.contains("herald provision"), "names the fix: {err}");
+    let (ok, err) = herald_as(&nats, Some("admin"), &["provision"]).await;
+    assert!(ok, "admin provisions: {err}");
+    let js = nats.jetstream().await;
+    js.get_stream(EVENTS_STREAM)
+        .await
+        .expect("HERALD_EVENTS exists");
+    // Run again: it converges (nothing to change).
+    assert!(herald_as(&nats, Some("admin"), &["provision"]).await.0);
+    let (ok, err) = herald_as(&nats, Some("admin"), &["dlq", "list"]).await;
+    assert!(
+        ok,
+        "`herald dlq list` takes the admin credentials from HERALD_NATS__*: {err}"
+    );
+    let (ok, _) = herald_as(&nats, None, &["dlq", "list"]).await;
+    assert!(!ok, "the CLI without credentials is refused");
+}
