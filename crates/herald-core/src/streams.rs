@@ -348,4 +348,15 @@ mod tests {
             ["max_age", "num_replicas"]
         );
     }
+
+    #[test]
+    fn a_limit_the_server_reports_as_unset_is_no_difference() {
+        // HERALD_DLQ leaves max_bytes and max_messages at 0; the server answers -1. Counting
+        // that as a difference made every service try STREAM.UPDATE (refused to them).
+        let s = StreamSettings::default();
+        let mut served = s.dlq_config();
+        served.max_bytes = -1;
+        served.max_messages = -1;
+        assert!(stream_differences(&served, &s.dlq_config()).is_empty());
+    }
 }
