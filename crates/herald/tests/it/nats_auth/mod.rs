@@ -226,7 +226,7 @@ async fn gateway_reads_events_and_stats_but_cannot_publish_or_touch_durables() {
 }
 
 #[tokio::test]
-async fn notifier_has_its_consumer_dlq_and_dedup_bucket_but_no_events_or_stats_writes() {
+async fn notifier_has_its_consumer_dlq_and_dedup_bucket_but_cannot_publish_events_or_touch_stats() {
     let (nats, ids) = provisioned().await;
     let mut notifier = As::connect(&nats.url(), &ids, "notifier").await;
     let stream = notifier.js.get_stream(EVENTS_STREAM).await.unwrap();
@@ -272,6 +272,12 @@ async fn notifier_has_its_consumer_dlq_and_dedup_bucket_but_no_events_or_stats_w
         .refused(
             "$KV.herald_stats.acme.orders",
             stats.put("acme.orders", "x".into()),
+        )
+        .await;
+    notifier
+        .refused(
+            "$JS.API.DIRECT.GET.KV_herald_stats.$KV.herald_stats.acme.orders",
+            stats.get("acme.orders"),
         )
         .await;
     notifier
