@@ -338,21 +338,23 @@ impl Stack {
             })
     }
 
-    /// What nats-server refused a client ("Permissions Violation" lines of its log): empty
-    /// unless a service's identity lacks a right it needs.
-    pub fn nats_violations(&self) -> Vec<String> {
-        self.nats
-            .log_tail()
-            .lines()
-            .filter(|l| l.contains("Violation"))
-            .map(str::to_owned)
-            .collect()
+    /// Every NATS identity's password (for checks that no log holds one).
+    pub fn nats_passwords(&self) -> Vec<String> {
+        let ids = self.nats.identities();
+        let users = herald_test_support::nats::USERS;
+        ids.map(|ids| users.iter().map(|u| ids.password(u).to_owned()).collect())
+            .unwrap_or_default()
     }
 
     /// Stops every service with SIGTERM (waiting a little for each), then nats-server.
     /// Logs every permission violation nats-server reported.
     pub async fn shutdown(mut self) {
-        for line in self.nats_violations() {
+        for line in self
+            .nats
+            .log_tail()
+            .lines()
+            .filter(|l| l.contains("Violation"))
+        {
             tracing::error!(%line, "nats-server refused a service: its identity lacks a right");
         }
         for service in &mut self.services {
