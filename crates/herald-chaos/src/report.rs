@@ -71,9 +71,8 @@ pub async fn run(settings: &Settings) -> Result<Report, Error> {
     )
     .await?;
     let nats_cfg = NatsConfig {
-        url: stack.nats_url(),
         request_timeout: Duration::from_secs(5),
-        ..NatsConfig::default()
+        ..stack.nats_config()
     };
     let nats = herald_core::nats::connect(&nats_cfg, "herald-chaos")
         .await

@@ -1,6 +1,11 @@
 //! The system under test: a real `nats-server` and the real service binaries as child
 //! processes, each on its own loopback port, all reading one `herald.toml`.
 //!
+//! NATS runs as deployed: from `deploy/nats/single.conf` with its identities and permissions
+//! (fresh random passwords), the streams provisioned once as `admin`, and each service
+//! connecting as its own identity (`HERALD_NATS__USER`/`PASSWORD`/`INBOX_PREFIX`), so a soak
+//! also proves that no service needs a right its identity lacks.
+//!
 //! Every component can be SIGKILLed and started again on the same port ([`Stack::kill`],
 //! [`Stack::start`]); nats-server keeps its store across restarts. Each process's output
 //! goes to `<run dir>/logs/<component>.log`.
@@ -13,6 +18,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use base64::Engine as _;
+use herald_core::nats::NatsConfig;
+use herald_core::streams::StreamSettings;
 use herald_test_support::NatsServer;
 use herald_test_support::fake::{FakeSlack, FakeTelegram, Reply};
 use tokio::process::{Child, Command};
@@ -50,6 +57,17 @@ impl Component {
         all.extend((0..GATEWAYS).map(Self::Gateway));
         all.extend([Self::Notifier, Self::Stats]);
         all
+    }
+
+    /// The NATS identity the component connects as (deploy/nats/auth.conf).
+    fn nats_user(self) -> &'static str {
+        match self {
+            Self::Nats => "admin",
+            Self::Ingest => "ingest",
+            Self::Gateway(_) => "gateway",
+            Self::Notifier => "notifier",
+            Self::Stats => "stats",
+        }
     }
 
     fn binary(self) -> &'static str {
@@ -127,7 +145,11 @@ impl Stack {
                 child: None,
             });
         }
-        let nats = NatsServer::start().await;
+        let nats = NatsServer::start_deploy().await;
+        // Only admin may create streams: provision them once, before any service starts.
+        herald_core::streams::apply(&nats.jetstream().await, &StreamSettings::default())
+            .await
+            .map_err(|e| Error::nats("provisioning the streams as admin", e))?;
         let fakes = Fakes {
             telegram: FakeTelegram::start().await,
             slack: FakeSlack::start().await,
@@ -168,6 +190,17 @@ impl Stack {
     /// The NATS URL.
     pub fn nats_url(&self) -> String {
         self.nats.url()
+    }
+
+    /// How the checker reaches NATS: the URL and the admin identity.
+    pub fn nats_config(&self) -> NatsConfig {
+        match self.nats.identities() {
+            Some(ids) => ids.nats_config("admin", &self.nats.url()),
+            None => NatsConfig {
+                url: self.nats.url(),
+                ..NatsConfig::default()
+            },
+        }
     }
 
     /// The run directory (config, rules, logs).
@@ -226,6 +259,11 @@ impl Stack {
         }
         let log_path = self.dir.join("logs").join(format!("{component}.log"));
         let config = self.config.clone();
+        let nats_env = self
+            .nats
+            .identities()
+            .map(|ids| ids.service_env(component.nats_user()))
+            .unwrap_or_default();
         let service = self.service_mut(component);
         if service.child.is_some() {
             return Ok(());
@@ -251,6 +289,7 @@ impl Stack {
         cmd.arg("--config")
             .arg(&config)
             .env("HERALD_LISTEN", service.listen.to_string())
+            .envs(nats_env)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err))
@@ -299,8 +338,25 @@ impl Stack {
             })
     }
 
+    /// Every NATS identity's password (for checks that no log holds one).
+    pub fn nats_passwords(&self) -> Vec<String> {
+        let ids = self.nats.identities();
+        let users = herald_test_support::nats::USERS;
+        ids.map(|ids| users.iter().map(|u| ids.password(u).to_owned()).collect())
+            .unwrap_or_default()
+    }
+
     /// Stops every service with SIGTERM (waiting a little for each), then nats-server.
+    /// Logs every permission violation nats-server reported.
     pub async fn shutdown(mut self) {
+        for line in self
+            .nats
+            .log_tail()
+            .lines()
+            .filter(|l| l.contains("Violation"))
+        {
+            tracing::error!(%line, "nats-server refused a service: its identity lacks a right");
+        }
         for service in &mut self.services {
             if let Some(mut child) = service.child.take() {
                 if let Some(pid) = child.id() {

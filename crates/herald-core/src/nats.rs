@@ -43,6 +43,10 @@ pub struct NatsConfig {
     /// Default 5 s.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// The subject prefix of this client's reply inboxes (`HERALD_NATS__INBOX_PREFIX`). With
+    /// the deploy/ NATS config each identity may only subscribe to `_INBOX_<user>.>`, so no
+    /// service can read or forge another's JetStream replies. Default `_INBOX`.
+    pub inbox_prefix: String,
 }
 
 impl Default for NatsConfig {
@@ -59,9 +63,13 @@ impl Default for NatsConfig {
             tls_key_file: None,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
+            inbox_prefix: DEFAULT_INBOX_PREFIX.into(),
         }
     }
 }
+
+/// The NATS clients' conventional reply inbox prefix.
+pub const DEFAULT_INBOX_PREFIX: &str = "_INBOX";
 
 /// Why the NATS connection could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +100,47 @@ pub enum ConnectError {
 /// Connects to NATS as `name`. Returns as soon as the client exists; the first connection
 /// and every reconnection happen in the background, forever, with logged state changes.
 pub async fn connect(cfg: &NatsConfig, name: &str) -> Result<Client, ConnectError> {
+    let service = name.to_owned();
+    let opts = options(cfg, name)
+        .await?
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .reconnect_delay_callback(reconnect_delay)
+        .event_callback(move |event| {
+            let service = service.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => tracing::info!(%service, "NATS connected"),
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!(%service, "NATS disconnected; reconnecting")
+                    }
+                    other => tracing::info!(%service, event = %other, "NATS event"),
+                }
+            }
+        });
+    opts.connect(server_urls(&cfg.url))
+        .await
+        .map_err(|source| ConnectError::Client {
+            url: cfg.url.clone(),
+            source,
+        })
+}
+
+/// Connects to NATS as `name` once, failing at once if the server is away or refuses the
+/// credentials: for the CLI (`herald tail`, `herald dlq`, `herald provision`).
+pub async fn connect_once(cfg: &NatsConfig, name: &str) -> Result<Client, ConnectError> {
+    options(cfg, name)
+        .await?
+        .connect(server_urls(&cfg.url))
+        .await
+        .map_err(|source| ConnectError::Client {
+            url: cfg.url.clone(),
+            source,
+        })
+}
+
+/// Credentials, TLS, inbox prefix and timeouts from `cfg`.
+async fn options(cfg: &NatsConfig, name: &str) -> Result<ConnectOptions, ConnectError> {
     let mut opts = match &cfg.creds_file {
         Some(path) => ConnectOptions::with_credentials_file(path)
             .await
@@ -118,32 +167,11 @@ pub async fn connect(cfg: &NatsConfig, name: &str) -> Result<Client, ConnectErro
         (None, None) => {}
         _ => return Err(ConnectError::HalfClientCert),
     }
-    let service = name.to_owned();
-    opts = opts
+    Ok(opts
         .name(name)
+        .custom_inbox_prefix(&cfg.inbox_prefix)
         .connection_timeout(cfg.connect_timeout)
-        .request_timeout(Some(cfg.request_timeout))
-        .retry_on_initial_connect()
-        .max_reconnects(None)
-        .reconnect_delay_callback(reconnect_delay)
-        .event_callback(move |event| {
-            let service = service.clone();
-            async move {
-                match event {
-                    async_nats::Event::Connected => tracing::info!(%service, "NATS connected"),
-                    async_nats::Event::Disconnected => {
-                        tracing::warn!(%service, "NATS disconnected; reconnecting")
-                    }
-                    other => tracing::info!(%service, event = %other, "NATS event"),
-                }
-            }
-        });
-    opts.connect(server_urls(&cfg.url))
-        .await
-        .map_err(|source| ConnectError::Client {
-            url: cfg.url.clone(),
-            source,
-        })
+        .request_timeout(Some(cfg.request_timeout)))
 }
 
 /// The server URLs in a comma-separated list (the client parses one URL per entry, and a

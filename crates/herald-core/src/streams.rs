@@ -1,8 +1,10 @@
 //! Stream and bucket specifications, and idempotent provisioning.
 //!
-//! Whichever service starts first creates (or updates) `HERALD_EVENTS`, `HERALD_DLQ` and the
-//! KV bucket `herald_stats`; the others find them as configured. Running [`provision`] any
-//! number of times, from any number of processes at once, converges on the same state.
+//! `herald provision` (the admin identity), or whichever service starts first when its NATS
+//! identity may, creates (or updates) `HERALD_EVENTS`, `HERALD_DLQ` and the KV bucket
+//! `herald_stats`; the others find them as configured. Running [`provision`] any number of
+//! times, from any number of processes at once, converges on the same state, and a stream
+//! that already matches is only looked up, never written.
 
 use std::time::Duration;
 
@@ -110,17 +112,44 @@ impl StreamSettings {
 /// Why provisioning failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
-    /// Creating or updating a stream failed.
-    #[error("could not create or update stream {name}")]
-    Stream {
+    /// Looking a stream up (STREAM.INFO) failed for another reason than "not found".
+    #[error("could not look up stream {name}")]
+    Lookup {
         /// The stream.
-        name: &'static str,
+        name: String,
+        /// The cause.
+        #[source]
+        source: jetstream::context::GetStreamError,
+    },
+    /// A stream does not exist and could not be created: with a least-privilege NATS identity
+    /// this is expected until an admin provisions the streams.
+    #[error(
+        "stream {name} does not exist and could not be created (a service's own NATS identity \
+         may not create streams: run `herald provision` with the admin identity)"
+    )]
+    Create {
+        /// The stream.
+        name: String,
         /// The cause.
         #[source]
         source: jetstream::context::CreateStreamError,
     },
-    /// Creating or updating the KV bucket failed.
-    #[error("could not create or update KV bucket {STATS_BUCKET}")]
+    /// A stream differs from the settings and could not be updated ([`apply`] only).
+    #[error("could not update stream {name} to the configured settings (differs: {differs:?})")]
+    Update {
+        /// The stream.
+        name: String,
+        /// The settings that differ.
+        differs: Vec<&'static str>,
+        /// The cause.
+        #[source]
+        source: jetstream::context::CreateStreamError,
+    },
+    /// The KV bucket does not exist and could not be created.
+    #[error(
+        "KV bucket {STATS_BUCKET} does not exist and could not be created (a service's own NATS \
+         identity may not create it: run `herald provision` with the admin identity)"
+    )]
     Bucket(#[source] jetstream::context::CreateKeyValueError),
 }
 
@@ -131,29 +160,203 @@ pub struct Provisioned {
     pub epoch: Epoch,
 }
 
-/// Creates or updates `HERALD_EVENTS`, `HERALD_DLQ` and `herald_stats` to match `settings`.
+/// Makes `HERALD_EVENTS`, `HERALD_DLQ` and `herald_stats` match `settings`.
+///
+/// Each stream is looked up first (STREAM.INFO, which every Herald identity may do): one
+/// that exists with the configured settings is left alone, so a service whose NATS identity
+/// may not create or update streams starts normally once an admin has provisioned them. A
+/// missing stream is created and a differing one updated; if the update is refused (no
+/// right, or a setting JetStream cannot change), a warning names the stream and the service
+/// goes on with its current settings.
 pub async fn provision(
     js: &jetstream::Context,
     settings: &StreamSettings,
 ) -> Result<Provisioned, ProvisionError> {
-    let events = js
-        .create_or_update_stream(settings.events_config())
-        .await
-        .map_err(|source| ProvisionError::Stream {
-            name: EVENTS_STREAM,
-            source,
-        })?;
-    js.create_or_update_stream(settings.dlq_config())
-        .await
-        .map_err(|source| ProvisionError::Stream {
-            name: DLQ_STREAM,
-            source,
-        })?;
-    js.create_or_update_key_value(settings.stats_config())
-        .await
-        .map_err(ProvisionError::Bucket)?;
+    converge(js, settings, false).await
+}
+
+/// Like [`provision`], but a stream that differs and cannot be updated is an error: what
+/// `herald provision` (the admin identity) runs.
+pub async fn apply(
+    js: &jetstream::Context,
+    settings: &StreamSettings,
+) -> Result<Provisioned, ProvisionError> {
+    converge(js, settings, true).await
+}
+
+async fn converge(
+    js: &jetstream::Context,
+    settings: &StreamSettings,
+    strict: bool,
+) -> Result<Provisioned, ProvisionError> {
+    let events = ensure_stream(js, settings.events_config(), strict).await?;
+    ensure_stream(js, settings.dlq_config(), strict).await?;
+    ensure_bucket(js, settings.stats_config()).await?;
     tracing::debug!(stream = EVENTS_STREAM, created = %events.created, "streams provisioned");
     Ok(Provisioned {
         epoch: Epoch::from_created(events.created),
     })
+}
+
+/// The stream `want.name`, created or updated to `want` (see [`provision`]).
+async fn ensure_stream(
+    js: &jetstream::Context,
+    want: stream::Config,
+    strict: bool,
+) -> Result<stream::Info, ProvisionError> {
+    let name = want.name.clone();
+    let have = match js.get_stream(&name).await {
+        Ok(stream) => stream.cached_info().clone(),
+        Err(err) if is_not_found(&err) => {
+            let created =
+                js.create_stream(want)
+                    .await
+                    .map_err(|source| ProvisionError::Create {
+                        name: name.clone(),
+                        source,
+                    })?;
+            tracing::info!(stream = %name, "stream created");
+            return Ok(created.cached_info().clone());
+        }
+        Err(source) => return Err(ProvisionError::Lookup { name, source }),
+    };
+    let diff = stream_differences(&have.config, &want);
+    if diff.is_empty() {
+        return Ok(have);
+    }
+    match js.update_stream(&want).await {
+        Ok(info) => {
+            tracing::info!(stream = %name, changed = ?diff, "stream updated");
+            Ok(info)
+        }
+        Err(source) if strict => Err(ProvisionError::Update {
+            name,
+            differs: diff,
+            source,
+        }),
+        Err(err) => {
+            tracing::warn!(
+                stream = %name, differs = ?diff, error = %crate::error_chain(&err),
+                "stream differs from the configured settings and could not be updated; \
+                 going on with its current settings (run `herald provision` with the admin \
+                 NATS identity to apply them)"
+            );
+            Ok(have)
+        }
+    }
+}
+
+/// The KV bucket `want.bucket`, created or updated to `want` (see [`provision`]).
+async fn ensure_bucket(js: &jetstream::Context, want: kv::Config) -> Result<(), ProvisionError> {
+    let stream_name = format!("KV_{}", want.bucket);
+    let have = match js.get_stream(&stream_name).await {
+        Ok(stream) => stream.cached_info().config.clone(),
+        Err(err) if is_not_found(&err) => {
+            js.create_key_value(want)
+                .await
+                .map_err(ProvisionError::Bucket)?;
+            tracing::info!(bucket = STATS_BUCKET, "KV bucket created");
+            return Ok(());
+        }
+        Err(source) => {
+            return Err(ProvisionError::Lookup {
+                name: stream_name,
+                source,
+            });
+        }
+    };
+    let mut diff = Vec::new();
+    if have.max_messages_per_subject != want.history {
+        diff.push("history");
+    }
+    if have.num_replicas != want.num_replicas.max(1) {
+        diff.push("num_replicas");
+    }
+    if have.storage != want.storage {
+        diff.push("storage");
+    }
+    if diff.is_empty() {
+        return Ok(());
+    }
+    if let Err(err) = js.update_key_value(want).await {
+        tracing::warn!(
+            bucket = STATS_BUCKET, differs = ?diff, error = %crate::error_chain(&err),
+            "KV bucket differs from the configured settings and could not be updated; going on \
+             with its current settings (run `herald provision` with the admin NATS identity)"
+        );
+    }
+    Ok(())
+}
+
+/// Whether a lookup failed because the stream does not exist.
+fn is_not_found(err: &jetstream::context::GetStreamError) -> bool {
+    matches!(
+        err.kind(),
+        jetstream::context::GetStreamErrorKind::JetStream(e)
+            if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+    )
+}
+
+/// The settings Herald configures on which `have` differs from `want`.
+fn stream_differences(have: &stream::Config, want: &stream::Config) -> Vec<&'static str> {
+    let mut diff = Vec::new();
+    let mut check = |field: &'static str, same: bool| {
+        if !same {
+            diff.push(field);
+        }
+    };
+    check("subjects", have.subjects == want.subjects);
+    check("retention", have.retention == want.retention);
+    check("discard", have.discard == want.discard);
+    check("storage", have.storage == want.storage);
+    check("max_age", have.max_age == want.max_age);
+    // The server reports an unset (0) limit as -1.
+    let limit = |v: i64| if v == 0 { -1 } else { v };
+    check("max_bytes", limit(have.max_bytes) == limit(want.max_bytes));
+    check(
+        "max_messages",
+        limit(have.max_messages) == limit(want.max_messages),
+    );
+    check(
+        "duplicate_window",
+        have.duplicate_window == want.duplicate_window,
+    );
+    check(
+        "num_replicas",
+        have.num_replicas == want.num_replicas.max(1),
+    );
+    check("allow_direct", have.allow_direct == want.allow_direct);
+    check("description", have.description == want.description);
+    diff
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_configured_stream_has_no_differences() {
+        let s = StreamSettings::default();
+        assert!(stream_differences(&s.events_config(), &s.events_config()).is_empty());
+        let longer = StreamSettings {
+            max_age: Duration::from_secs(1),
+            replicas: 3,
+            ..StreamSettings::default()
+        };
+        assert_eq!(
+            stream_differences(&s.events_config(), &longer.events_config()),
+            ["max_age", "num_replicas"]
+        );
+    }
+
+    #[test]
+    fn a_limit_the_server_reports_as_unset_is_no_difference() {
+        // HERALD_DLQ leaves max_bytes and max_messages at 0; the server answers -1. Counting
+        // that as a difference made every service try STREAM.UPDATE (refused to them).
+        let s = StreamSettings::default();
+        let mut served = s.dlq_config();
+        served.max_bytes = -1;
+        served.max_messages = -1;
+        assert!(stream_differences(&served, &s.dlq_config()).is_empty());
+    }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 
 use crate::NatsServer;
+use crate::nats::{Identities, Options, ROUTE_USER, deploy_conf};
 
 /// The cluster's name (`--cluster_name`).
 pub const CLUSTER_NAME: &str = "herald";
@@ -25,6 +26,11 @@ const PROBE_STREAM: &str = "HERALD_CLUSTER_PROBE";
 /// A running JetStream cluster. Every process is killed and every store deleted on drop.
 pub struct NatsCluster {
     nodes: Vec<NatsServer>,
+    identities: Option<Identities>,
+    /// Each node's cluster (route) port, for deploy/ clusters.
+    route_ports: Vec<u16>,
+    /// The generated node configs (deploy/ clusters), deleted on drop.
+    _confs: Option<tempfile::TempDir>,
 }
 
 impl NatsCluster {
@@ -57,9 +63,68 @@ impl NatsCluster {
             }
             nodes.push(NatsServer::start_with_args(args).await);
         }
-        let cluster = Self { nodes };
+        let cluster = Self {
+            nodes,
+            identities: None,
+            route_ports: cluster_ports,
+            _confs: None,
+        };
         cluster.wait_for_jetstream(size).await;
         cluster
+    }
+
+    /// Starts `size` nodes from the real `deploy/nats/cluster.conf` (identities and
+    /// permissions from `deploy/nats/auth.conf`, authenticated routes), with fresh random
+    /// passwords. Only the cluster port is rewritten (to a free loopback port); the route
+    /// URLs come from the environment, as in docker-compose.cluster.yml.
+    pub async fn start_deploy(size: usize) -> Self {
+        assert!(
+            (1..=3).contains(&size),
+            "deploy/nats/cluster.conf names three nodes"
+        );
+        let identities = Identities::random();
+        let confs = tempfile::Builder::new()
+            .prefix("herald-nats-conf-")
+            .tempdir()
+            .expect("a temp dir for node configs");
+        let text = std::fs::read_to_string(deploy_conf("cluster.conf")).expect("cluster.conf");
+        let ports = free_ports(3);
+        let mut nodes = Vec::with_capacity(size);
+        for i in 0..size {
+            let dir = confs.path().join(Self::name(i));
+            std::fs::create_dir_all(&dir).expect("a node config dir");
+            for include in ["auth.conf", "tls.conf"] {
+                std::fs::copy(deploy_conf(include), dir.join(include)).expect("copy an include");
+            }
+            // (NatsServer copies this directory again, pointing store_dir at its store.)
+            let conf = dir.join("cluster.conf");
+            std::fs::write(&conf, node_conf(&text, &ports, i)).expect("write a node config");
+            let opts = Options {
+                args: vec!["-n".to_owned(), Self::name(i)],
+                config: Some(conf),
+                env: route_urls(&identities, &ports),
+                identities: Some(identities.clone()),
+            };
+            nodes.push(NatsServer::start_with(opts).await);
+        }
+        let cluster = Self {
+            nodes,
+            identities: Some(identities),
+            route_ports: ports[..size].to_vec(),
+            _confs: Some(confs),
+        };
+        cluster.wait_for_jetstream(size).await;
+        cluster
+    }
+
+    /// Node `i`'s cluster (route) port.
+    pub fn route_port(&self, i: usize) -> u16 {
+        self.route_ports[i]
+    }
+
+    /// The identities of a deploy/ cluster.
+    pub fn identities(&self) -> Option<&Identities> {
+        self.identities.as_ref()
     }
 
     /// Waits until a stream with `replicas` replicas can be created (then deletes it).
@@ -135,8 +200,11 @@ impl NatsCluster {
     /// A client that knows every node (and fails over between them).
     pub async fn client(&self) -> async_nats::Client {
         let urls: Vec<String> = self.nodes.iter().map(NatsServer::url).collect();
-        async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
+        let opts = match &self.identities {
+            Some(ids) => ids.connect_options("admin"),
+            None => async_nats::ConnectOptions::new(),
+        };
+        opts.retry_on_initial_connect()
             .connect(urls)
             .await
             .expect("connect to the test cluster")
@@ -174,6 +242,38 @@ impl NatsCluster {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// `deploy/nats/cluster.conf` for node `i`: its cluster port on loopback.
+fn node_conf(text: &str, ports: &[u16], i: usize) -> String {
+    let out = text.replacen(
+        "  port: 6222",
+        &format!("  host: 127.0.0.1\n  port: {}", ports[i]),
+        1,
+    );
+    assert!(
+        !out.contains("port: 6222"),
+        "the cluster port rewritten:\n{out}"
+    );
+    out
+}
+
+/// `HERALD_NATS_ROUTE_URL_<k>`: what docker-compose.cluster.yml composes from deploy/.env,
+/// pointing at the loopback cluster ports.
+fn route_urls(ids: &Identities, ports: &[u16]) -> Vec<(String, String)> {
+    ports
+        .iter()
+        .enumerate()
+        .map(|(k, port)| {
+            (
+                format!("HERALD_NATS_ROUTE_URL_{}", k + 1),
+                format!(
+                    "nats-route://{ROUTE_USER}:{}@127.0.0.1:{port}",
+                    ids.route_password()
+                ),
+            )
+        })
+        .collect()
 }
 
 /// `n` distinct free loopback ports, held together and released together.

@@ -4,6 +4,10 @@
 //! on …") and readiness from "Server is ready", both awaited with a deadline: no sleeping.
 //! Tests stop, kill and restart the server (on the same port and store) to simulate outages.
 //! The process is killed and the store deleted on drop.
+//!
+//! [`NatsServer::start_deploy`] starts the server from the real `deploy/nats/single.conf`
+//! (its identities and permissions from `deploy/nats/auth.conf`), only the ports and store
+//! overridden on the command line, with fresh random passwords ([`Identities`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -23,8 +27,167 @@ pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     store: tempfile::TempDir,
-    args: Vec<String>,
+    /// The copied config (see [`Options::config`]), deleted on drop.
+    conf: Option<(tempfile::TempDir, PathBuf)>,
+    opts: Options,
     log: Arc<Mutex<Vec<String>>>,
+}
+
+/// How to start a [`NatsServer`] beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Extra command-line arguments (e.g. `--cluster …`).
+    pub args: Vec<String>,
+    /// A config file (`-c`). It is copied, with every `*.conf` of its directory (its
+    /// includes), into a temp dir, its `store_dir:` line pointing at the temp store; the port,
+    /// address and monitoring port are set on the command line, which wins over the file.
+    pub config: Option<PathBuf>,
+    /// The users and passwords the config file reads from the environment; test clients
+    /// connect as `admin`.
+    pub identities: Option<Identities>,
+    /// More environment variables for the config file (e.g. route URLs).
+    pub env: Vec<(String, String)>,
+}
+
+/// The identities of `deploy/nats/auth.conf`.
+pub const USERS: [&str; 5] = ["admin", "ingest", "gateway", "notifier", "stats"];
+
+/// Random passwords for every identity of `deploy/nats/auth.conf`, and for cluster routes.
+#[derive(Debug, Clone)]
+pub struct Identities {
+    passwords: Vec<(&'static str, String)>,
+    route_password: String,
+}
+
+/// The user name cluster routes authenticate with.
+pub const ROUTE_USER: &str = "route";
+
+impl Identities {
+    /// Fresh random passwords (128 bits each).
+    pub fn random() -> Self {
+        Self {
+            passwords: USERS.iter().map(|u| (*u, random_secret())).collect(),
+            route_password: random_secret(),
+        }
+    }
+
+    /// `user`'s password (panics on a user `deploy/nats/auth.conf` does not have).
+    pub fn password(&self, user: &str) -> &str {
+        self.passwords
+            .iter()
+            .find(|(u, _)| *u == user)
+            .map(|(_, p)| p.as_str())
+            .unwrap_or_else(|| panic!("no NATS identity {user}"))
+    }
+
+    /// The routes' password.
+    pub fn route_password(&self) -> &str {
+        &self.route_password
+    }
+
+    /// The variables the deploy/ NATS configs read: `HERALD_NATS_<USER>_PASSWORD`,
+    /// `HERALD_NATS_ROUTE_USER`, `HERALD_NATS_ROUTE_PASSWORD` (what `deploy/.env` holds).
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = self
+            .passwords
+            .iter()
+            .map(|(u, p)| {
+                (
+                    format!("HERALD_NATS_{}_PASSWORD", u.to_ascii_uppercase()),
+                    p.clone(),
+                )
+            })
+            .collect();
+        env.push(("HERALD_NATS_ROUTE_USER".into(), ROUTE_USER.into()));
+        env.push((
+            "HERALD_NATS_ROUTE_PASSWORD".into(),
+            self.route_password.clone(),
+        ));
+        env
+    }
+
+    /// A service's `[nats]` settings as `user` on `url`: user, password and its own inbox
+    /// prefix (`_INBOX_<user>`), as the compose files set them.
+    pub fn nats_config(&self, user: &str, url: &str) -> herald_core::nats::NatsConfig {
+        herald_core::nats::NatsConfig {
+            url: url.to_owned(),
+            user: Some(user.to_owned()),
+            password: Some(herald_core::secret::Secret::new(self.password(user))),
+            inbox_prefix: format!("_INBOX_{user}"),
+            ..Default::default()
+        }
+    }
+
+    /// The `HERALD_NATS__*` variables for a service binary connecting as `user`.
+    pub fn service_env(&self, user: &str) -> Vec<(String, String)> {
+        vec![
+            ("HERALD_NATS__USER".into(), user.to_owned()),
+            (
+                "HERALD_NATS__PASSWORD".into(),
+                self.password(user).to_owned(),
+            ),
+            ("HERALD_NATS__INBOX_PREFIX".into(), format!("_INBOX_{user}")),
+        ]
+    }
+
+    /// Connect options for `user` (with its inbox prefix).
+    pub fn connect_options(&self, user: &str) -> async_nats::ConnectOptions {
+        async_nats::ConnectOptions::with_user_and_password(
+            user.to_owned(),
+            self.password(user).to_owned(),
+        )
+        .custom_inbox_prefix(format!("_INBOX_{user}"))
+    }
+}
+
+/// 32 hex digits from the OS's random source.
+fn random_secret() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .expect("read /dev/urandom");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Copies `config` and the other `*.conf` files of its directory into a temp dir, with the
+/// main file's `store_dir:` set to `store` (nats-server refuses `-sd` next to a `store_dir`).
+fn copy_config(config: &Path, store: &Path) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix("herald-nats-conf-")
+        .tempdir()
+        .expect("a temp config dir");
+    let src = config.parent().expect("a config file's directory");
+    for entry in std::fs::read_dir(src).expect("read the config's directory") {
+        let path = entry.expect("a directory entry").path();
+        if path.extension().is_some_and(|e| e == "conf") {
+            std::fs::copy(
+                &path,
+                dir.path().join(path.file_name().expect("a file name")),
+            )
+            .expect("copy a config file");
+        }
+    }
+    let text = std::fs::read_to_string(config).expect("read the config");
+    let store_line = format!("  store_dir: \"{}\"", store.display());
+    let text: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("store_dir:") {
+                store_line.clone()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    let main = dir.path().join(config.file_name().expect("a file name"));
+    std::fs::write(&main, text.join("\n")).expect("write the config");
+    (dir, main)
+}
+
+/// A file under the workspace's `deploy/nats/`.
+pub fn deploy_conf(name: &str) -> PathBuf {
+    crate::workspace_root().join("deploy/nats").join(name)
 }
 
 /// The `nats-server` binary: `$HERALD_NATS_SERVER`, else `.venv/bin/nats-server` in the
@@ -48,6 +211,31 @@ impl NatsServer {
 
     /// Starts a server with extra command-line arguments (e.g. `--cluster …`).
     pub async fn start_with_args(args: Vec<String>) -> Self {
+        Self::start_with(Options {
+            args,
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Starts a server from the real `deploy/nats/single.conf` (no anonymous access, one
+    /// identity per service), with fresh random passwords; [`client`](Self::client) is admin.
+    pub async fn start_deploy() -> Self {
+        Self::start_with(Options {
+            config: Some(deploy_conf("single.conf")),
+            identities: Some(Identities::random()),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// The identities the server was started with, if it runs a deploy/ config.
+    pub fn identities(&self) -> Option<&Identities> {
+        self.opts.identities.as_ref()
+    }
+
+    /// Starts a server with `opts`.
+    pub async fn start_with(opts: Options) -> Self {
         let store = tempfile::Builder::new()
             .prefix("herald-nats-")
             .tempdir()
@@ -55,8 +243,9 @@ impl NatsServer {
         let mut server = Self {
             child: None,
             port: 0,
+            conf: opts.config.as_deref().map(|c| copy_config(c, store.path())),
             store,
-            args,
+            opts,
             log: Arc::default(),
         };
         server.spawn(None).await;
@@ -67,13 +256,22 @@ impl NatsServer {
         let bin = binary();
         let port_arg = port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
         let mut cmd = Command::new(&bin);
-        cmd.args(["-js", "-a", "127.0.0.1", "-p", &port_arg, "-sd"])
-            .arg(self.store.path());
+        if let Some((_, config)) = &self.conf {
+            // The file's own ports are overridden below; a random monitoring port.
+            cmd.arg("-c").arg(config).args(["-m", "-1"]);
+        } else {
+            cmd.arg("-sd").arg(self.store.path());
+        }
+        if let Some(ids) = &self.opts.identities {
+            cmd.envs(ids.env());
+        }
+        cmd.envs(self.opts.env.iter().cloned());
+        cmd.args(["-js", "-a", "127.0.0.1", "-p", &port_arg]);
         // A cluster names each node itself (names must be unique in a JetStream cluster).
-        if !self.args.iter().any(|a| a == "-n" || a == "--name") {
+        if !self.opts.args.iter().any(|a| a == "-n" || a == "--name") {
             cmd.args(["-n", "herald-test"]);
         }
-        cmd.args(&self.args)
+        cmd.args(&self.opts.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -177,11 +375,28 @@ impl NatsServer {
         self.spawn(Some(port)).await;
     }
 
-    /// Connects a plain client (for test assertions).
+    /// Connects a client for test assertions: anonymous, or `admin` on a deploy/ config.
     pub async fn client(&self) -> async_nats::Client {
-        async_nats::connect(self.url())
+        let opts = match &self.opts.identities {
+            Some(ids) => ids.connect_options("admin"),
+            None => async_nats::ConnectOptions::new(),
+        };
+        opts.connect(self.url())
             .await
             .expect("connect to the test nats-server")
+    }
+
+    /// Connects as `user` of a deploy/ config (with its inbox prefix); the error if refused.
+    pub async fn client_as(
+        &self,
+        user: &str,
+    ) -> Result<async_nats::Client, async_nats::ConnectError> {
+        let ids = self
+            .opts
+            .identities
+            .as_ref()
+            .expect("client_as needs a server started from a deploy/ config");
+        ids.connect_options(user).connect(self.url()).await
     }
 
     /// A JetStream context on a fresh client.

@@ -6,7 +6,7 @@
 //! | [`demo`] | `herald up --demo`: Sequin-style traffic for a fake `leads` table |
 //! | [`token`] | `herald token`: mint a gateway JWT |
 //! | [`send`] | `herald send`: sign a payload with any scheme and post it |
-//! | [`ops`] | `herald tail`, `herald dlq list|replay` |
+//! | [`ops`] | `herald tail`, `herald dlq list|replay`, `herald provision` |
 //! | [`probe`] | `herald probe`: the container healthcheck |
 //! | [`nats_server`] | spawning the local nats-server |
 //! | [`dev`] | the demo tenant, sources and keys used when nothing is configured |

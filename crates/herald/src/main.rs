@@ -28,6 +28,8 @@ enum Command {
     /// List or re-drive the notifier's dead letters.
     #[command(subcommand)]
     Dlq(herald::ops::DlqCommand),
+    /// Create or update Herald's streams with the admin NATS identity, then exit.
+    Provision(herald::ops::ProvisionArgs),
     /// GET a URL and exit 0 on 2xx (container healthchecks).
     Probe(herald::probe::ProbeArgs),
 }
@@ -40,6 +42,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Send(args) => herald::send::run(args).await,
         Command::Tail(args) => herald::ops::tail(args).await,
         Command::Dlq(cmd) => herald::ops::dlq(cmd).await,
+        Command::Provision(args) => herald::ops::provision(args).await,
         Command::Probe(args) => herald::probe::run(args).await,
     }
 }

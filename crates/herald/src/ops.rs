@@ -1,4 +1,5 @@
-//! Operator commands that talk to NATS directly: `herald tail` and `herald dlq list|replay`.
+//! Operator commands that talk to NATS directly: `herald tail`, `herald dlq list|replay` and
+//! `herald provision`.
 //!
 //! They read the shared `[nats]` configuration (`--config`, `HERALD_CONFIG`, `HERALD_NATS__*`).
 
@@ -22,15 +23,20 @@ pub struct NatsArgs {
 }
 
 impl NatsArgs {
-    async fn jetstream(&self) -> anyhow::Result<jetstream::Context> {
+    /// The shared configuration: `--config`, `HERALD_CONFIG`, `HERALD_NATS__*`, `HERALD_STREAM__*`.
+    pub fn common(&self) -> anyhow::Result<CommonConfig> {
         let file = self
             .config
             .clone()
             .or_else(herald_core::config::file_from_env);
-        let common: CommonConfig = herald_core::config::load(file.as_deref(), None)?;
-        let client = async_nats::ConnectOptions::new()
-            .connection_timeout(common.nats.connect_timeout)
-            .connect(herald_core::nats::server_urls(&common.nats.url))
+        Ok(herald_core::config::load(file.as_deref(), None)?)
+    }
+
+    /// JetStream on a client with the configured credentials and TLS (`HERALD_NATS__USER`,
+    /// `HERALD_NATS__PASSWORD`, …: the admin identity on a deploy/ stack).
+    pub async fn jetstream(&self) -> anyhow::Result<jetstream::Context> {
+        let common = self.common()?;
+        let client = herald_core::nats::connect_once(&common.nats, "herald-cli")
             .await
             .with_context(|| format!("connecting to NATS at {}", common.nats.url))?;
         Ok(herald_core::nats::jetstream(client, &common.nats))
@@ -177,4 +183,30 @@ pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Options of `herald provision`.
+#[derive(Debug, clap::Args)]
+pub struct ProvisionArgs {
+    /// Where NATS is (and the `[stream]` settings: HERALD_STREAM__*).
+    #[command(flatten)]
+    pub nats: NatsArgs,
+}
+
+/// Creates or updates `HERALD_EVENTS`, `HERALD_DLQ` and `herald_stats` to the configured
+/// `[stream]` settings, then exits: run once with the admin NATS identity before the services
+/// (whose own identities may only look the streams up).
+pub async fn provision(args: ProvisionArgs) -> anyhow::Result<()> {
+    let common = args.nats.common()?;
+    let js = args.nats.jetstream().await?;
+    let provisioned = herald_core::streams::apply(&js, &common.stream)
+        .await
+        .context("provisioning Herald's streams")?;
+    println!(
+        "streams provisioned: {EVENTS_STREAM} (epoch {}), {}, KV {}",
+        provisioned.epoch,
+        herald_core::streams::DLQ_STREAM,
+        herald_core::streams::STATS_BUCKET
+    );
+    Ok(())
 }

@@ -79,9 +79,9 @@ impl TestApp {
     /// read until `want` appears in the body (at most 10 s); the status and what was read.
     pub async fn stream_until(&self, topics: &str, token: &str, want: &str) -> (u16, String) {
         use futures::StreamExt as _;
-        let nats = async_nats::connect(self.stack.nats_url())
+        let nats = herald_core::nats::connect_once(&self.stack.nats_config(), "chaos-test")
             .await
-            .expect("NATS");
+            .expect("NATS (as admin)");
         let epoch = herald_chaos::facts::epoch(&async_nats::jetstream::new(nats))
             .await
             .expect("the stream's epoch");

@@ -72,4 +72,13 @@ async fn no_secret_reaches_any_log_even_at_trace() {
     ] {
         assert!(!logs.contains(value), "{what} is in a log");
     }
+    let passwords = app.stack.nats_passwords();
+    assert_eq!(
+        passwords.len(),
+        5,
+        "the stack runs NATS with its five identities"
+    );
+    for password in passwords {
+        assert!(!logs.contains(&password), "a NATS password is in a log");
+    }
 }

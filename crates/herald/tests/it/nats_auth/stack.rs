@@ -1,0 +1,219 @@
+//! The real services, each as its own NATS identity: they wait for an admin to provision the
+//! streams (never crash-looping on a refused create), then deliver a webhook to SSE.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use herald_core::names::TenantId;
+use herald_core::secret::Secret;
+use herald_core::service::{CommonConfig, ServiceContext};
+use herald_core::streams::{self, StreamSettings};
+use herald_test_support::nats::Identities;
+use herald_test_support::{NatsServer, wait};
+use serde_json::json;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::DEADLINE;
+use crate::sse;
+
+const TENANT: &str = "acme";
+const API_KEY: &str = "auth-test-api-key";
+const JWT_SECRET: &str = "auth-test-jwt-secret-0123456789abcdef";
+
+/// Ingest, gateway, stats and notifier in-process, each as its own NATS identity.
+pub(super) struct Stack {
+    /// Ingest's address.
+    pub ingest: SocketAddr,
+    /// The gateway's address.
+    pub gateway: SocketAddr,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Stack {
+    /// Starts the services on `url` (one server or a cluster's URLs) with `settings`.
+    pub async fn start(url: &str, ids: &Identities, settings: &StreamSettings) -> Self {
+        let shutdown = CancellationToken::new();
+        let ctx = |user: &'static str| {
+            let mut common = CommonConfig {
+                nats: ids.nats_config(user, url),
+                stream: settings.clone(),
+                ..Default::default()
+            };
+            common.nats.request_timeout = Duration::from_secs(2);
+            let shutdown = shutdown.clone();
+            async move {
+                ServiceContext::connect(&common, &format!("auth-{user}"), shutdown)
+                    .await
+                    .unwrap()
+            }
+        };
+        let mut ingest_cfg = herald_ingest::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        };
+        ingest_cfg.api_keys =
+            BTreeMap::from([(TenantId::parse(TENANT).unwrap(), vec![Secret::new(API_KEY)])]);
+        let listener = herald_test_support::net::listener;
+        let ingest = herald_ingest::App::build(ingest_cfg, listener().await, ctx("ingest").await)
+            .await
+            .unwrap();
+        let mut gateway_cfg = herald_gateway::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            drain_window: Duration::ZERO,
+            ..Default::default()
+        };
+        gateway_cfg.jwt.secret = Some(Secret::new(JWT_SECRET));
+        let gateway =
+            herald_gateway::App::build(gateway_cfg, listener().await, ctx("gateway").await)
+                .await
+                .unwrap();
+        let stats_cfg = herald_stats::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        };
+        let stats = herald_stats::App::build(stats_cfg, listener().await, ctx("stats").await)
+            .await
+            .unwrap();
+        let notifier_cfg = herald_notifier::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        };
+        let notifier =
+            herald_notifier::App::build(notifier_cfg, listener().await, ctx("notifier").await)
+                .await
+                .unwrap();
+        Self {
+            ingest: ingest.local_addr(),
+            gateway: gateway.local_addr(),
+            shutdown,
+            tasks: vec![
+                tokio::spawn(async move { Ok(ingest.run_until_stopped().await?) }),
+                tokio::spawn(async move { Ok(gateway.run_until_stopped().await?) }),
+                tokio::spawn(async move { Ok(stats.run_until_stopped().await?) }),
+                tokio::spawn(async move { Ok(notifier.run_until_stopped().await?) }),
+            ],
+        }
+    }
+
+    /// Waits until ingest and the gateway answer `/readyz` 200.
+    pub async fn wait_ready(&self) {
+        let http = reqwest::Client::new();
+        for addr in [self.ingest, self.gateway] {
+            wait::until(
+                &format!("{addr} ready"),
+                Duration::from_secs(20),
+                || async {
+                    let r = http.get(format!("http://{addr}/readyz")).send().await;
+                    r.is_ok_and(|r| r.status().is_success())
+                },
+            )
+            .await;
+        }
+    }
+
+    /// Posts one event and asserts an SSE client of its tenant receives it.
+    pub async fn delivers_a_webhook_to_sse(&self) {
+        let token = herald::token::mint(
+            JWT_SECRET,
+            "auth-test",
+            &TenantId::parse(TENANT).unwrap(),
+            &["orders".to_owned()],
+            Duration::from_secs(600),
+        )
+        .unwrap();
+        let http = reqwest::Client::new();
+        let resp = http
+            .get(format!("http://{}/v1/stream?topics=orders", self.gateway))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "the SSE stream opens");
+        let mut reader = sse::Reader::new(resp);
+        let posted = http
+            .post(format!("http://{}/v1/events", self.ingest))
+            .bearer_auth(API_KEY)
+            .json(&json!({"topic": "orders", "action": "created", "id": "o-1", "data": {"n": 1}}))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            posted.status().is_success(),
+            "ingest stores: {}",
+            posted.status()
+        );
+        let event = tokio::time::timeout(DEADLINE, async {
+            loop {
+                let msg = reader.next().await.unwrap().expect("the stream stays open");
+                if msg.event.is_none() {
+                    return msg;
+                }
+            }
+        })
+        .await
+        .expect("the event reaches the SSE client");
+        assert_eq!(event.json()["id"], "o-1");
+    }
+
+    /// Stops every service and asserts each stopped cleanly.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            let res = tokio::time::timeout(Duration::from_secs(10), task).await;
+            assert!(
+                matches!(res, Ok(Ok(Ok(())))),
+                "a service stops cleanly: {res:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn services_wait_for_admin_provisioning_and_then_deliver_with_auth_on() {
+    let nats = NatsServer::start_deploy().await;
+    let ids = nats.identities().unwrap().clone();
+    let settings = StreamSettings::default();
+    // The services start first: their identities may not create the streams, so they stay
+    // not-ready (and say why) instead of crash-looping...
+    let stack = Stack::start(&nats.url(), &ids, &settings).await;
+    let http = reqwest::Client::new();
+    let readyz = format!("http://{}/readyz", stack.ingest);
+    wait::until("ingest names the missing stream", DEADLINE, || async {
+        let Ok(resp) = http.get(&readyz).send().await else {
+            return false;
+        };
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        assert_ne!(status, 200, "not ready before provisioning: {body}");
+        body.contains("HERALD_EVENTS")
+    })
+    .await;
+    // ... until admin provisions, once.
+    streams::apply(&nats.jetstream().await, &settings)
+        .await
+        .unwrap();
+    stack.wait_ready().await;
+    stack.delivers_a_webhook_to_sse().await;
+    stack.stop().await;
+    // Before provisioning the services tried to create the streams (refused); nothing else
+    // any service did was refused (a stream that already matches is not updated).
+    let log = nats.log_tail();
+    let refused: Vec<&str> = log.lines().filter(|l| l.contains("Violation")).collect();
+    assert!(
+        refused
+            .iter()
+            .any(|l| l.contains("$JS.API.STREAM.CREATE.HERALD_EVENTS")),
+        "the services' stream creation was refused:\n{log}"
+    );
+    let unexpected: Vec<&&str> = refused
+        .iter()
+        .filter(|l| !l.contains("\"$JS.API.STREAM.CREATE.HERALD_EVENTS\""))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "no service needed more rights: {unexpected:#?}"
+    );
+}
