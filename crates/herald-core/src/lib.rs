@@ -11,6 +11,7 @@
 //! | [`cursor`] | `<seq>-<epoch>` cursors clients resume from |
 //! | [`streams`] | stream/KV specs and idempotent provisioning |
 //! | [`nats`] | connecting with retry, credentials and TLS |
+//! | [`liveness`] | the active probe that notices a silent (e.g. frozen) NATS server |
 //! | [`config`] | defaults → TOML file → `HERALD_*` environment |
 //! | [`signature`] | Standard Webhooks and HMAC-SHA256 signing and verification primitives |
 //! | [`service`] | `CommonConfig`, `ServiceContext`, `serve`: what hosts hand each service |
@@ -23,6 +24,7 @@ pub mod config;
 pub mod cursor;
 pub mod event;
 pub mod http;
+pub mod liveness;
 pub mod names;
 pub mod nats;
 pub mod secret;

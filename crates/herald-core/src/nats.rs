@@ -43,6 +43,9 @@ pub struct NatsConfig {
     /// Default 5 s.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// The liveness probe (`[nats.probe]`): how often the server is asked and how long it
+    /// has to answer. Default every 500 ms with a 1 s deadline.
+    pub probe: crate::liveness::ProbeConfig,
 }
 
 impl Default for NatsConfig {
@@ -59,6 +62,7 @@ impl Default for NatsConfig {
             tls_key_file: None,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
+            probe: crate::liveness::ProbeConfig::default(),
         }
     }
 }

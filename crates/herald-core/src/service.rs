@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::liveness::Liveness;
 use crate::nats::{self, ConnectError, NatsConfig};
 use crate::streams::StreamSettings;
 use crate::telemetry::LogConfig;
@@ -40,6 +41,8 @@ pub struct ServiceContext {
     pub streams: StreamSettings,
     /// Cancelled when the process should stop.
     pub shutdown: CancellationToken,
+    /// The verdict of the active NATS probe (one probe per context, shared by its clones).
+    pub liveness: Liveness,
 }
 
 impl ServiceContext {
@@ -51,11 +54,13 @@ impl ServiceContext {
     ) -> Result<Self, ConnectError> {
         let client = nats::connect(&common.nats, name).await?;
         let js = nats::jetstream(client.clone(), &common.nats);
+        let liveness = Liveness::spawn(js.clone(), common.nats.probe, shutdown.clone());
         Ok(Self {
             client,
             js,
             streams: common.stream.clone(),
             shutdown,
+            liveness,
         })
     }
 }
