@@ -4,6 +4,7 @@
 
 mod auth;
 mod clients;
+mod frozen;
 mod helpers;
 mod isolation;
 mod limits;
