@@ -5,6 +5,7 @@ mod helpers;
 
 mod cdc;
 mod failures;
+mod frozen;
 mod names;
 mod properties;
 mod publish_api;
