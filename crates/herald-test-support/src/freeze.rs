@@ -45,6 +45,29 @@ impl Drop for Frozen<'_> {
     }
 }
 
+/// How long NATS has been silent according to a `/readyz` reason such as
+/// `NATS did not answer within 1s (silent for 2.3s)`; `None` if it does not say.
+pub fn silent_for(reason: &str) -> Option<std::time::Duration> {
+    let secs = reason.split("(silent for ").nth(1)?.split('s').next()?;
+    secs.parse().ok().map(std::time::Duration::from_secs_f64)
+}
+
+/// Waits until the service at `readyz` (a `/readyz` URL) reports NATS silent for longer than
+/// `at_least`: a freeze held until the service itself has seen it last that long.
+pub async fn until_silent_for(http: &reqwest::Client, readyz: &str, at_least: std::time::Duration) {
+    let deadline = at_least + std::time::Duration::from_secs(20);
+    crate::wait::until_ok("`/readyz` to report NATS silent long enough", deadline, || async {
+        let resp = http.get(readyz).send().await.map_err(|e| e.to_string())?;
+        let body: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
+        let reason = body["reason"].as_str().unwrap_or_default();
+        match silent_for(reason) {
+            Some(d) if d > at_least => Ok(()),
+            _ => Err(body.to_string()),
+        }
+    })
+    .await;
+}
+
 fn signal(pid: u32, sig: &str) {
     let status = std::process::Command::new("kill")
         .args([sig, &pid.to_string()])
@@ -61,6 +84,13 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn reads_the_silence_from_a_readyz_reason() {
+        let reason = "NATS did not answer within 1s (silent for 2.3s)";
+        assert_eq!(silent_for(reason), Some(Duration::from_millis(2300)));
+        assert_eq!(silent_for("stream HERALD_EVENTS is not available"), None);
+    }
 
     #[tokio::test]
     async fn a_frozen_server_is_silent_and_answers_after_thaw() {
