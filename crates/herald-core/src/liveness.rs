@@ -247,7 +247,11 @@ mod tests {
     fn a_silence_keeps_its_start_and_ends_with_an_answer() {
         let (tx, rx) = watch::channel(NatsLiveness::Alive);
         let t0 = Instant::now();
-        record(&tx, Err(SilenceReason::NoAnswer(Duration::from_secs(1))), t0);
+        record(
+            &tx,
+            Err(SilenceReason::NoAnswer(Duration::from_secs(1))),
+            t0,
+        );
         let later = t0 + Duration::from_secs(1);
         record(&tx, Err(SilenceReason::Disconnected), later);
         assert_eq!(
@@ -258,7 +262,10 @@ mod tests {
             }
         );
         let said = rx.borrow().describe().unwrap();
-        assert!(said.starts_with("NATS is not connected (silent for "), "{said}");
+        assert!(
+            said.starts_with("NATS is not connected (silent for "),
+            "{said}"
+        );
         record(&tx, Ok(()), later);
         assert!(rx.borrow().is_alive());
         assert_eq!(rx.borrow().describe(), None);

@@ -56,15 +56,19 @@ pub fn silent_for(reason: &str) -> Option<std::time::Duration> {
 /// `at_least`: a freeze held until the service itself has seen it last that long.
 pub async fn until_silent_for(http: &reqwest::Client, readyz: &str, at_least: std::time::Duration) {
     let deadline = at_least + std::time::Duration::from_secs(20);
-    crate::wait::until_ok("`/readyz` to report NATS silent long enough", deadline, || async {
-        let resp = http.get(readyz).send().await.map_err(|e| e.to_string())?;
-        let body: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
-        let reason = body["reason"].as_str().unwrap_or_default();
-        match silent_for(reason) {
-            Some(d) if d > at_least => Ok(()),
-            _ => Err(body.to_string()),
-        }
-    })
+    crate::wait::until_ok(
+        "`/readyz` to report NATS silent long enough",
+        deadline,
+        || async {
+            let resp = http.get(readyz).send().await.map_err(|e| e.to_string())?;
+            let body: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
+            let reason = body["reason"].as_str().unwrap_or_default();
+            match silent_for(reason) {
+                Some(d) if d > at_least => Ok(()),
+                _ => Err(body.to_string()),
+            }
+        },
+    )
     .await;
 }
 
@@ -99,7 +103,10 @@ mod tests {
         let frozen = server.freeze();
         // `flush` only writes into the socket, which the kernel accepts: no liveness test.
         let flushed = tokio::time::timeout(Duration::from_millis(500), client.flush()).await;
-        assert!(matches!(flushed, Ok(Ok(()))), "flush succeeds against a frozen server");
+        assert!(
+            matches!(flushed, Ok(Ok(()))),
+            "flush succeeds against a frozen server"
+        );
         let request = client.request("$JS.API.INFO", "".into());
         let answer = tokio::time::timeout(Duration::from_millis(500), request).await;
         assert!(answer.is_err(), "a frozen server does not answer");

@@ -17,7 +17,9 @@ async fn a_frozen_nats_is_reported_degraded_then_live_and_no_event_is_lost_or_re
     let app = TestApp::spawn().await;
     let token = TestApp::token("acme", &["*"], 3600);
     let mut sse = app.sse(&token, "", None).await;
-    let before = app.publish("acme", "leads", json!({"phase": "before"})).await;
+    let before = app
+        .publish("acme", "leads", json!({"phase": "before"}))
+        .await;
     assert_eq!(sse.event().await.unwrap().seq(), before);
     // A producer connected before the freeze: its publishes wait in the socket and are
     // stored when the server resumes.
@@ -68,7 +70,10 @@ async fn a_frozen_nats_is_reported_degraded_then_live_and_no_event_is_lost_or_re
         assert_eq!(ev.event, None, "only events after `live`: {ev:?}");
         got.push(ev.seq());
     }
-    assert_eq!(got, expected, "every event once, in order, none from before");
+    assert_eq!(
+        got, expected,
+        "every event once, in order, none from before"
+    );
 }
 
 #[tokio::test]

@@ -38,7 +38,10 @@ async fn a_frozen_nats_gets_503_within_the_publish_timeout_and_the_retry_is_stor
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 503, "not ready while NATS is silent");
     let why: Value = ready.json().await.unwrap();
-    assert!(why["reason"].as_str().unwrap().contains("did not answer"), "{why}");
+    assert!(
+        why["reason"].as_str().unwrap().contains("did not answer"),
+        "{why}"
+    );
 
     frozen.thaw();
     app.wait_ready().await;
@@ -54,5 +57,8 @@ async fn a_frozen_nats_gets_503_within_the_publish_timeout_and_the_retry_is_stor
         *stored.entry(e.id.to_string()).or_default() += 1;
     }
     let expected: BTreeMap<String, u32> = (0..6).map(|i| (format!("e{i}"), 1)).collect();
-    assert_eq!(stored, expected, "every acknowledged event once, the retry once");
+    assert_eq!(
+        stored, expected,
+        "every acknowledged event once, the retry once"
+    );
 }

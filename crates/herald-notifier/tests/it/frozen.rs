@@ -49,7 +49,10 @@ async fn a_nats_frozen_longer_than_ack_wait_sends_nothing_twice_and_loses_nothin
     for n in 0..20 {
         app.publish(&lead("insert", json!({"n": n}))).await;
     }
-    wait_for("some delivered before the freeze", || app.tg.accepted().len() >= 3).await;
+    wait_for("some delivered before the freeze", || {
+        app.tg.accepted().len() >= 3
+    })
+    .await;
 
     let frozen = app.nats.freeze();
     let readyz = format!("http://{}/readyz", app.addr);
@@ -72,8 +75,15 @@ async fn a_nats_frozen_longer_than_ack_wait_sends_nothing_twice_and_loses_nothin
     wait_for("every event delivered", || markers(&app).len() == 40).await;
     // Settled: nothing left to redeliver, so no late duplicate can follow the assertion.
     herald_test_support::wait::until_ok("the consumer to settle", DEADLINE, || async {
-        let stream = app.js.get_stream("HERALD_EVENTS").await.map_err(|e| e.to_string())?;
-        let info = stream.consumer_info("notifier").await.map_err(|e| e.to_string())?;
+        let stream = app
+            .js
+            .get_stream("HERALD_EVENTS")
+            .await
+            .map_err(|e| e.to_string())?;
+        let info = stream
+            .consumer_info("notifier")
+            .await
+            .map_err(|e| e.to_string())?;
         match (info.num_pending, info.num_ack_pending) {
             (0, 0) => Ok(()),
             other => Err(format!("pending, ack pending: {other:?}")),
@@ -84,5 +94,8 @@ async fn a_nats_frozen_longer_than_ack_wait_sends_nothing_twice_and_loses_nothin
     let seen = markers(&app);
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "sent twice: {twice:?}");
-    assert_eq!(seen.keys().copied().collect::<Vec<_>>(), (0..40).collect::<Vec<_>>());
+    assert_eq!(
+        seen.keys().copied().collect::<Vec<_>>(),
+        (0..40).collect::<Vec<_>>()
+    );
 }

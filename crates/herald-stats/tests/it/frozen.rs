@@ -39,7 +39,10 @@ async fn a_nats_frozen_longer_than_ack_wait_mid_batch_keeps_counts_exact() {
     frozen.thaw();
 
     during.await.unwrap();
-    let last = *publish(&js, &leads.random(&mut rng, 50)).await.last().unwrap();
+    let last = *publish(&js, &leads.random(&mut rng, 50))
+        .await
+        .last()
+        .unwrap();
     app.wait_ready().await;
     let kv = bucket(&js).await;
     let doc = doc_at(&kv, "acme", "leads", last).await;
