@@ -135,13 +135,12 @@ impl Liveness {
         self.current().is_alive()
     }
 
-    /// Waits until the server is silent; returns at once if it is already (with the silence).
+    /// Waits until the server is silent and returns why; at once if it is already.
     /// Pending forever once the probe has stopped.
-    pub async fn silent(&mut self) -> NatsLiveness {
+    pub async fn silent(&mut self) -> SilenceReason {
         loop {
-            let now = *self.rx.borrow_and_update();
-            if !now.is_alive() {
-                return now;
+            if let NatsLiveness::Silent { reason, .. } = *self.rx.borrow_and_update() {
+                return reason;
             }
             if self.rx.changed().await.is_err() {
                 return std::future::pending().await;

@@ -19,7 +19,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig};
 use futures::StreamExt;
 use herald_core::cursor::{Cursor, Epoch};
-use herald_core::liveness::{Liveness, NatsLiveness, SilenceReason};
+use herald_core::liveness::{Liveness, SilenceReason};
 use herald_core::nats::{is_connected, provision_until_ready};
 use herald_core::streams::{self, EVENTS_STREAM, StreamSettings};
 use herald_core::subject;
@@ -114,10 +114,7 @@ impl Tail {
             // following it): the consumer is dropped and a fresh one follows after recovery.
             let followed = tokio::select! {
                 followed = self.follow(provision) => followed,
-                silence = liveness.silent() => Err(match silence {
-                    NatsLiveness::Silent { reason, .. } => TailError::Silent(reason),
-                    NatsLiveness::Alive => TailError::Disconnected,
-                }),
+                reason = liveness.silent() => Err(TailError::Silent(reason)),
             };
             match followed {
                 Ok(()) => return,
