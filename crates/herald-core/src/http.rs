@@ -100,12 +100,14 @@ async fn metrics(State(state): State<OpsState>) -> Response {
     }
 }
 
-/// Readiness of a service that needs NATS connected and Herald's streams present.
+/// Readiness of a service that needs NATS answering and Herald's streams present.
 pub struct NatsReadiness {
     /// The client whose connection state is checked.
     pub client: async_nats::Client,
     /// The JetStream context used to look the streams up.
     pub js: async_nats::jetstream::Context,
+    /// The active probe: a connected but silent (e.g. frozen) server is not ready.
+    pub liveness: crate::liveness::Liveness,
 }
 
 impl Readiness for NatsReadiness {
@@ -114,13 +116,23 @@ impl Readiness for NatsReadiness {
             if !crate::nats::is_connected(&self.client) {
                 return Err("NATS is not connected".into());
             }
+            if let Some(silence) = self.liveness.current().describe() {
+                return Err(silence);
+            }
             // A real STREAM.INFO request: a lookup that does not ask the server would say
-            // ready before the streams exist.
+            // ready before the streams exist. Bounded by the probe's deadline, so `/readyz`
+            // answers promptly when the server has just gone silent.
+            let deadline = self.liveness.deadline();
             for stream in [crate::streams::EVENTS_STREAM, crate::streams::DLQ_STREAM] {
-                self.js
-                    .get_stream(stream)
-                    .await
-                    .map_err(|_| format!("stream {stream} is not available"))?;
+                match tokio::time::timeout(deadline, self.js.get_stream(stream)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(_)) => return Err(format!("stream {stream} is not available")),
+                    Err(_) => {
+                        return Err(format!(
+                            "NATS did not answer STREAM.INFO {stream} within {deadline:?}"
+                        ));
+                    }
+                }
             }
             Ok(())
         })

@@ -11,6 +11,7 @@
 //! | [`cursor`] | `<seq>-<epoch>` cursors clients resume from |
 //! | [`streams`] | stream/KV specs and idempotent provisioning |
 //! | [`nats`] | connecting with retry, credentials and TLS |
+//! | [`liveness`] | the active probe that notices a silent (e.g. frozen) NATS server |
 //! | [`config`] | defaults → TOML file → `HERALD_*` environment |
 //! | [`signature`] | Standard Webhooks and HMAC-SHA256 signing and verification primitives |
 //! | [`serve`] | the HTTP server: header timeout, connection caps, refusals |
@@ -25,6 +26,7 @@ pub mod cursor;
 pub mod dev;
 pub mod event;
 pub mod http;
+pub mod liveness;
 pub mod names;
 pub mod nats;
 pub mod secret;

@@ -47,6 +47,9 @@ pub struct NatsConfig {
     /// the deploy/ NATS config each identity may only subscribe to `_INBOX_<user>.>`, so no
     /// service can read or forge another's JetStream replies. Default `_INBOX`.
     pub inbox_prefix: String,
+    /// The liveness probe (`[nats.probe]`): how often the server is asked and how long it
+    /// has to answer. Default every 500 ms with a 1 s deadline.
+    pub probe: crate::liveness::ProbeConfig,
 }
 
 impl Default for NatsConfig {
@@ -64,6 +67,7 @@ impl Default for NatsConfig {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
             inbox_prefix: DEFAULT_INBOX_PREFIX.into(),
+            probe: crate::liveness::ProbeConfig::default(),
         }
     }
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::liveness::Liveness;
 use crate::nats::{self, ConnectError, NatsConfig};
 use crate::serve::{HttpConfig, ServerMetrics};
 use crate::streams::StreamSettings;
@@ -42,6 +43,8 @@ pub struct ServiceContext {
     pub shutdown: CancellationToken,
     /// Header timeout and connection caps for the service's listener.
     pub http: HttpConfig,
+    /// The verdict of the active NATS probe (one probe per context, shared by its clones).
+    pub liveness: Liveness,
 }
 
 impl ServiceContext {
@@ -53,12 +56,14 @@ impl ServiceContext {
     ) -> Result<Self, ConnectError> {
         let client = nats::connect(&common.nats, name).await?;
         let js = nats::jetstream(client.clone(), &common.nats);
+        let liveness = Liveness::spawn(js.clone(), common.nats.probe, shutdown.clone());
         Ok(Self {
             client,
             js,
             streams: common.stream.clone(),
             shutdown,
             http: common.http.clone(),
+            liveness,
         })
     }
 }

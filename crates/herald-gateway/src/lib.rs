@@ -86,6 +86,7 @@ type JwksTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 struct GatewayReadiness {
     client: async_nats::Client,
+    liveness: herald_core::liveness::Liveness,
     hub: Arc<Hub>,
 }
 
@@ -94,6 +95,9 @@ impl Readiness for GatewayReadiness {
         Box::pin(async move {
             if !herald_core::nats::is_connected(&self.client) {
                 return Err("NATS is not connected".into());
+            }
+            if let Some(silence) = self.liveness.current().describe() {
+                return Err(silence);
             }
             if !self.hub.is_live() {
                 return Err("not following the event stream yet".into());
@@ -141,6 +145,7 @@ impl App {
         };
         let readiness = Arc::new(GatewayReadiness {
             client: ctx.client.clone(),
+            liveness: ctx.liveness.clone(),
             hub: Arc::clone(&hub),
         });
         let mut router = routes::router(state).merge(ops_router(Arc::new(registry), readiness));
@@ -168,6 +173,7 @@ impl App {
         };
         let tail = Tail {
             client: ctx.client.clone(),
+            liveness: ctx.liveness.clone(),
             js: ctx.js.clone(),
             settings: ctx.streams.clone(),
             hub: Arc::clone(&hub),

@@ -5,6 +5,13 @@
 //! marks the feed degraded (clients get `status`), waits for the connection, re-reads the
 //! stream's identity (a recreated stream means a new epoch: `reset` for everyone) and resumes
 //! its consumer after the last sequence it delivered, so clients miss nothing.
+//!
+//! "Away" includes a server that keeps its socket open and says nothing (frozen by SIGSTOP, a
+//! paused VM): the client still reports `Connected` for up to a few ping intervals, so the
+//! tail also follows the active probe ([`herald_core::liveness`]). When the probe reports
+//! silence the tail drops its consumer at once (clients get `degraded` within the probe's
+//! `interval + deadline`), and when the server answers again it creates a new one from its
+//! last sequence: a consumer that lived through a long freeze is never trusted to resume.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +19,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig};
 use futures::StreamExt;
 use herald_core::cursor::{Cursor, Epoch};
+use herald_core::liveness::{Liveness, SilenceReason};
 use herald_core::nats::{is_connected, provision_until_ready};
 use herald_core::streams::{self, EVENTS_STREAM, StreamSettings};
 use herald_core::subject;
@@ -45,6 +53,9 @@ pub enum TailError {
     /// The NATS connection is down.
     #[error("NATS is disconnected")]
     Disconnected,
+    /// The connection is open but the server stopped answering the liveness probe.
+    #[error("NATS is silent")]
+    Silent(#[source] SilenceReason),
     /// The stream was deleted and recreated.
     #[error("the events stream was recreated")]
     Recreated,
@@ -64,6 +75,8 @@ pub enum TailError {
 pub struct Tail {
     /// The NATS client (for its connection state).
     pub client: async_nats::Client,
+    /// The active probe (a connected server may still be silent).
+    pub liveness: Liveness,
     /// JetStream.
     pub js: jetstream::Context,
     /// What to provision.
@@ -92,11 +105,18 @@ impl Tail {
         let mut backoff = Duration::from_millis(100);
         // Provisioned just now; again only when the stream may be gone.
         let mut provision = false;
+        let mut liveness = self.liveness.clone();
         loop {
             if !self.wait_connected().await {
                 return;
             }
-            match self.follow(provision).await {
+            // A silent server ends the attempt wherever it is (setting up the consumer or
+            // following it): the consumer is dropped and a fresh one follows after recovery.
+            let followed = tokio::select! {
+                followed = self.follow(provision) => followed,
+                reason = liveness.silent() => Err(TailError::Silent(reason)),
+            };
+            match followed {
                 Ok(()) => return,
                 Err(err) => {
                     // A stalled consumer or a dropped connection only needs a new consumer:
@@ -122,17 +142,20 @@ impl Tail {
         }
     }
 
-    /// Waits until NATS is connected; `false` on shutdown.
+    /// Waits until NATS is connected and answers the probe; `false` on shutdown.
     async fn wait_connected(&self) -> bool {
         let mut tick = tokio::time::interval(self.connection_check);
+        let mut liveness = self.liveness.clone();
         loop {
-            if is_connected(&self.client) {
+            let answering = liveness.is_alive();
+            if answering && is_connected(&self.client) {
                 return true;
             }
             self.hub.set_live(false);
             tokio::select! {
                 () = self.shutdown.cancelled() => return false,
                 _ = tick.tick() => {}
+                () = liveness.alive(), if !answering => {}
             }
         }
     }

@@ -69,6 +69,7 @@ impl App {
         let readiness = NatsReadiness {
             client: ctx.client.clone(),
             js: ctx.js.clone(),
+            liveness: ctx.liveness.clone(),
         };
         let router =
             routes::router(state).merge(ops_router(registry, std::sync::Arc::new(readiness)));

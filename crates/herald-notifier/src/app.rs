@@ -144,6 +144,7 @@ impl App {
             nats: NatsReadiness {
                 client: ctx.client.clone(),
                 js: ctx.js.clone(),
+                liveness: ctx.liveness.clone(),
             },
             consumer: ready_rx,
         };

@@ -67,6 +67,7 @@ impl App {
             nats: NatsReadiness {
                 client: ctx.client.clone(),
                 js: ctx.js.clone(),
+                liveness: ctx.liveness.clone(),
             },
             consuming: Arc::clone(&consuming),
         };

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | [`cluster`] | [`cluster::NatsCluster`]: a real JetStream cluster of `nats-server` nodes on loopback, whose nodes a test can kill and restart |
 //! | [`nats`] | [`NatsServer`]: a real `nats-server -js` on a free port with a temp store, that a test can stop, kill and restart |
+//! | [`freeze`] | [`freeze::Frozen`]: a nats-server stopped with SIGSTOP (sockets open, silent) until thawed |
 //! | [`fixtures`] | the payloads and signature vectors from `fixtures/` |
 //! | [`webhook`] | building signed webhook requests for every scheme ingest accepts |
 //! | [`net`] | loopback listeners on free ports |
@@ -17,6 +18,7 @@
 pub mod cluster;
 pub mod fake;
 pub mod fixtures;
+pub mod freeze;
 pub mod nats;
 pub mod net;
 pub mod process;

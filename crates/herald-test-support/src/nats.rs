@@ -338,6 +338,11 @@ impl NatsServer {
             .join("\n")
     }
 
+    /// The server's process id, while it runs (for signals, e.g. [`NatsServer::freeze`]).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
     /// Whether the server process is running.
     pub fn is_running(&self) -> bool {
         self.child.is_some()

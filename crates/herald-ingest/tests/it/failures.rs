@@ -259,9 +259,16 @@ async fn readiness_asks_the_server_whether_the_streams_exist() {
     let nats = herald_test_support::NatsServer::start().await;
     let client = nats.client().await;
     let js = async_nats::jetstream::new(client.clone());
+    let mut liveness = herald_core::liveness::Liveness::spawn(
+        js.clone(),
+        Default::default(),
+        tokio_util::sync::CancellationToken::new(),
+    );
+    liveness.alive().await;
     let readiness = NatsReadiness {
         client,
         js: js.clone(),
+        liveness,
     };
     let err = readiness
         .check()

@@ -7,6 +7,7 @@ mod migration;
 mod cdc;
 mod dedup;
 mod failures;
+mod frozen;
 mod names;
 mod properties;
 mod publish_api;

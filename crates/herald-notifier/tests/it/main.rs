@@ -4,6 +4,7 @@
 mod crash;
 mod delivery;
 mod dlq;
+mod frozen;
 mod helpers;
 mod load;
 mod ops;

@@ -6,6 +6,7 @@ mod helpers;
 
 mod counting;
 mod exactly_once;
+mod frozen;
 mod ops;
 mod property;
 mod rebuild;
