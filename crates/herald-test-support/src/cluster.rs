@@ -37,6 +37,22 @@ impl NatsCluster {
     /// Starts `size` nodes (`n1`…`n<size>`) routed to each other, and waits until JetStream
     /// can create a stream with `size` replicas.
     pub async fn start(size: usize) -> Self {
+        Self::start_inner(size, None).await
+    }
+
+    /// Like [`start`](Self::start), but node `from` dials node `to` at the route URL
+    /// `route(from, to, to_cluster_port)` returns, e.g. a TCP proxy's (to cut the link in a
+    /// test). No node advertises a reachable route address, so nodes never dial each other
+    /// directly: every route between two nodes passes one of the two URLs of that pair.
+    pub async fn start_routed(size: usize, route: impl FnMut(usize, usize, u16) -> String) -> Self {
+        Self::start_inner(size, Some(Box::new(route))).await
+    }
+
+    #[allow(clippy::type_complexity)]
+    async fn start_inner(
+        size: usize,
+        mut route: Option<Box<dyn FnMut(usize, usize, u16) -> String + '_>>,
+    ) -> Self {
         assert!(size >= 1, "a cluster has at least one node");
         // Routes name every node's cluster port up front, so those ports are chosen first.
         // Binding them all at once and releasing them together leaves only a tiny window in
@@ -46,8 +62,12 @@ impl NatsCluster {
         for (i, port) in cluster_ports.iter().enumerate() {
             let routes: Vec<String> = cluster_ports
                 .iter()
-                .filter(|p| *p != port)
-                .map(|p| format!("nats://127.0.0.1:{p}"))
+                .enumerate()
+                .filter(|(_, p)| *p != port)
+                .map(|(j, p)| match &mut route {
+                    Some(route) => route(i, j, *p),
+                    None => format!("nats://127.0.0.1:{p}"),
+                })
                 .collect();
             let mut args = vec![
                 "-n".to_owned(),
@@ -57,6 +77,12 @@ impl NatsCluster {
                 "--cluster_name".to_owned(),
                 CLUSTER_NAME.to_owned(),
             ];
+            if route.is_some() {
+                // Gossiped route addresses would let nodes dial each other directly (an
+                // "implicit route"), around the given URLs: advertise a closed port.
+                args.push("--cluster_advertise".to_owned());
+                args.push("127.0.0.1:1".to_owned());
+            }
             if !routes.is_empty() {
                 args.push("--routes".to_owned());
                 args.push(routes.join(","));

@@ -1,0 +1,349 @@
+//! A 3-node JetStream cluster partitioned with the `HERALD_EVENTS` leader in the minority.
+//!
+//! Every route goes through a TCP proxy per ordered pair of nodes (loopback has no iptables);
+//! the partition blackholes the four links of the leader: connections stay open and silent,
+//! bytes wait in the proxy (as packets wait in a real network) and flow again on heal.
+//! A producer posts to an ingest connected to the majority side, retrying each event until
+//! 2xx; a second ingest, connected only to the isolated leader, is posted to during the
+//! partition. The promises: the majority elects a new leader and acknowledges again; the
+//! isolated leader acknowledges nothing (no quorum: 503); after heal every acknowledged
+//! event is in the stream exactly once, the old leader catches up, and an SSE client
+//! connected to the majority's gateway throughout received every event once, in order.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use herald_core::names::TenantId;
+use herald_core::streams::{EVENTS_STREAM, StreamSettings};
+use herald_test_support::cluster::NatsCluster;
+use herald_test_support::wait;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+use crate::cluster::{
+    API_KEY, EVENTS, JWT_SECRET, Seen, Services, TENANT, follow, produce, stored,
+};
+
+/// The partition starts once this many events are acknowledged.
+const CUT_AT: u64 = 40;
+/// The whole scenario's bound.
+const DEADLINE: Duration = Duration::from_secs(60);
+/// How long the majority may take to elect a new stream leader (Raft election timeouts).
+const ELECTION: Duration = Duration::from_secs(20);
+
+/// A one-way route link: a TCP proxy to a node's cluster port that can be blackholed.
+struct Link {
+    url: String,
+    cut: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Link {
+    /// A proxy to `127.0.0.1:<upstream>` (synchronous: called while the cluster starts).
+    fn start(upstream: u16) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("nats://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let listener = TcpListener::from_std(listener).unwrap();
+        let (cut, rx) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            while let Ok((down, _)) = listener.accept().await {
+                let rx = rx.clone();
+                tokio::spawn(async move {
+                    let Ok(up) = TcpStream::connect(("127.0.0.1", upstream)).await else {
+                        return;
+                    };
+                    let (down_r, down_w) = down.into_split();
+                    let (up_r, up_w) = up.into_split();
+                    tokio::join!(pump(down_r, up_w, rx.clone()), pump(up_r, down_w, rx));
+                });
+            }
+        });
+        Self { url, cut, task }
+    }
+
+    /// Blackholes the link (`true`) or lets it pass again (`false`).
+    fn set_cut(&self, cut: bool) {
+        self.cut.send_replace(cut);
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies `from` to `to`, holding bytes (neither reading nor writing) while the link is cut.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut cut: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        if cut.wait_for(|c| !*c).await.is_err() {
+            return;
+        }
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if cut.wait_for(|c| !*c).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A minority-side request: when it started and ended, and its status (0: no answer).
+struct Attempt {
+    id: String,
+    started: Instant,
+    ended: Instant,
+    status: u16,
+}
+
+/// Posts distinct events to `ingest` one after another until `stop`.
+async fn produce_minority(ingest: SocketAddr, stop: Arc<AtomicBool>) -> Vec<Attempt> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let mut attempts = Vec::new();
+    for n in 0.. {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let id = format!("min-{n:04}");
+        let body = json!({"topic": "leads", "action": "insert", "id": id, "data": {"n": n}});
+        let started = Instant::now();
+        let resp = http
+            .post(format!("http://{ingest}/v1/events"))
+            .bearer_auth(API_KEY)
+            .json(&body)
+            .send()
+            .await;
+        let status = resp.map_or(0, |r| r.status().as_u16());
+        attempts.push(Attempt {
+            id,
+            started,
+            ended: Instant::now(),
+            status,
+        });
+    }
+    attempts
+}
+
+fn urls(cluster: &NatsCluster, nodes: &[usize]) -> String {
+    let urls: Vec<String> = nodes.iter().map(|i| cluster.node(*i).url()).collect();
+    urls.join(",")
+}
+
+#[tokio::test]
+async fn a_partitioned_stream_leader_acknowledges_nothing_and_no_acknowledged_event_is_lost() {
+    herald_core::telemetry::init_for_tests();
+    let outcome = tokio::time::timeout(DEADLINE, scenario()).await;
+    assert!(outcome.is_ok(), "the scenario finishes within {DEADLINE:?}");
+}
+
+async fn scenario() {
+    let started = Instant::now();
+    let mut links: HashMap<(usize, usize), Link> = HashMap::new();
+    let cluster = NatsCluster::start_routed(3, |from, to, port| {
+        let link = Link::start(port);
+        let url = link.url.clone();
+        links.insert((from, to), link);
+        url
+    })
+    .await;
+    let cluster_up = started.elapsed();
+    let settings = StreamSettings {
+        replicas: 3,
+        ..StreamSettings::default()
+    };
+    let js = cluster.jetstream().await;
+    herald_core::streams::provision(&js, &settings)
+        .await
+        .expect("R3 streams on the cluster");
+    let leader = cluster
+        .stream_leader(&js, EVENTS_STREAM)
+        .await
+        .expect("a stream leader");
+    let majority: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let services = Services::start_on(
+        urls(&cluster, &majority),
+        &settings,
+        urls(&cluster, &majority),
+    )
+    .await;
+    let minority = Services::start_on(
+        urls(&cluster, &[leader]),
+        &settings,
+        urls(&cluster, &[leader]),
+    )
+    .await;
+    let majority_js = async_nats::jetstream::new(
+        async_nats::ConnectOptions::new()
+            .connect(
+                majority
+                    .iter()
+                    .map(|i| cluster.node(*i).url())
+                    .collect::<Vec<_>>(),
+            )
+            .await
+            .unwrap(),
+    );
+
+    let token = herald::token::mint(
+        JWT_SECRET,
+        "partition-test",
+        &TenantId::parse(TENANT).unwrap(),
+        &["leads".to_owned()],
+        Duration::from_secs(600),
+    )
+    .unwrap();
+    let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
+    let follower = tokio::spawn(follow(services.gateway, token, seen_tx));
+    let (progress_tx, mut progress) = watch::channel(0);
+    let producer = tokio::spawn(produce(services.ingest, progress_tx));
+
+    // Mid-flow: blackhole every link to and from the leader.
+    progress.wait_for(|n| *n >= CUT_AT).await.unwrap();
+    for ((from, to), link) in &links {
+        link.set_cut(*from == leader || *to == leader);
+    }
+    let cut_at = Instant::now();
+    let acked_at_cut = *progress.borrow();
+    let stop = Arc::new(AtomicBool::new(false));
+    let minority_producer = tokio::spawn(produce_minority(minority.ingest, Arc::clone(&stop)));
+
+    // The majority elects a new leader and acknowledges the rest of the events.
+    let new_leader = wait::until_ok("a new leader on the majority side", ELECTION, || async {
+        match cluster.stream_leader(&majority_js, EVENTS_STREAM).await {
+            Some(l) if l != leader => Ok(l),
+            other => Err(format!("leader {other:?}")),
+        }
+    })
+    .await;
+    let elected_after = cut_at.elapsed();
+    let produced = producer.await.unwrap();
+    let all_acked_after = cut_at.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    let attempts = minority_producer.await.unwrap();
+
+    // Heal, and wait until the old leader is a current replica again.
+    let healed_at = Instant::now();
+    for link in links.values() {
+        link.set_cut(false);
+    }
+    wait::until("the old leader to catch up", ELECTION, || async {
+        let Ok(mut s) = majority_js.get_stream(EVENTS_STREAM).await else {
+            return false;
+        };
+        s.info().await.is_ok_and(|i| {
+            i.cluster.as_ref().is_some_and(|c| {
+                c.replicas.len() == 2 && c.replicas.iter().all(|r| r.current && !r.offline)
+            })
+        })
+    })
+    .await;
+    let caught_up_after = healed_at.elapsed();
+
+    check(
+        &cluster,
+        &produced,
+        &attempts,
+        (cut_at, healed_at),
+        &mut seen_rx,
+    )
+    .await;
+    assert!(
+        acked_at_cut < EVENTS,
+        "events were still flowing at the cut"
+    );
+    assert!(produced.retries > 0, "the partition refused some requests");
+    follower.abort();
+    eprintln!(
+        "cluster ready in {cluster_up:?}; cut n{} after {acked_at_cut} acks; new leader n{} \
+         elected {elected_after:?} after the cut; all {EVENTS} acknowledged {all_acked_after:?} \
+         after it ({} refused and retried, longest outage {:?}); the isolated leader's ingest \
+         answered {} requests, none 2xx; caught up {caught_up_after:?} after heal",
+        leader + 1,
+        new_leader + 1,
+        produced.retries,
+        produced.longest_outage,
+        attempts.len(),
+    );
+    services.stop().await;
+    minority.stop().await;
+}
+
+/// After heal: every acknowledged event stored exactly once at its acknowledged sequence, the
+/// isolated leader acknowledged nothing while cut, and the SSE client got the stream in order.
+async fn check(
+    cluster: &NatsCluster,
+    produced: &crate::cluster::Produced,
+    attempts: &[Attempt],
+    (cut_at, healed_at): (Instant, Instant),
+    seen_rx: &mut mpsc::UnboundedReceiver<Seen>,
+) {
+    let during: Vec<&Attempt> = attempts
+        .iter()
+        .filter(|a| a.started >= cut_at && a.ended <= healed_at)
+        .collect();
+    assert!(!during.is_empty(), "the minority side was asked");
+    for a in &during {
+        assert_ne!(
+            a.status / 100,
+            2,
+            "{} acknowledged by the isolated leader",
+            a.id
+        );
+    }
+    let stored = stored(cluster).await;
+    let mut count: HashMap<&str, u32> = HashMap::new();
+    for (_, id) in &stored {
+        *count.entry(id.as_str()).or_default() += 1;
+    }
+    assert!(count.values().all(|n| *n == 1), "an event stored twice");
+    assert_eq!(produced.acked.len() as u64, EVENTS);
+    for (id, seq) in &produced.acked {
+        assert!(
+            stored.contains(&(*seq, id.clone())),
+            "{id} acknowledged at sequence {seq}, which holds it"
+        );
+    }
+    let refused_stored = during.iter().filter(|a| count.contains_key(a.id.as_str()));
+    assert_eq!(
+        refused_stored.count(),
+        0,
+        "a refused minority event was stored"
+    );
+    assert_eq!(
+        stored.len() as u64,
+        EVENTS,
+        "nothing but the acknowledged events"
+    );
+
+    let mut received = Vec::with_capacity(stored.len());
+    let mut controls = Vec::new();
+    while received.len() < stored.len() {
+        match seen_rx.recv().await.expect("the follower runs") {
+            Seen::Event(seq, id, _) => received.push((seq, id)),
+            Seen::Control(name, data) => controls.push(format!("{name} {data}")),
+        }
+    }
+    assert!(
+        !controls.iter().any(|c| c.starts_with("reset")),
+        "a reset would mean the cursor was lost: {controls:?}"
+    );
+    assert_eq!(
+        received, stored,
+        "SSE delivered the stream, in order, exactly once"
+    );
+}
