@@ -18,11 +18,10 @@ use std::time::{Duration, Instant};
 
 use herald_core::names::TenantId;
 use herald_core::streams::{EVENTS_STREAM, StreamSettings};
-use herald_test_support::cluster::NatsCluster;
+use herald_test_support::cluster::{NatsCluster, free_ports};
+use herald_test_support::proxy::{Mode, Proxy};
 use herald_test_support::wait;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use crate::cluster::{
@@ -35,70 +34,6 @@ const CUT_AT: u64 = 40;
 const DEADLINE: Duration = Duration::from_secs(60);
 /// How long the majority may take to elect a new stream leader (Raft election timeouts).
 const ELECTION: Duration = Duration::from_secs(20);
-
-/// A one-way route link: a TCP proxy to a node's cluster port that can be blackholed.
-struct Link {
-    url: String,
-    cut: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Link {
-    /// A proxy to `127.0.0.1:<upstream>` (synchronous: called while the cluster starts).
-    fn start(upstream: u16) -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let url = format!("nats://127.0.0.1:{}", listener.local_addr().unwrap().port());
-        let listener = TcpListener::from_std(listener).unwrap();
-        let (cut, rx) = watch::channel(false);
-        let task = tokio::spawn(async move {
-            while let Ok((down, _)) = listener.accept().await {
-                let rx = rx.clone();
-                tokio::spawn(async move {
-                    let Ok(up) = TcpStream::connect(("127.0.0.1", upstream)).await else {
-                        return;
-                    };
-                    let (down_r, down_w) = down.into_split();
-                    let (up_r, up_w) = up.into_split();
-                    tokio::join!(pump(down_r, up_w, rx.clone()), pump(up_r, down_w, rx));
-                });
-            }
-        });
-        Self { url, cut, task }
-    }
-
-    /// Blackholes the link (`true`) or lets it pass again (`false`).
-    fn set_cut(&self, cut: bool) {
-        self.cut.send_replace(cut);
-    }
-}
-
-impl Drop for Link {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Copies `from` to `to`, holding bytes (neither reading nor writing) while the link is cut.
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    mut cut: watch::Receiver<bool>,
-) {
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        if cut.wait_for(|c| !*c).await.is_err() {
-            return;
-        }
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        if cut.wait_for(|c| !*c).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
-            return;
-        }
-    }
-}
 
 /// A minority-side request: when it started and ended, and its status (0: no answer).
 struct Attempt {
@@ -153,14 +88,16 @@ async fn a_partitioned_stream_leader_acknowledges_nothing_and_no_acknowledged_ev
 
 async fn scenario() {
     let started = Instant::now();
-    let mut links: HashMap<(usize, usize), Link> = HashMap::new();
-    let cluster = NatsCluster::start_routed(3, |from, to, port| {
-        let link = Link::start(port);
-        let url = link.url.clone();
-        links.insert((from, to), link);
-        url
-    })
-    .await;
+    // One proxy per ordered pair of nodes: node `from` dials node `to` through it.
+    let ports = free_ports(3);
+    let mut links: HashMap<(usize, usize), Proxy> = HashMap::new();
+    for from in 0..3 {
+        for to in (0..3).filter(|t| *t != from) {
+            let upstream = SocketAddr::from(([127, 0, 0, 1], ports[to]));
+            links.insert((from, to), Proxy::start(upstream).await.unwrap());
+        }
+    }
+    let cluster = NatsCluster::start_routed(ports, |from, to| links[&(from, to)].url()).await;
     let cluster_up = started.elapsed();
     let settings = StreamSettings {
         replicas: 3,
@@ -187,7 +124,7 @@ async fn scenario() {
         urls(&cluster, &[leader]),
     )
     .await;
-    let majority_js = async_nats::jetstream::new(
+    let mut majority_js = async_nats::jetstream::new(
         async_nats::ConnectOptions::new()
             .connect(
                 majority
@@ -198,6 +135,9 @@ async fn scenario() {
             .await
             .unwrap(),
     );
+    // Short requests: a STREAM.INFO that reaches the cut leader fails fast, and the next one
+    // measures the election.
+    majority_js.set_timeout(Duration::from_secs(1));
 
     let token = herald::token::mint(
         JWT_SECRET,
@@ -215,7 +155,9 @@ async fn scenario() {
     // Mid-flow: blackhole every link to and from the leader.
     progress.wait_for(|n| *n >= CUT_AT).await.unwrap();
     for ((from, to), link) in &links {
-        link.set_cut(*from == leader || *to == leader);
+        if *from == leader || *to == leader {
+            link.set_mode(Mode::Blackhole);
+        }
     }
     let cut_at = Instant::now();
     let acked_at_cut = *progress.borrow();
@@ -239,7 +181,7 @@ async fn scenario() {
     // Heal, and wait until the old leader is a current replica again.
     let healed_at = Instant::now();
     for link in links.values() {
-        link.set_cut(false);
+        link.set_mode(Mode::Forward);
     }
     wait::until("the old leader to catch up", ELECTION, || async {
         let Ok(mut s) = majority_js.get_stream(EVENTS_STREAM).await else {
