@@ -74,6 +74,15 @@ async fn produce_minority(ingest: SocketAddr, stop: Arc<AtomicBool>) -> Vec<Atte
     attempts
 }
 
+/// Whether the stream leader reports node `name` as a current (caught-up, online) replica.
+async fn replica_current(js: &async_nats::jetstream::Context, name: &str) -> Option<bool> {
+    let mut stream = js.get_stream(EVENTS_STREAM).await.ok()?;
+    let info = stream.info().await.ok()?;
+    let cluster = info.cluster.as_ref()?;
+    let replica = cluster.replicas.iter().find(|r| r.name == name)?;
+    Some(replica.current && !replica.offline)
+}
+
 fn urls(cluster: &NatsCluster, nodes: &[usize]) -> String {
     let urls: Vec<String> = nodes.iter().map(|i| cluster.node(*i).url()).collect();
     urls.join(",")
@@ -178,20 +187,20 @@ async fn scenario() {
     stop.store(true, Ordering::SeqCst);
     let attempts = minority_producer.await.unwrap();
 
-    // Heal, and wait until the old leader is a current replica again.
+    // The majority sees the old leader as lagging; heal, and wait until it is current again.
+    let old = NatsCluster::name(leader);
+    wait::until(
+        "the majority to see the old leader lag",
+        ELECTION,
+        || async { replica_current(&majority_js, &old).await == Some(false) },
+    )
+    .await;
     let healed_at = Instant::now();
     for link in links.values() {
         link.set_mode(Mode::Forward);
     }
     wait::until("the old leader to catch up", ELECTION, || async {
-        let Ok(mut s) = majority_js.get_stream(EVENTS_STREAM).await else {
-            return false;
-        };
-        s.info().await.is_ok_and(|i| {
-            i.cluster.as_ref().is_some_and(|c| {
-                c.replicas.len() == 2 && c.replicas.iter().all(|r| r.current && !r.offline)
-            })
-        })
+        replica_current(&majority_js, &old).await == Some(true)
     })
     .await;
     let caught_up_after = healed_at.elapsed();
