@@ -184,3 +184,45 @@ impl Publisher {
         try_join_all(pending).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jetstream::context::PublishErrorKind;
+
+    fn refused(err_code: u64, description: &str) -> PublishError {
+        let refusal: jetstream::Error = serde_json::from_value(serde_json::json!({
+            "code": 503, "err_code": err_code, "description": description,
+        }))
+        .expect("a JetStream API error");
+        PublishError::Publish(jetstream::context::PublishError::with_source(
+            PublishErrorKind::Other,
+            refusal,
+        ))
+    }
+
+    #[test]
+    fn only_out_of_space_refusals_are_store_full() {
+        for (code, text) in [
+            (10023, "insufficient resources"),
+            (10002, "resource limits exceeded for account"),
+            (10047, "insufficient storage resources available"),
+            (10077, "maximum bytes exceeded"),
+            (10077, "maximum messages exceeded"),
+        ] {
+            assert!(refused(code, text).store_full().is_some(), "{code} {text}");
+        }
+        for (code, text) in [
+            (10077, "some other store failure"),
+            (10060, "expected stream does not match"),
+        ] {
+            assert!(refused(code, text).store_full().is_none(), "{code} {text}");
+        }
+        assert!(PublishError::NotConnected.store_full().is_none());
+        assert!(
+            PublishError::Timeout(Duration::from_secs(1))
+                .store_full()
+                .is_none()
+        );
+    }
+}
