@@ -8,6 +8,7 @@ use herald_core::service::{ServiceContext, serve};
 use tokio::net::TcpListener;
 
 use crate::config::{Config, ConfigError};
+use crate::full::{IngestReadiness, StoreFull};
 use crate::legacy::LegacyIndex;
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
@@ -58,6 +59,8 @@ impl App {
             cfg.publish_timeout,
             metrics.clone(),
         );
+        let full = StoreFull::new(std::time::Duration::from_secs(cfg.retry_after_secs.into()));
+        publisher = publisher.with_store_full(full.clone());
         let legacy = cfg
             .legacy_dedup_until
             .map(|until| Arc::new(LegacyIndex::new(until, ctx.streams.duplicate_window)));
@@ -66,10 +69,13 @@ impl App {
             tracing::info!(until = ?cfg.legacy_dedup_until, "honouring the old dedup key <tenant>/<id> until then");
         }
         let state = AppState::new(&cfg, publisher, metrics)?;
-        let readiness = NatsReadiness {
-            client: ctx.client.clone(),
-            js: ctx.js.clone(),
-            liveness: ctx.liveness.clone(),
+        let readiness = IngestReadiness {
+            nats: NatsReadiness {
+                client: ctx.client.clone(),
+                js: ctx.js.clone(),
+                liveness: ctx.liveness.clone(),
+            },
+            full,
         };
         let router =
             routes::router(state).merge(ops_router(registry, std::sync::Arc::new(readiness)));

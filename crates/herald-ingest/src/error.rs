@@ -35,6 +35,13 @@ pub enum ApiError {
     /// 422: valid JSON of the wrong shape.
     #[error("{0}")]
     InvalidShape(String),
+    /// 503: JetStream refused the events because its store is full (`max_file_store`, the
+    /// disk, or a stream limit). Nothing of the request was stored.
+    #[error("the event store is full; nothing was stored; retry later")]
+    StoreFull {
+        /// Seconds for `Retry-After`.
+        retry_after: u32,
+    },
     /// 503: NATS is unreachable or did not acknowledge in time.
     #[error("the event store is unavailable; retry later")]
     Unavailable {
@@ -86,7 +93,7 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::TenantMismatch(_) => StatusCode::FORBIDDEN,
             Self::InvalidShape(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable { .. } | Self::StoreFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -103,6 +110,7 @@ impl ApiError {
             Self::TenantMismatch(_) => "tenant_mismatch",
             Self::InvalidShape(_) => "invalid_shape",
             Self::Unavailable { .. } => "unavailable",
+            Self::StoreFull { .. } => "store_full",
         }
     }
 }
@@ -110,7 +118,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut resp = error_response(self.status(), self.code(), &self.to_string());
-        if let Self::Unavailable { retry_after } = self {
+        if let Self::Unavailable { retry_after } | Self::StoreFull { retry_after } = self {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
         }

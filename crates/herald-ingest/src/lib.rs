@@ -7,6 +7,7 @@
 //! | [`verify`] | Standard Webhooks / HMAC-SHA256 / bearer verification → [`verify::Verified`] |
 //! | [`formats`] | Sequin, Debezium, CloudEvents and plain JSON → [`herald_core::event::Event`]s |
 //! | [`publish`] | pipelined publishes with `Nats-Msg-Id`, then every PubAck |
+//! | [`full`] | out of space: the store-full latch and ingest's `/readyz` |
 //! | [`legacy`] | honouring the old `<tenant>/<id>` dedup key during a migration window |
 //! | [`routes`] | `POST /v1/webhooks/{source}`, `POST /v1/events` |
 //! | [`error`] | [`error::ApiError`]: one status and code per failure, JSON bodies |
@@ -17,6 +18,7 @@ pub mod app;
 pub mod config;
 pub mod error;
 pub mod formats;
+pub mod full;
 pub mod legacy;
 pub mod metrics;
 pub mod publish;

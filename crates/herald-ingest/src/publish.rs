@@ -13,6 +13,7 @@ use herald_core::event::Event;
 use herald_core::streams::EVENTS_STREAM;
 use serde::Serialize;
 
+use crate::full::StoreFull;
 use crate::legacy::LegacyIndex;
 use crate::metrics::{Metrics, SourceMetrics};
 
@@ -44,6 +45,33 @@ pub enum PublishError {
     Timeout(Duration),
 }
 
+impl PublishError {
+    /// The JetStream refusal, when the server refused because its store is out of space:
+    /// `insufficient resources` (10023: the server's `max_file_store` or the disk is
+    /// exhausted), `resource limits exceeded for account` (10002), `insufficient storage
+    /// resources` (10047), or `maximum bytes/messages exceeded` (10077, a stream with
+    /// `discard: new` at its limit). Nothing of the refused publish was stored.
+    pub fn store_full(&self) -> Option<&jetstream::Error> {
+        use jetstream::ErrorCode;
+        let Self::Publish(err) = self else {
+            return None;
+        };
+        let refusal = std::error::Error::source(err)?.downcast_ref::<jetstream::Error>()?;
+        let full = match refusal.error_code() {
+            ErrorCode::INSUFFICIENT_RESOURCES
+            | ErrorCode::ACCOUNT_RESOURCES_EXCEEDED
+            | ErrorCode::STORAGE_RESOURCES_EXCEEDED => true,
+            // 10077 wraps any store failure; only the limit ones mean "full".
+            ErrorCode::STREAM_STORE_FAILED => {
+                let text = refusal.to_string();
+                text.contains("maximum bytes") || text.contains("maximum messages")
+            }
+            _ => false,
+        };
+        full.then_some(refusal)
+    }
+}
+
 /// Publishes events and collects their acknowledgements.
 #[derive(Clone)]
 pub struct Publisher {
@@ -52,6 +80,7 @@ pub struct Publisher {
     timeout: Duration,
     metrics: Metrics,
     legacy: Option<Arc<LegacyIndex>>,
+    full: StoreFull,
 }
 
 impl Publisher {
@@ -68,12 +97,19 @@ impl Publisher {
             timeout,
             metrics,
             legacy: None,
+            full: StoreFull::new(Duration::from_secs(2)),
         }
     }
 
     /// Also honours events stored under the old dedup key, while `legacy` is active.
     pub fn with_legacy(mut self, legacy: Arc<LegacyIndex>) -> Self {
         self.legacy = Some(legacy);
+        self
+    }
+
+    /// Records "store full" refusals in `full` (which `/readyz` reads).
+    pub fn with_store_full(mut self, full: StoreFull) -> Self {
+        self.full = full;
         self
     }
 
@@ -93,7 +129,14 @@ impl Publisher {
             .await
             .map_err(|_| PublishError::Timeout(self.timeout))?;
         self.metrics.observe_publish(started.elapsed());
-        let stored = result?;
+        let stored = result.inspect_err(|err| {
+            if let Some(refusal) = err.store_full() {
+                self.full.refused(refusal.to_string());
+            }
+        })?;
+        if !stored.is_empty() {
+            self.full.stored();
+        }
         for s in &stored {
             counters.event(s.duplicate);
         }
@@ -139,5 +182,47 @@ impl Publisher {
             }));
         }
         try_join_all(pending).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jetstream::context::PublishErrorKind;
+
+    fn refused(err_code: u64, description: &str) -> PublishError {
+        let refusal: jetstream::Error = serde_json::from_value(serde_json::json!({
+            "code": 503, "err_code": err_code, "description": description,
+        }))
+        .expect("a JetStream API error");
+        PublishError::Publish(jetstream::context::PublishError::with_source(
+            PublishErrorKind::Other,
+            refusal,
+        ))
+    }
+
+    #[test]
+    fn only_out_of_space_refusals_are_store_full() {
+        for (code, text) in [
+            (10023, "insufficient resources"),
+            (10002, "resource limits exceeded for account"),
+            (10047, "insufficient storage resources available"),
+            (10077, "maximum bytes exceeded"),
+            (10077, "maximum messages exceeded"),
+        ] {
+            assert!(refused(code, text).store_full().is_some(), "{code} {text}");
+        }
+        for (code, text) in [
+            (10077, "some other store failure"),
+            (10060, "expected stream does not match"),
+        ] {
+            assert!(refused(code, text).store_full().is_none(), "{code} {text}");
+        }
+        assert!(PublishError::NotConnected.store_full().is_none());
+        assert!(
+            PublishError::Timeout(Duration::from_secs(1))
+                .store_full()
+                .is_none()
+        );
     }
 }

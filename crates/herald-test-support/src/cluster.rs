@@ -37,17 +37,40 @@ impl NatsCluster {
     /// Starts `size` nodes (`n1`…`n<size>`) routed to each other, and waits until JetStream
     /// can create a stream with `size` replicas.
     pub async fn start(size: usize) -> Self {
-        assert!(size >= 1, "a cluster has at least one node");
         // Routes name every node's cluster port up front, so those ports are chosen first.
         // Binding them all at once and releasing them together leaves only a tiny window in
         // which another process could take one; the client ports are learned from the logs.
-        let cluster_ports = free_ports(size);
+        Self::start_inner(free_ports(size), None).await
+    }
+
+    /// Like [`start`](Self::start), one node per cluster port of `cluster_ports` (see
+    /// [`free_ports`]), but node `from` dials node `to` at `route(from, to)`, e.g. the URL of
+    /// a [`Proxy`](crate::proxy::Proxy) to `127.0.0.1:<cluster_ports[to]>` (to cut the link in
+    /// a test). No node advertises a reachable route address, so nodes never dial each other
+    /// directly: every route between two nodes passes one of the two URLs of that pair.
+    pub async fn start_routed(
+        cluster_ports: Vec<u16>,
+        route: impl Fn(usize, usize) -> String,
+    ) -> Self {
+        Self::start_inner(cluster_ports, Some(&route)).await
+    }
+
+    async fn start_inner(
+        cluster_ports: Vec<u16>,
+        route: Option<&dyn Fn(usize, usize) -> String>,
+    ) -> Self {
+        let size = cluster_ports.len();
+        assert!(size >= 1, "a cluster has at least one node");
         let mut nodes = Vec::with_capacity(size);
         for (i, port) in cluster_ports.iter().enumerate() {
             let routes: Vec<String> = cluster_ports
                 .iter()
-                .filter(|p| *p != port)
-                .map(|p| format!("nats://127.0.0.1:{p}"))
+                .enumerate()
+                .filter(|(_, p)| *p != port)
+                .map(|(j, p)| match route {
+                    Some(route) => route(i, j),
+                    None => format!("nats://127.0.0.1:{p}"),
+                })
                 .collect();
             let mut args = vec![
                 "-n".to_owned(),
@@ -57,6 +80,12 @@ impl NatsCluster {
                 "--cluster_name".to_owned(),
                 CLUSTER_NAME.to_owned(),
             ];
+            if route.is_some() {
+                // Gossiped route addresses would let nodes dial each other directly (an
+                // "implicit route"), around the given URLs: advertise a closed port.
+                args.push("--cluster_advertise".to_owned());
+                args.push("127.0.0.1:1".to_owned());
+            }
             if !routes.is_empty() {
                 args.push("--routes".to_owned());
                 args.push(routes.join(","));
@@ -277,7 +306,7 @@ fn route_urls(ids: &Identities, ports: &[u16]) -> Vec<(String, String)> {
 }
 
 /// `n` distinct free loopback ports, held together and released together.
-fn free_ports(n: usize) -> Vec<u16> {
+pub fn free_ports(n: usize) -> Vec<u16> {
     let listeners: Vec<std::net::TcpListener> = (0..n)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
         .collect();

@@ -97,7 +97,8 @@ impl AppState {
         }
     }
 
-    /// Stores events, mapping any failure to 503 + `Retry-After`.
+    /// Stores events, mapping any failure to 503 + `Retry-After`: `store_full` when JetStream
+    /// refused for lack of space, else `unavailable`.
     async fn store(
         &self,
         counters: &SourceMetrics,
@@ -105,8 +106,11 @@ impl AppState {
     ) -> Result<Vec<Stored>, ApiError> {
         self.inner.publisher.publish(counters, events).await.map_err(|err| {
             tracing::warn!(error = %herald_core::error_chain(&err), events = events.len(), "events not stored; answering 503");
-            ApiError::Unavailable {
-                retry_after: self.inner.retry_after,
+            let retry_after = self.inner.retry_after;
+            if err.store_full().is_some() {
+                ApiError::StoreFull { retry_after }
+            } else {
+                ApiError::Unavailable { retry_after }
             }
         })
     }

@@ -117,8 +117,22 @@ impl TestApp {
 
     /// Ingest on a nats-server the test already started (and perhaps filled).
     pub async fn spawn_on(nats: NatsServer, cfg: Config) -> Self {
+        let common = service::common_config(&nats);
+        Self::spawn_on_with(nats, cfg, common).await
+    }
+
+    /// Ingest on `nats` with its own shared settings (e.g. stream limits).
+    pub async fn spawn_on_with(
+        nats: NatsServer,
+        cfg: Config,
+        common: herald_core::service::CommonConfig,
+    ) -> Self {
         herald_core::telemetry::init_for_tests();
-        let (ctx, shutdown) = service::context(&nats, "ingest-test").await;
+        let shutdown = CancellationToken::new();
+        let ctx =
+            herald_core::service::ServiceContext::connect(&common, "ingest-test", shutdown.clone())
+                .await
+                .unwrap();
         let app = App::build(cfg, net::listener().await, ctx).await.unwrap();
         let base = net::http_url(app.local_addr());
         let task = Some(tokio::spawn(app.run_until_stopped()));

@@ -14,3 +14,4 @@ mod publish_api;
 mod shutdown;
 mod signatures;
 mod startup;
+mod store_full;

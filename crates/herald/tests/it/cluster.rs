@@ -27,11 +27,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::sse;
 
-const TENANT: &str = "acme";
-const API_KEY: &str = "cluster-api-key";
-const JWT_SECRET: &str = "cluster-jwt-secret";
+pub(crate) const TENANT: &str = "acme";
+pub(crate) const API_KEY: &str = "cluster-api-key";
+pub(crate) const JWT_SECRET: &str = "cluster-jwt-secret";
 /// Events the producer sends in all.
-const EVENTS: u64 = 200;
+pub(crate) const EVENTS: u64 = 200;
 /// The stream leader is killed once this many events are acknowledged.
 const KILL_AT: u64 = 60;
 /// The whole scenario's bound.
@@ -41,9 +41,9 @@ const DEADLINE: Duration = Duration::from_secs(60);
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// Ingest and gateway in-process on the cluster.
-struct Services {
-    ingest: SocketAddr,
-    gateway: SocketAddr,
+pub(crate) struct Services {
+    pub(crate) ingest: SocketAddr,
+    pub(crate) gateway: SocketAddr,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
 }
@@ -51,8 +51,17 @@ struct Services {
 impl Services {
     /// Ingest gets every node's URL; the gateway gets `gateway_url`.
     async fn start(cluster: &NatsCluster, settings: &StreamSettings, gateway_url: String) -> Self {
+        Self::start_on(cluster.url(), settings, gateway_url).await
+    }
+
+    /// Ingest on `ingest_url`, the gateway on `gateway_url`.
+    pub(crate) async fn start_on(
+        ingest_url: String,
+        settings: &StreamSettings,
+        gateway_url: String,
+    ) -> Self {
         let mut common = CommonConfig::default();
-        common.nats.url = cluster.url();
+        common.nats.url = ingest_url;
         common.nats.request_timeout = Duration::from_secs(2);
         common.stream = settings.clone();
         let shutdown = CancellationToken::new();
@@ -111,7 +120,7 @@ impl Services {
         services
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.shutdown.cancel();
         for task in self.tasks {
             let res = tokio::time::timeout(Duration::from_secs(10), task).await;
@@ -134,17 +143,17 @@ async fn wait_ready(http: &reqwest::Client, addr: SocketAddr) {
 
 /// What the producer learned: each acknowledged event id with the sequence ingest reported.
 #[derive(Debug, Default)]
-struct Produced {
-    acked: Vec<(String, u64)>,
+pub(crate) struct Produced {
+    pub(crate) acked: Vec<(String, u64)>,
     /// Requests that ingest refused (or that failed) and were retried.
-    retries: u64,
+    pub(crate) retries: u64,
     /// From the first refused request to the next acknowledged one, at most.
-    longest_outage: Duration,
+    pub(crate) longest_outage: Duration,
 }
 
 /// Posts `EVENTS` events one after another, each retried with the same id until 2xx.
 /// Reports the number acknowledged so far on `progress`.
-async fn produce(ingest: SocketAddr, progress: watch::Sender<u64>) -> Produced {
+pub(crate) async fn produce(ingest: SocketAddr, progress: watch::Sender<u64>) -> Produced {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
@@ -187,7 +196,7 @@ async fn produce(ingest: SocketAddr, progress: watch::Sender<u64>) -> Produced {
 
 /// What the SSE client saw: an event's (sequence, id), or a control message's name and data.
 #[derive(Debug)]
-enum Seen {
+pub(crate) enum Seen {
     /// An event's sequence and id, and when the client received it.
     Event(u64, String, Instant),
     Control(String, String),
@@ -195,7 +204,7 @@ enum Seen {
 
 /// Follows `/v1/stream` like EventSource: on `reconnect`, end of stream or error, it
 /// reconnects with `Last-Event-ID`. Reports everything it sees on `seen`.
-async fn follow(gateway: SocketAddr, token: String, seen: mpsc::UnboundedSender<Seen>) {
+pub(crate) async fn follow(gateway: SocketAddr, token: String, seen: mpsc::UnboundedSender<Seen>) {
     let http = reqwest::Client::new();
     let mut last_id: Option<String> = None;
     loop {
@@ -238,7 +247,7 @@ async fn follow(gateway: SocketAddr, token: String, seen: mpsc::UnboundedSender<
 
 /// Every event in `HERALD_EVENTS`, in order: (sequence, event id). Retried under a deadline:
 /// right after a node died, the JetStream API may still be electing its own (meta) leader.
-async fn stored(cluster: &NatsCluster) -> Vec<(u64, String)> {
+pub(crate) async fn stored(cluster: &NatsCluster) -> Vec<(u64, String)> {
     let js = cluster.jetstream().await;
     wait::until_ok(
         "HERALD_EVENTS to be readable",

@@ -9,6 +9,7 @@ mod deploy_nats;
 mod dev_credentials;
 mod docs;
 mod nats_auth;
+mod partition;
 mod shutdown;
 mod slowloris;
 mod sse;
