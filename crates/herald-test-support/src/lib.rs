@@ -8,6 +8,7 @@
 //! | [`fixtures`] | the payloads and signature vectors from `fixtures/` |
 //! | [`webhook`] | building signed webhook requests for every scheme ingest accepts |
 //! | [`net`] | loopback listeners on free ports |
+//! | [`proxy`] | [`proxy::Proxy`]: a TCP proxy that can delay, drop, half-open or blackhole connections |
 //! | [`process`] | free ports and signals for tests that run the real binaries |
 //! | [`wait`] | waiting for a condition under a deadline |
 //! | [`service`] | the config and context to start any service on 127.0.0.1:0 |
@@ -22,6 +23,7 @@ pub mod freeze;
 pub mod nats;
 pub mod net;
 pub mod process;
+pub mod proxy;
 pub mod service;
 pub mod wait;
 pub mod webhook;
