@@ -58,9 +58,9 @@ chaos *ARGS:
     cargo build --bins -p herald-ingest -p herald-gateway -p herald-notifier -p herald-stats -p herald-chaos
     "${CARGO_TARGET_DIR:-target}/debug/herald-chaos" --duration 5m {{ARGS}}
 
-# The CI-sized chaos soak: every fault kind, ~100 s of faults, ~2 min in all.
+# The CI-sized chaos soak: every fault kind (each at least twice), 150 s of faults, ~2½ min in all.
 chaos-ci *ARGS:
-    just chaos --duration 100s --kill-every 1s..3s --pause 100ms..6s {{ARGS}}
+    just chaos --duration 150s --kill-every 1s..3s --pause 100ms..6s {{ARGS}}
 
 # Fuzz every parser facing the network (signatures, CDC formats, cursors, WebSocket frames, JWTs) for FUZZ_SECONDS each (default 60), then replay the corpus.
 fuzz *TARGETS:

@@ -1,4 +1,5 @@
 //! The chaos driver: at seeded random moments it injects one fault of a seeded random kind
+//! (each kind once in every round of the enabled kinds, in shuffled order)
 //! ([`FaultKind`]): a SIGKILL of one component — sometimes two at once — kept down for a
 //! while and restarted; a freeze (SIGSTOP/SIGCONT) of any component; a proxy mode between a
 //! service and NATS; or a full `HERALD_EVENTS`. It also notices a component that died
@@ -88,6 +89,7 @@ pub async fn run(
     } else {
         timing.kinds.clone()
     };
+    let mut bag: Vec<FaultKind> = Vec::new();
     loop {
         let pause = between(&mut rng, timing.every);
         tokio::select! {
@@ -95,7 +97,12 @@ pub async fn run(
             () = tokio::time::sleep(pause) => {}
         }
         restart_crashed(&stack, &components, began, &mut chaos).await;
-        let kind = *kinds.choose(&mut rng).unwrap_or(&FaultKind::Kill);
+        // A shuffled bag: every kind comes once in each run of `kinds.len()` rounds.
+        if bag.is_empty() {
+            bag.clone_from(&kinds);
+            bag.shuffle(&mut rng);
+        }
+        let kind = bag.pop().unwrap_or(FaultKind::Kill);
         let at_s = (began.elapsed().as_secs_f64() * 10.0).round() / 10.0;
         let start = Instant::now();
         let mut hit = Vec::new();

@@ -27,6 +27,8 @@ pub const LIVE_BOUND: Duration = Duration::from_secs(5);
 pub struct Timed {
     /// Answers from ingest (any status) checked against [`ANSWER_BOUND`].
     pub webhook_answers_checked: u64,
+    /// 503 answers (each with `Retry-After` unless a violation says otherwise).
+    pub webhook_503s: u64,
     /// Slowest answer outside an ingest freeze, in ms.
     pub webhook_answer_max_ms: u64,
     /// (client, silent NATS) pairs checked for `degraded`.
@@ -53,6 +55,7 @@ pub fn webhook_answers(log: &AnswerLog, faults: &[Fault], timed: &mut Timed) -> 
         .collect();
     let mut out = Vec::new();
     timed.webhook_answers_checked = log.answered;
+    timed.webhook_503s = log.answers.iter().filter(|a| a.status == Some(503)).count() as u64;
     for a in &log.answers {
         let end = a.began + a.took;
         if frozen.iter().any(|&(b, e)| a.began <= e && end >= b) {
@@ -161,4 +164,133 @@ pub fn degraded_then_live(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::producer::Answer;
+
+    fn fault(kind: FaultKind, component: &str, began: Instant, lasts: Duration) -> Fault {
+        Fault {
+            at_s: 0.0,
+            kind: kind.name(),
+            component: component.to_owned(),
+            down_ms: ms(lasts),
+            began,
+            ended: began + lasts,
+        }
+    }
+
+    fn answer(id: &str, began: Instant, took: Duration, status: Option<u16>, ra: bool) -> Answer {
+        Answer {
+            id: id.to_owned(),
+            began,
+            took,
+            status,
+            retry_after: ra,
+        }
+    }
+
+    #[test]
+    fn a_hang_a_503_without_retry_after_and_a_500_are_violations() {
+        let t0 = Instant::now();
+        let log = AnswerLog {
+            answered: 4,
+            answers: vec![
+                answer("evt-1", t0, Duration::from_secs(10), None, false),
+                answer("evt-2", t0, Duration::from_millis(2100), Some(503), true),
+                answer("evt-3", t0, Duration::from_millis(5), Some(503), false),
+                answer("evt-4", t0, Duration::from_millis(5), Some(500), false),
+            ],
+        };
+        let mut timed = Timed::default();
+        let kinds: Vec<_> = webhook_answers(&log, &[], &mut timed)
+            .into_iter()
+            .map(|v| v.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "webhook_answer_slow",
+                "webhook_503_without_retry_after",
+                "webhook_answer_not_503"
+            ]
+        );
+        assert_eq!(timed.webhook_answer_max_ms, 10_000);
+    }
+
+    #[test]
+    fn a_slow_answer_while_ingest_itself_was_frozen_is_excused() {
+        let t0 = Instant::now();
+        let log = AnswerLog {
+            answered: 1,
+            answers: vec![answer(
+                "evt-1",
+                t0,
+                Duration::from_secs(6),
+                Some(202),
+                false,
+            )],
+        };
+        let frozen = fault(FaultKind::Freeze, "ingest", t0, Duration::from_secs(5));
+        let mut timed = Timed::default();
+        assert!(webhook_answers(&log, &[frozen], &mut timed).is_empty());
+    }
+
+    fn client_on(gw: usize, at: Instant, statuses: &[(Duration, bool)]) -> ClientLog {
+        ClientLog {
+            connections: vec![(at, gw)],
+            statuses: statuses.iter().map(|&(d, l)| (at + d, l)).collect(),
+            ..ClientLog::default()
+        }
+    }
+
+    #[test]
+    fn degraded_too_late_or_never_live_again_are_violations() {
+        let t0 = Instant::now();
+        let began = t0 + Duration::from_secs(1);
+        let nats_frozen = fault(
+            FaultKind::Freeze,
+            "nats-server",
+            began,
+            Duration::from_secs(4),
+        );
+        let s = Duration::from_secs;
+        let good = client_on(0, t0, &[(s(2), false), (s(6), true)]);
+        let late = client_on(1, t0, &[(s(4), false), (s(6), true)]);
+        let stuck = client_on(0, t0, &[(s(2), false)]);
+        let clients = [
+            ("good".to_owned(), &good),
+            ("late".to_owned(), &late),
+            ("stuck".to_owned(), &stuck),
+        ];
+        let mut timed = Timed::default();
+        let v = degraded_then_live(&clients, &[nats_frozen], &mut timed);
+        let kinds: Vec<_> = v.iter().map(|v| v.kind).collect();
+        assert_eq!(
+            kinds,
+            ["client_not_told_degraded", "client_not_told_live"],
+            "{v:?}"
+        );
+        assert_eq!(timed.degraded_checked, 3);
+        assert_eq!(timed.degraded_max_ms, 1000);
+        assert_eq!(timed.live_max_ms, 1000);
+    }
+
+    #[test]
+    fn a_blackholed_gateway_concerns_only_its_own_clients() {
+        let t0 = Instant::now();
+        let cut = fault(
+            FaultKind::Blackhole,
+            "gateway-1",
+            t0 + Duration::from_secs(1),
+            Duration::from_secs(3),
+        );
+        let elsewhere = client_on(0, t0, &[]);
+        let clients = [("elsewhere".to_owned(), &elsewhere)];
+        let mut timed = Timed::default();
+        assert!(degraded_then_live(&clients, &[cut], &mut timed).is_empty());
+        assert_eq!(timed.degraded_checked, 0);
+    }
 }
