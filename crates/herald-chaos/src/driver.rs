@@ -79,11 +79,6 @@ pub async fn run(
     let mut chaos = Chaos::default();
     let began = Instant::now();
     let components = Component::all();
-    let services: Vec<Component> = components
-        .iter()
-        .copied()
-        .filter(|&c| c != Component::Nats)
-        .collect();
     let kinds = if timing.kinds.is_empty() {
         vec![FaultKind::Kill]
     } else {
@@ -105,60 +100,7 @@ pub async fn run(
         let kind = bag.pop().unwrap_or(FaultKind::Kill);
         let at_s = (began.elapsed().as_secs_f64() * 10.0).round() / 10.0;
         let start = Instant::now();
-        let mut hit = Vec::new();
-        let down = match kind {
-            FaultKind::Kill => {
-                let down = between(&mut rng, timing.down);
-                hit = kill_round(&stack, &components, &mut rng, down, &mut chaos, at_s).await;
-                down
-            }
-            FaultKind::Freeze => {
-                let c = *components.choose(&mut rng).unwrap_or(&Component::Nats);
-                let down = between(&mut rng, timing.pause);
-                if stack.lock().await.signal(c, "-STOP") {
-                    tracing::info!(component = %c, down = ?down, "SIGSTOP");
-                    // The freeze is the fault being injected, not a synchronisation.
-                    tokio::time::sleep(down).await;
-                    stack.lock().await.signal(c, "-CONT");
-                    hit.push(c.to_string());
-                } else {
-                    chaos.not_injected.push(format!("freeze {c}: no process"));
-                }
-                down
-            }
-            FaultKind::StoreFull => {
-                let down = between(&mut rng, timing.pause);
-                tracing::info!(down = ?down, "HERALD_EVENTS full");
-                match faults::store_full(&js, down).await {
-                    Ok(()) => hit.push(herald_core::streams::EVENTS_STREAM.to_owned()),
-                    Err(e) => chaos.not_injected.push(format!("store-full: {e}")),
-                }
-                down
-            }
-            proxied => {
-                let c = *services.choose(&mut rng).unwrap_or(&Component::Ingest);
-                let down = between(&mut rng, timing.pause);
-                let mode = match proxied {
-                    FaultKind::Delay => Mode::Delay(between(
-                        &mut rng,
-                        (Duration::from_millis(20), Duration::from_millis(400)),
-                    )),
-                    FaultKind::Drop => Mode::Drop,
-                    FaultKind::HalfOpen if rng.gen_bool(0.5) => Mode::HalfOpen(Direction::ToClient),
-                    FaultKind::HalfOpen => Mode::HalfOpen(Direction::ToUpstream),
-                    _ => Mode::Blackhole,
-                };
-                tracing::info!(component = %c, ?mode, down = ?down, "proxy fault");
-                if let Some(p) = stack.lock().await.proxy(c) {
-                    p.set_mode(mode);
-                }
-                // The fault lasts this long; waiting it out is the injection itself.
-                tokio::time::sleep(down).await;
-                stack.lock().await.heal_proxies();
-                hit.push(c.to_string());
-                down
-            }
-        };
+        let (down, hit) = inject(kind, &stack, &js, &mut rng, &timing, &mut chaos, at_s).await;
         let ended = Instant::now();
         for component in hit {
             *chaos.faults_by_kind.entry(kind.name()).or_default() += 1;
@@ -173,6 +115,80 @@ pub async fn run(
         }
     }
     chaos
+}
+
+/// Injects one fault of `kind`, waits it out and ends it. Returns how long it lasted and
+/// what it hit (nothing if it could not be injected).
+async fn inject(
+    kind: FaultKind,
+    stack: &Mutex<Stack>,
+    js: &jetstream::Context,
+    rng: &mut StdRng,
+    timing: &Timing,
+    chaos: &mut Chaos,
+    at_s: f64,
+) -> (Duration, Vec<String>) {
+    let mut hit = Vec::new();
+    let components = Component::all();
+    let services: Vec<Component> = components
+        .iter()
+        .copied()
+        .filter(|&c| c != Component::Nats)
+        .collect();
+    let down = match kind {
+        FaultKind::Kill => {
+            let down = between(rng, timing.down);
+            hit = kill_round(stack, &components, rng, down, chaos, at_s).await;
+            down
+        }
+        FaultKind::Freeze => {
+            let c = *components.choose(rng).unwrap_or(&Component::Nats);
+            let down = between(rng, timing.pause);
+            if stack.lock().await.signal(c, "-STOP") {
+                tracing::info!(component = %c, down = ?down, "SIGSTOP");
+                // The freeze is the fault being injected, not a synchronisation.
+                tokio::time::sleep(down).await;
+                stack.lock().await.signal(c, "-CONT");
+                hit.push(c.to_string());
+            } else {
+                chaos.not_injected.push(format!("freeze {c}: no process"));
+            }
+            down
+        }
+        FaultKind::StoreFull => {
+            let down = between(rng, timing.pause);
+            tracing::info!(down = ?down, "HERALD_EVENTS full");
+            match faults::store_full(js, down).await {
+                Ok(()) => hit.push(herald_core::streams::EVENTS_STREAM.to_owned()),
+                Err(e) => chaos.not_injected.push(format!("store-full: {e}")),
+            }
+            down
+        }
+        proxied => {
+            let c = *services.choose(rng).unwrap_or(&Component::Ingest);
+            let down = between(rng, timing.pause);
+            let mode = match proxied {
+                FaultKind::Delay => Mode::Delay(between(
+                    rng,
+                    (Duration::from_millis(20), Duration::from_millis(400)),
+                )),
+                FaultKind::Drop => Mode::Drop,
+                FaultKind::HalfOpen if rng.gen_bool(0.5) => Mode::HalfOpen(Direction::ToClient),
+                FaultKind::HalfOpen => Mode::HalfOpen(Direction::ToUpstream),
+                _ => Mode::Blackhole,
+            };
+            tracing::info!(component = %c, ?mode, down = ?down, "proxy fault");
+            if let Some(p) = stack.lock().await.proxy(c) {
+                p.set_mode(mode);
+            }
+            // The fault lasts this long; waiting it out is the injection itself.
+            tokio::time::sleep(down).await;
+            stack.lock().await.heal_proxies();
+            hit.push(c.to_string());
+            down
+        }
+    };
+    (down, hit)
 }
 
 /// Restarts (and records as crashes) the components that died without being killed.

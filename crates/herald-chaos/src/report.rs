@@ -240,26 +240,7 @@ pub async fn run(settings: &Settings) -> Result<Report, Error> {
             detail: crash.clone(),
         });
     }
-    let mut timed = check::bounds::Timed::default();
-    let answer_log = answers.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    violations.extend(check::bounds::webhook_answers(
-        &answer_log,
-        &chaos.faults,
-        &mut timed,
-    ));
-    {
-        let logs: Vec<_> = clients
-            .iter()
-            .map(|(s, l)| (s.name.clone(), client::lock(l)))
-            .collect();
-        let refs: Vec<(String, &client::ClientLog)> =
-            logs.iter().map(|(n, g)| (n.clone(), &**g)).collect();
-        violations.extend(check::bounds::degraded_then_live(
-            &refs,
-            &chaos.faults,
-            &mut timed,
-        ));
-    }
+    let timed = timed_checks(&answers, &chaos, &clients, &mut violations);
     let mut promises: BTreeMap<&'static str, PromiseCount> = BTreeMap::new();
     for (p, n) in [
         ("webhook_stored_once", ledger.len() as u64),
@@ -315,6 +296,36 @@ pub async fn run(settings: &Settings) -> Result<Report, Error> {
         notifications,
         violations,
     })
+}
+
+/// The timed promises: webhook answers, `degraded` and `live` after NATS went silent.
+fn timed_checks(
+    answers: &producer::Answers,
+    chaos: &Chaos,
+    clients: &[(ClientSpec, SharedLog)],
+    violations: &mut Vec<Violation>,
+) -> check::bounds::Timed {
+    let mut timed = check::bounds::Timed::default();
+    let answer_log = answers.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    violations.extend(check::bounds::webhook_answers(
+        &answer_log,
+        &chaos.faults,
+        &mut timed,
+    ));
+    {
+        let logs: Vec<_> = clients
+            .iter()
+            .map(|(s, l)| (s.name.clone(), client::lock(l)))
+            .collect();
+        let refs: Vec<(String, &client::ClientLog)> =
+            logs.iter().map(|(n, g)| (n.clone(), &**g)).collect();
+        violations.extend(check::bounds::degraded_then_live(
+            &refs,
+            &chaos.faults,
+            &mut timed,
+        ));
+    }
+    timed
 }
 
 fn round(s: f64) -> f64 {
