@@ -53,14 +53,14 @@ bench-quick:
     cargo build --release -p herald-gateway -p herald-bench
     ulimit -n 4096 && "${CARGO_TARGET_DIR:-target}/release/herald-bench" quick
 
-# Chaos soak (~5 min): the real binaries under load while every component, nats-server included, is SIGKILLed and restarted; JSON report, exit 1 on any violation. ARGS: --seed N to replay.
+# Chaos soak (~5 min): the real binaries under load while every component, nats-server included, is SIGKILLed, frozen (SIGSTOP), cut off from NATS by a proxy (delay/drop/half-open/blackhole), or its stream fills; JSON report, exit 1 on any violation. ARGS: --seed N to replay.
 chaos *ARGS:
     cargo build --bins -p herald-ingest -p herald-gateway -p herald-notifier -p herald-stats -p herald-chaos
     "${CARGO_TARGET_DIR:-target}/debug/herald-chaos" --duration 5m {{ARGS}}
 
-# The CI-sized chaos soak (~60 s of kills, ~90 s in all).
+# The CI-sized chaos soak: every fault kind (each at least twice), 150 s of faults, ~2½ min in all.
 chaos-ci *ARGS:
-    just chaos --duration 60s --kill-every 1s..4s {{ARGS}}
+    just chaos --duration 150s --kill-every 1s..3s --pause 100ms..6s {{ARGS}}
 
 # Fuzz every parser facing the network (signatures, CDC formats, cursors, WebSocket frames, JWTs) for FUZZ_SECONDS each (default 60), then replay the corpus.
 fuzz *TARGETS:

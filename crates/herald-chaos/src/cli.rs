@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::Settings;
+use crate::faults::FaultKind;
 
 /// Runs the real Herald binaries under load while SIGKILLing and restarting every component
 /// (nats-server included), then proves nothing was lost, duplicated or leaked.
@@ -37,6 +38,15 @@ pub struct Args {
     /// Keep the run directory (config and logs) even when the run passes.
     #[arg(long)]
     pub keep: bool,
+    /// The fault kinds to draw from, comma-separated: kill, freeze, delay, drop, half-open,
+    /// blackhole, store-full.
+    #[arg(long, value_delimiter = ',', value_parser = FaultKind::parse,
+          default_value = "kill,freeze,delay,drop,half-open,blackhole,store-full")]
+    pub faults: Vec<FaultKind>,
+    /// Shortest and longest freeze, proxy fault or full store (the longest outlasts
+    /// publish_timeout 2 s, ack_wait 5 s and the probe deadline).
+    #[arg(long, default_value = "100ms..7s", value_parser = range)]
+    pub pause: (Duration, Duration),
 }
 
 fn range(s: &str) -> Result<(Duration, Duration), String> {
@@ -74,6 +84,8 @@ impl Args {
             settle: self.settle,
             bin_dir,
             keep: self.keep,
+            faults: self.faults,
+            pause: self.pause,
         })
     }
 }

@@ -53,6 +53,27 @@ pub struct ClientLog {
     pub degraded: u32,
     /// Frames the client could not make sense of.
     pub garbled: Vec<String>,
+    /// Every `status` frame: when it arrived and whether it said `live`.
+    pub statuses: Vec<(tokio::time::Instant, bool)>,
+    /// Every connection opened: when, and to which gateway (index).
+    pub connections: Vec<(tokio::time::Instant, usize)>,
+    /// The gateway the client is connecting to now.
+    pub gateway: usize,
+}
+
+impl ClientLog {
+    fn connected(&mut self) {
+        self.connects += 1;
+        self.connections
+            .push((tokio::time::Instant::now(), self.gateway));
+    }
+
+    fn status(&mut self, live: bool) {
+        if !live {
+            self.degraded += 1;
+        }
+        self.statuses.push((tokio::time::Instant::now(), live));
+    }
 }
 
 /// A client's log, shared with the checker.
@@ -100,6 +121,7 @@ pub async fn run(
     while !stop.is_cancelled() {
         let since = lock(&log).last.unwrap_or(start);
         let base = &gateways[gw % gateways.len()];
+        lock(&log).gateway = gw % gateways.len();
         let ended = tokio::select! {
             () = stop.cancelled() => break,
             ended = async {
@@ -139,7 +161,7 @@ async fn sse(
         Ok(r) => return format!("HTTP {}", r.status()),
         Err(e) => return format!("connect: {e}"),
     };
-    lock(log).connects += 1;
+    lock(log).connected();
     let mut body = resp.bytes_stream();
     let mut buf = String::new();
     loop {
@@ -181,7 +203,7 @@ fn sse_frame(frame: &str, log: &SharedLog) {
             }
         }
         (Some("overflow"), _) => lock(log).overflows += 1,
-        (Some("status"), _) if data.contains("degraded") => lock(log).degraded += 1,
+        (Some("status"), _) => lock(log).status(!data.contains("degraded")),
         _ => {}
     }
 }
@@ -218,7 +240,7 @@ async fn ws(base: &str, spec: &ClientSpec, token: &str, since: Cursor, log: &Sha
     if let Err(e) = socket.send(Message::text(subscribe.to_string())).await {
         return format!("subscribe: {e}");
     }
-    lock(log).connects += 1;
+    lock(log).connected();
     loop {
         let msg = match tokio::time::timeout(IDLE, socket.next()).await {
             Err(_) => return "idle".into(),
@@ -248,7 +270,7 @@ async fn ws(base: &str, spec: &ClientSpec, token: &str, since: Cursor, log: &Sha
                 }
             }
             (Some("overflow"), _) => lock(log).overflows += 1,
-            (Some("status"), _) if frame["state"] == "degraded" => lock(log).degraded += 1,
+            (Some("status"), _) => lock(log).status(frame["state"] != "degraded"),
             // The gateway has not reached NATS yet and refused the subscription: try again,
             // as herald.js does.
             (Some("error"), _) if frame["code"] == "not_ready" => return "not ready".into(),

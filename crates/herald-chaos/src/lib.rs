@@ -15,6 +15,8 @@
 //! | [`stack`] | the processes: start, SIGKILL, restart, readiness |
 //! | [`producer`] | signed webhooks, retried with the same id until acknowledged |
 //! | [`client`] | SSE and WebSocket clients that resume by cursor on the other gateway |
+//! | [`config`] | the generated `herald.toml` |
+//! | [`faults`] | the fault kinds besides SIGKILL: freeze, proxy modes, a full store |
 //! | [`driver`] | the seeded chaos: what is killed when, and for how long |
 //! | [`facts`] | reading the stream, the DLQ, the stats bucket and consumer progress |
 //! | [`cli`] | the command line and its settings |
@@ -25,9 +27,11 @@
 pub mod check;
 pub mod cli;
 pub mod client;
+pub mod config;
 pub mod driver;
 pub mod error;
 pub mod facts;
+pub mod faults;
 pub mod plan;
 pub mod producer;
 pub mod report;

@@ -48,6 +48,10 @@ pub struct Settings {
     pub bin_dir: PathBuf,
     /// Keep the run directory (configs and every process's log) even when the run passes.
     pub keep: bool,
+    /// The fault kinds drawn from (empty: SIGKILL only).
+    pub faults: Vec<crate::faults::FaultKind>,
+    /// The shortest and longest freeze, proxy fault or full store.
+    pub pause: (Duration, Duration),
 }
 
 /// How a client talks to the gateway.

@@ -40,6 +40,34 @@ pub struct Sent {
 /// Every webhook sent, by event id.
 pub type Ledger = Arc<Mutex<BTreeMap<String, Sent>>>;
 
+/// One answer from ingest worth a look: slower than a second, or a 5xx, or a request that
+/// got no answer before the client's 10 s timeout (`status: None`).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The event id.
+    pub id: String,
+    /// When the request was sent.
+    pub began: tokio::time::Instant,
+    /// How long the answer took.
+    pub took: Duration,
+    /// The status; `None` for a hang (no answer within the client's timeout).
+    pub status: Option<u16>,
+    /// Whether it carried `Retry-After`.
+    pub retry_after: bool,
+}
+
+/// Every answer ingest gave, counted; the notable ones kept.
+#[derive(Debug, Default, Clone)]
+pub struct AnswerLog {
+    /// Answers received (any status), hangs included.
+    pub answered: u64,
+    /// The notable ones.
+    pub answers: Vec<Answer>,
+}
+
+/// The answer log, shared with the checker.
+pub type Answers = Arc<Mutex<AnswerLog>>;
+
 /// Posts `rate` webhooks per second over `producers` tasks until `stop` fires; then
 /// finishes (or gives up on) the ones in flight. Returns the ledger.
 pub async fn run(
@@ -47,6 +75,7 @@ pub async fn run(
     rate: u32,
     producers: usize,
     seed: u64,
+    answers: Answers,
     stop: CancellationToken,
 ) -> Ledger {
     let ledger = Ledger::default();
@@ -58,6 +87,7 @@ pub async fn run(
         .expect("a reqwest client with a timeout");
     let mut tasks = JoinSet::new();
     for p in 0..producers {
+        let answers = answers.clone();
         let (ingest, http, ledger, next_id, stop) = (
             ingest.clone(),
             http.clone(),
@@ -79,7 +109,15 @@ pub async fn run(
                 let tenant = TENANTS[rng.gen_range(0..TENANTS.len())];
                 let topic = TOPICS[rng.gen_range(0..TOPICS.len())];
                 let action = ACTIONS[rng.gen_range(0..ACTIONS.len())];
-                let sent = deliver(&http, &ingest, &id, tenant, topic, action, &stop).await;
+                let sent = deliver(
+                    &http,
+                    &ingest,
+                    &id,
+                    (tenant, topic, action),
+                    &answers,
+                    &stop,
+                )
+                .await;
                 ledger
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -97,9 +135,8 @@ async fn deliver(
     http: &reqwest::Client,
     ingest: &str,
     id: &str,
-    tenant: &'static str,
-    topic: &'static str,
-    action: &'static str,
+    (tenant, topic, action): (&'static str, &'static str, &'static str),
+    answers: &Answers,
     stop: &CancellationToken,
 ) -> Sent {
     let body = serde_json::json!({
@@ -132,7 +169,10 @@ async fn deliver(
         let req = herald_test_support::webhook::apply(http.post(&url), &headers)
             .header("content-type", "application/json")
             .body(body.clone());
-        match req.send().await {
+        let began = tokio::time::Instant::now();
+        let res = req.send().await;
+        note(answers, id, began, &res);
+        match res {
             Ok(resp) if resp.status().is_success() => {
                 sent.acked = true;
                 return sent;
@@ -154,6 +194,35 @@ async fn deliver(
         // Backoff between retries, as a real sender waits; not synchronisation.
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// Records an answer (or a hang) in the answer log.
+fn note(
+    answers: &Answers,
+    id: &str,
+    began: tokio::time::Instant,
+    res: &Result<reqwest::Response, reqwest::Error>,
+) {
+    let took = began.elapsed();
+    let (status, retry_after) = match res {
+        Ok(r) => (
+            Some(r.status().as_u16()),
+            r.headers().contains_key("retry-after"),
+        ),
+        Err(e) if e.is_timeout() => (None, false),
+        Err(_) => return, // refused or reset: ingest is down, not slow
+    };
+    let mut log = answers.lock().unwrap_or_else(|p| p.into_inner());
+    log.answered += 1;
+    if took > Duration::from_secs(1) || status.is_none_or(|s| s >= 500) {
+        log.answers.push(Answer {
+            id: id.to_owned(),
+            began,
+            took,
+            status,
+            retry_after,
+        });
     }
 }
 

@@ -37,6 +37,12 @@ pub struct Report {
     pub run_dir: String,
     /// Kills per component.
     pub kills_by_component: BTreeMap<String, usize>,
+    /// Faults injected per kind (kill, freeze, delay, drop, half-open, blackhole, store-full).
+    pub faults_by_kind: BTreeMap<&'static str, usize>,
+    /// Per promise: how many cases were checked and how many violations were found.
+    pub promises: BTreeMap<&'static str, PromiseCount>,
+    /// What the timed promises measured.
+    pub timed: check::bounds::Timed,
     /// What the driver did and saw.
     pub chaos: Chaos,
     /// What the producer sent.
@@ -53,6 +59,31 @@ pub struct Report {
     pub notifications: NotificationVerdict,
     /// Every broken promise (at most ten examples per kind).
     pub violations: Vec<Violation>,
+}
+
+/// One promise's tally.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct PromiseCount {
+    /// Cases checked (webhooks, client events, documents, notifications, answers, pairs).
+    pub checked: u64,
+    /// Violations found (before condensing).
+    pub violations: usize,
+}
+
+/// The promise a violation kind belongs to.
+fn promise_of(kind: &str) -> &'static str {
+    match kind {
+        k if k.starts_with("webhook_answer") || k.starts_with("webhook_503") => {
+            "webhook_answered_in_time"
+        }
+        k if k.starts_with("webhook") || k == "phantom_event" => "webhook_stored_once",
+        "client_not_told_degraded" => "degraded_within_2s",
+        "client_not_told_live" => "live_within_5s",
+        k if k.starts_with("client") => "client_complete_in_order",
+        k if k.starts_with("stats") => "stats_equal_recount",
+        k if k.starts_with("notification") => "notification_once_or_dlq",
+        _ => "components_only_die_when_killed",
+    }
 }
 
 /// Runs a whole soak and checks it.
@@ -103,20 +134,25 @@ pub async fn run(settings: &Settings) -> Result<Report, Error> {
 
     let began = Instant::now();
     let stop_load = CancellationToken::new();
+    let answers = producer::Answers::default();
     let load = tokio::spawn(producer::run(
         ingest,
         settings.rate,
         settings.producers,
         settings.seed,
+        answers.clone(),
         stop_load.clone(),
     ));
     let stop_chaos = CancellationToken::new();
     let timing = Timing {
         every: settings.kill_every,
         down: settings.downtime,
+        pause: settings.pause,
+        kinds: settings.faults.clone(),
     };
     let chaos = tokio::spawn(driver::run(
         stack.clone(),
+        js.clone(),
         settings.seed,
         timing,
         stop_chaos.clone(),
@@ -188,10 +224,12 @@ pub async fn run(settings: &Settings) -> Result<Report, Error> {
             .map(|r| (r.target, r.text))
             .collect();
         let dead = facts::dead_letters(&js).await?;
+        // A notifier killed, frozen or cut off from NATS may have sent a message whose ack
+        // never reached NATS: each such fault opens one crash window.
         let notifier_kills = chaos
-            .kills
+            .faults
             .iter()
-            .filter(|k| k.component == Component::Notifier.to_string())
+            .filter(|f| f.component == Component::Notifier.to_string() && f.kind != "delay")
             .count();
         check::notifications(&events.events, &accepted, &dead, notifier_kills)
     };
@@ -201,6 +239,26 @@ pub async fn run(settings: &Settings) -> Result<Report, Error> {
             kind: "component_crashed",
             detail: crash.clone(),
         });
+    }
+    let timed = timed_checks(&answers, &chaos, &clients, &mut violations);
+    let mut promises: BTreeMap<&'static str, PromiseCount> = BTreeMap::new();
+    for (p, n) in [
+        ("webhook_stored_once", ledger.len() as u64),
+        ("client_complete_in_order", client_events_checked as u64),
+        ("stats_equal_recount", stats_documents_checked as u64),
+        ("notification_once_or_dlq", notifications.expected as u64),
+        (
+            "components_only_die_when_killed",
+            Component::all().len() as u64,
+        ),
+        ("webhook_answered_in_time", timed.webhook_answers_checked),
+        ("degraded_within_2s", timed.degraded_checked as u64),
+        ("live_within_5s", timed.live_checked as u64),
+    ] {
+        promises.entry(p).or_default().checked = n;
+    }
+    for v in &violations {
+        promises.entry(promise_of(v.kind)).or_default().violations += 1;
     }
     let violations = check::condense(violations);
     let mut kills_by_component = BTreeMap::new();
@@ -226,6 +284,9 @@ pub async fn run(settings: &Settings) -> Result<Report, Error> {
         settle_s: round(settle_s),
         run_dir,
         kills_by_component,
+        faults_by_kind: chaos.faults_by_kind.clone(),
+        promises,
+        timed,
         chaos,
         webhooks: producer::tally(&ledger),
         stream_events: events.events.len(),
@@ -235,6 +296,36 @@ pub async fn run(settings: &Settings) -> Result<Report, Error> {
         notifications,
         violations,
     })
+}
+
+/// The timed promises: webhook answers, `degraded` and `live` after NATS went silent.
+fn timed_checks(
+    answers: &producer::Answers,
+    chaos: &Chaos,
+    clients: &[(ClientSpec, SharedLog)],
+    violations: &mut Vec<Violation>,
+) -> check::bounds::Timed {
+    let mut timed = check::bounds::Timed::default();
+    let answer_log = answers.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    violations.extend(check::bounds::webhook_answers(
+        &answer_log,
+        &chaos.faults,
+        &mut timed,
+    ));
+    {
+        let logs: Vec<_> = clients
+            .iter()
+            .map(|(s, l)| (s.name.clone(), client::lock(l)))
+            .collect();
+        let refs: Vec<(String, &client::ClientLog)> =
+            logs.iter().map(|(n, g)| (n.clone(), &**g)).collect();
+        violations.extend(check::bounds::degraded_then_live(
+            &refs,
+            &chaos.faults,
+            &mut timed,
+        ));
+    }
+    timed
 }
 
 fn round(s: f64) -> f64 {

@@ -22,7 +22,10 @@ use herald_core::nats::NatsConfig;
 use herald_core::streams::StreamSettings;
 use herald_test_support::NatsServer;
 use herald_test_support::fake::{FakeSlack, FakeTelegram, Reply};
+use herald_test_support::proxy::{Mode, Proxy};
 use tokio::process::{Child, Command};
+
+use crate::config::herald_toml;
 
 use crate::error::Error;
 use crate::plan::{self, GATEWAYS};
@@ -109,6 +112,8 @@ pub struct Fakes {
 /// The running system.
 pub struct Stack {
     nats: NatsServer,
+    /// One proxy per service between it and nats-server (see [`Stack::proxy`]).
+    proxies: std::collections::BTreeMap<Component, Proxy>,
     services: Vec<Service>,
     /// The fake chat platforms.
     pub fakes: Fakes,
@@ -150,6 +155,18 @@ impl Stack {
         herald_core::streams::apply(&nats.jetstream().await, &StreamSettings::default())
             .await
             .map_err(|e| Error::nats("provisioning the streams as admin", e))?;
+        let upstream: SocketAddr = nats
+            .url()
+            .trim_start_matches("nats://")
+            .parse()
+            .map_err(|_| Error::Port(std::io::Error::other("nats-server URL")))?;
+        let mut proxies = std::collections::BTreeMap::new();
+        for s in &services {
+            proxies.insert(
+                s.component,
+                Proxy::start(upstream).await.map_err(Error::Port)?,
+            );
+        }
         let fakes = Fakes {
             telegram: FakeTelegram::start().await,
             slack: FakeSlack::start().await,
@@ -173,6 +190,7 @@ impl Stack {
         )?;
         let mut stack = Self {
             nats,
+            proxies,
             services,
             fakes,
             dir: dir.to_owned(),
@@ -264,6 +282,7 @@ impl Stack {
             .identities()
             .map(|ids| ids.service_env(component.nats_user()))
             .unwrap_or_default();
+        let nats_url = self.proxies.get(&component).map(Proxy::url);
         let service = self.service_mut(component);
         if service.child.is_some() {
             return Ok(());
@@ -290,6 +309,7 @@ impl Stack {
             .arg(&config)
             .env("HERALD_LISTEN", service.listen.to_string())
             .envs(nats_env)
+            .envs(nats_url.map(|u| ("HERALD_NATS__URL", u)))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err))
@@ -300,6 +320,33 @@ impl Stack {
         })?;
         service.child = Some(child);
         Ok(())
+    }
+
+    /// The proxy between a service and nats-server (`None` for nats-server itself).
+    pub fn proxy(&self, component: Component) -> Option<&Proxy> {
+        self.proxies.get(&component)
+    }
+
+    /// Puts every proxy back to [`Mode::Forward`].
+    pub fn heal_proxies(&self) {
+        self.proxies
+            .values()
+            .for_each(|p| p.set_mode(Mode::Forward));
+    }
+
+    /// Sends `sig` (`-STOP`, `-CONT`) to `component`'s process; false if it has none.
+    pub fn signal(&self, component: Component, sig: &str) -> bool {
+        let pid = if component == Component::Nats {
+            self.nats.pid()
+        } else {
+            self.service(component).child.as_ref().and_then(Child::id)
+        };
+        pid.is_some_and(|pid| {
+            std::process::Command::new("kill")
+                .args([sig, &pid.to_string()])
+                .status()
+                .is_ok_and(|s| s.success())
+        })
     }
 
     /// Whether `component` has a live process (one that has not exited by itself).
@@ -389,75 +436,6 @@ fn write(path: &Path, contents: &str) -> Result<(), Error> {
     })
 }
 
-/// One config file for every binary: the shared sections at the top, each service's in its
-/// table (a standalone binary reads its own table; `HERALD_LISTEN` sets each port).
-/// Timeouts are short so that a crash is noticed and redelivered within a CI-sized run.
-fn herald_toml(nats_url: &str, telegram_url: &str, rules: &Path, log_filter: &str) -> String {
-    let tenant_sources: String = plan::TENANTS
-        .iter()
-        .map(|t| {
-            format!(
-                "[ingest.sources.{t}]\ntenant = \"{t}\"\nformat = \"cloudevents\"\nsecrets = [\"{}\"]\nverify = {{ scheme = \"standard-webhooks\" }}\n\n",
-                webhook_secret()
-            )
-        })
-        .collect();
-    format!(
-        r#"[nats]
-url = "{nats_url}"
-request_timeout = "2s"
-connect_timeout = "1s"
-
-[log]
-format = "json"
-filter = "{log_filter}"
-
-[ingest]
-publish_timeout = "2s"
-retry_after_secs = 1
-
-{tenant_sources}[gateway]
-heartbeat = "2s"
-drain_window = "1s"
-connection_check = "100ms"
-stream_check = "1s"
-
-[gateway.jwt]
-secret = "{jwt}"
-
-[gateway.limits]
-per_user = 64
-
-[notifier]
-rules_file = "{rules}"
-ack_wait = "5s"
-max_deliver = 50
-backoff = ["200ms", "500ms", "1s"]
-max_hold = "5s"
-
-[notifier.telegram]
-api_url = "{telegram_url}"
-bot_token = "{TELEGRAM_BOT_TOKEN}"
-timeout = "5s"
-
-[notifier.slack]
-timeout = "5s"
-
-[notifier.rate]
-telegram_chat_per_sec = 200
-telegram_global_per_sec = 1000
-slack_target_per_sec = 200
-
-[stats]
-ack_wait = "5s"
-retry_delay = "200ms"
-flush_interval = "20ms"
-"#,
-        jwt = plan::JWT_SECRET,
-        rules = rules.display(),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -476,19 +454,5 @@ mod tests {
                 "stats"
             ]
         );
-    }
-
-    #[test]
-    fn config_has_a_source_per_tenant() {
-        let cfg = herald_toml(
-            "nats://127.0.0.1:1",
-            "http://127.0.0.1:2",
-            Path::new("/r.toml"),
-            DEFAULT_LOG_FILTER,
-        );
-        for t in plan::TENANTS {
-            assert!(cfg.contains(&format!("[ingest.sources.{t}]")), "{cfg}");
-        }
-        assert!(cfg.contains(&webhook_secret()));
     }
 }

@@ -331,5 +331,6 @@ pub fn notifications(
     (v, out)
 }
 
+pub mod bounds;
 #[cfg(test)]
 mod tests;

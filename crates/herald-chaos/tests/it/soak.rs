@@ -18,12 +18,18 @@ async fn a_short_soak_with_kills_passes_every_check() {
         settle: Duration::from_secs(90),
         bin_dir: helpers::service_binaries(),
         keep: false,
+        faults: herald_chaos::faults::FaultKind::ALL.to_vec(),
+        pause: (Duration::from_millis(100), Duration::from_millis(2500)),
     };
     let report = herald_chaos::run(&settings).await.expect("the soak runs");
     let json = serde_json::to_string_pretty(&report).expect("a report");
     assert!(report.ok, "violations:\n{json}");
     assert!(
-        report.chaos.kills.len() >= 5,
+        report.chaos.faults.len() >= 5 && report.faults_by_kind.len() >= 5,
+        "the driver injected faults of most kinds: {json}"
+    );
+    assert!(
+        !report.chaos.kills.is_empty(),
         "the driver killed things: {json}"
     );
     assert!(report.webhooks.acknowledged > 100, "{json}");
