@@ -22,6 +22,12 @@ system-test:
 rust-test:
     cargo nextest run --workspace --profile ci
     cargo test --workspace --doc --quiet
+    just fuzz-corpus
+
+# The fuzz corpus (every input a fuzzer found interesting or crashing) replayed on stable Rust.
+# It shares the workspace's target dir: only libFuzzer and the fuzz crate are built on top.
+fuzz-corpus:
+    CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" cargo test --manifest-path fuzz/Cargo.toml --quiet
 
 # The 3-node NATS cluster test: the stream leader SIGKILLed mid-flow, nothing lost or duplicated.
 cluster-test:

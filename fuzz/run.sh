@@ -20,4 +20,6 @@ for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"
   cargo fuzz run -s none -O "$t" "corpus/$t" -- -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
 done
-cargo test --quiet
+# The replay on plain stable (RUSTC_BOOTSTRAP would change every fingerprint and rebuild all),
+# on the workspace's target dir, like `just fuzz-corpus`.
+env -u RUSTC_BOOTSTRAP CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/../target}" cargo test --quiet

@@ -235,7 +235,11 @@ impl Authenticator {
                 return Err(AuthError::NotYetValid);
             }
         }
-        Ok(verified.claims)
+        // A token accepted within the leeway lives until `exp` + leeway: ending its connection
+        // at `exp` would cut it off at once, and the client would reconnect with it in a loop.
+        let mut claims = verified.claims;
+        claims.exp = claims.exp.saturating_add(self.leeway);
+        Ok(claims)
     }
 
     /// Where the token of a request is: `Authorization: Bearer`, the cookie, or

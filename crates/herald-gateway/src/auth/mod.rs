@@ -36,7 +36,8 @@ pub struct Claims {
     pub tenant: TenantId,
     /// Topics granted: names, or `*` for all.
     pub topics: Vec<String>,
-    /// Expiry, seconds since the Unix epoch.
+    /// Expiry, seconds since the Unix epoch. Once verified, the token's `exp` plus
+    /// `jwt.leeway`: when the gateway ends the connection.
     pub exp: u64,
 }
 

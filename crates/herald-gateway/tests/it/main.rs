@@ -6,6 +6,7 @@ mod accept;
 mod auth;
 mod bounds;
 mod clients;
+mod clock_skew;
 mod frozen;
 mod helpers;
 mod isolation;

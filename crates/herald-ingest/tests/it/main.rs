@@ -5,6 +5,7 @@ mod helpers;
 mod migration;
 
 mod cdc;
+mod clock_skew;
 mod dedup;
 mod failures;
 mod frozen;
