@@ -185,6 +185,19 @@ async fn gateway_reads_events_and_stats_but_cannot_publish_or_touch_durables() {
         .await
         .unwrap();
     assert_eq!(first.unwrap().unwrap().payload.as_ref(), b"{\"n\":1}");
+    // async-nats recreates an ordered consumer under a name (`<prefix>_<serial>`) after a
+    // missed heartbeat, with or without its filter: both named forms are allowed.
+    for filter in ["herald.events.acme.>", ""] {
+        stream
+            .create_consumer(consumer::pull::Config {
+                name: Some(format!("tail{}_1", filter.len())),
+                filter_subject: filter.into(),
+                inactive_threshold: Duration::from_secs(5),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("a named ordered consumer: {e}\n{}", nats.log_tail()));
+    }
     // The stats bucket reads (the gateway watches it).
     let bucket = gateway.js.get_key_value(STATS_BUCKET).await.unwrap();
     let entry = bucket.entry("acme.orders").await.expect("a stats read");
@@ -215,6 +228,18 @@ async fn gateway_reads_events_and_stats_but_cannot_publish_or_touch_durables() {
             js.delete_consumer_from_stream("notifier", EVENTS_STREAM),
         )
         .await;
+    for durable in ["notifier", "stats"] {
+        gateway
+            .refused(
+                &format!("$JS.API.CONSUMER.CREATE.HERALD_EVENTS.{durable}.herald.events.>"),
+                stream.create_consumer(consumer::pull::Config {
+                    name: Some(durable.into()),
+                    filter_subject: "herald.events.>".into(),
+                    ..Default::default()
+                }),
+            )
+            .await;
+    }
     gateway
         .refused("_INBOX_ingest.>", client.subscribe("_INBOX_ingest.>"))
         .await;
