@@ -3,7 +3,7 @@
 use herald_test_support::fixtures;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, schema_validator};
+use crate::helpers::{TestApp, invalid_shape_message, schema_validator};
 
 #[tokio::test]
 async fn every_sequin_fixture_is_stored_as_a_valid_envelope() {
@@ -295,33 +295,18 @@ async fn sequin_action_outside_insert_update_delete_read_is_refused() {
     let app = TestApp::spawn().await;
     let mut single = fixtures::json("sequin/insert.json");
     single["action"] = json!("explode");
-    let body = crate::helpers::assert_error(
-        app.sequin(serde_json::to_vec(&single).unwrap()).await,
-        422,
-        "invalid_shape",
-    )
-    .await;
-    let message = body["error"]["message"].as_str().unwrap();
+    let message =
+        invalid_shape_message(app.sequin(serde_json::to_vec(&single).unwrap()).await).await;
     assert!(
         message.starts_with("action ") && message.contains("explode"),
-        "{body}"
+        "{message}"
     );
 
     let mut batch = fixtures::json("sequin/batch.json");
     batch["data"][1]["action"] = json!("explode");
-    let body = crate::helpers::assert_error(
-        app.sequin(serde_json::to_vec(&batch).unwrap()).await,
-        422,
-        "invalid_shape",
-    )
-    .await;
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("data[1].action "),
-        "{body}"
-    );
+    let message =
+        invalid_shape_message(app.sequin(serde_json::to_vec(&batch).unwrap()).await).await;
+    assert!(message.starts_with("data[1].action "), "{message}");
     assert_eq!(
         app.stored_count().await,
         0,

@@ -5,7 +5,7 @@ use std::time::Duration;
 use herald_test_support::{fixtures, webhook};
 use serde_json::Value;
 
-use crate::helpers::{SEQUIN_TOKEN, TestApp, assert_error};
+use crate::helpers::{SEQUIN_TOKEN, TestApp, assert_error, invalid_shape_message};
 
 #[tokio::test]
 async fn nats_down_answers_503_and_the_retry_succeeds_once_it_is_back() {
@@ -134,35 +134,14 @@ async fn malformed_and_misshapen_bodies() {
         .as_object_mut()
         .unwrap()
         .remove("idempotency_key");
-    let body = assert_error(
-        app.sequin(serde_json::to_vec(&msg).unwrap()).await,
-        422,
-        "invalid_shape",
-    )
-    .await;
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("metadata.idempotency_key"),
-        "{body}"
-    );
+    let message = invalid_shape_message(app.sequin(serde_json::to_vec(&msg).unwrap()).await).await;
+    assert!(message.contains("metadata.idempotency_key"), "{message}");
     // One bad message spoils the whole batch: nothing of it is published.
     let mut batch = fixtures::json("sequin/batch.json");
     batch["data"][2]["record"] = Value::Null;
-    let body = assert_error(
-        app.sequin(serde_json::to_vec(&batch).unwrap()).await,
-        422,
-        "invalid_shape",
-    )
-    .await;
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("data[2].record"),
-        "{body}"
-    );
+    let message =
+        invalid_shape_message(app.sequin(serde_json::to_vec(&batch).unwrap()).await).await;
+    assert!(message.contains("data[2].record"), "{message}");
     assert_eq!(app.stored_count().await, 0);
 }
 

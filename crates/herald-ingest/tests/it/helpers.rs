@@ -254,6 +254,15 @@ pub async fn assert_error(resp: reqwest::Response, status: u16, code: &str) -> s
     body
 }
 
+/// Asserts a 422 `invalid_shape` refusal and returns its message (which names the field).
+pub async fn invalid_shape_message(resp: reqwest::Response) -> String {
+    let body = assert_error(resp, 422, "invalid_shape").await;
+    body["error"]["message"]
+        .as_str()
+        .expect("a message")
+        .to_owned()
+}
+
 /// The event schema from proto/.
 pub fn schema_validator() -> jsonschema::Validator {
     let schema: serde_json::Value = serde_json::from_slice(
