@@ -15,3 +15,25 @@ pub async fn listener() -> TcpListener {
 pub fn http_url(addr: SocketAddr) -> String {
     format!("http://{addr}")
 }
+
+/// Reads from `conn` until the peer closes it (end of stream or reset) and returns what came;
+/// panics if it is still open after `deadline`. For tests that check a server hangs up.
+pub async fn read_until_closed<R>(conn: &mut R, deadline: std::time::Duration) -> Vec<u8>
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    tokio::time::timeout(deadline, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .expect("the peer closes the connection in time");
+    got
+}

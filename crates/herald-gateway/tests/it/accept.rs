@@ -40,19 +40,7 @@ async fn read_until(tcp: &mut TcpStream, needle: &str) -> String {
 
 /// Reads until the gateway closes the connection (end of stream or reset).
 async fn until_closed(tcp: &mut TcpStream) -> String {
-    let mut got = Vec::new();
-    tokio::time::timeout(DEADLINE, async {
-        let mut buf = [0u8; 4096];
-        loop {
-            match tcp.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await
-    .expect("the gateway closes the connection");
-    String::from_utf8(got).unwrap()
+    String::from_utf8(herald_test_support::net::read_until_closed(tcp, DEADLINE).await).unwrap()
 }
 
 #[tokio::test]

@@ -49,17 +49,8 @@ impl Raw {
 
     /// Reads until the server closes the connection.
     async fn until_closed(&mut self) {
-        tokio::time::timeout(DEADLINE, async {
-            loop {
-                let mut buf = [0u8; 4096];
-                match self.tcp.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => self.read.extend_from_slice(&buf[..n]),
-                }
-            }
-        })
-        .await
-        .expect("the server closes the connection");
+        let rest = herald_test_support::net::read_until_closed(&mut self.tcp, DEADLINE).await;
+        self.read.extend_from_slice(&rest);
     }
 
     /// The response head, lower-cased.
