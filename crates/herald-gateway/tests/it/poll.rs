@@ -6,6 +6,7 @@ use herald_core::cursor::Cursor;
 use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
+use crate::scenario::get_with;
 
 #[tokio::test]
 async fn poll_returns_events_after_the_cursor_and_a_cursor_to_continue() {
@@ -98,13 +99,7 @@ async fn malformed_queries_are_json_400s_on_every_endpoint() {
     let token = TestApp::token("acme", &["*"], 3600);
     // A repeated parameter cannot be parsed into the query struct.
     for path in ["/v1/ws?since=1-0&since=2-0", "/v1/stats?topic=a&topic=b"] {
-        let resp = app
-            .http
-            .get(app.url(path))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+        let resp = get_with(&app, path, &token).await;
         assert_eq!(resp.status(), 400, "{path}");
         let body: Value = resp.json().await.expect("a JSON error body");
         assert_eq!(body["error"]["code"], "bad_request", "{path}: {body}");
