@@ -90,16 +90,7 @@ where
             router.oneshot(request.map(Body::new))
         })
     };
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
-    // The extended CONNECT protocol: WebSocket over HTTP/2.
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .enable_connect_protocol();
+    let builder = builder(header_timeout);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     let mut conn = std::pin::pin!(conn);
     let late = tokio::time::sleep_until(first_head_by);
@@ -139,6 +130,21 @@ where
             }
         }
     }
+}
+
+/// hyper's server: HTTP/1.1 whose later heads are due within `header_timeout`, and HTTP/2.
+fn builder(header_timeout: Duration) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    // The extended CONNECT protocol: WebSocket over HTTP/2.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .enable_connect_protocol();
+    builder
 }
 
 fn is_header_timeout(err: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
