@@ -8,7 +8,7 @@ use herald_test_support::wait;
 use rand::Rng;
 use serde_json::json;
 
-use crate::helpers::{KillableGateway, TestApp, duplicates, test_config};
+use crate::helpers::{KillableGateway, SseClient, TestApp, duplicates, test_config};
 use crate::scenario::{acme_token, next_seqs, resumes, resumes_exactly_then_live, with_ring};
 
 /// Publishes `n` events and waits until a live client saw them (so the tail has them).
@@ -23,6 +23,15 @@ async fn publish_seen(app: &TestApp, token: &str, n: usize) -> Vec<u64> {
     seqs
 }
 
+/// `sse` gets exactly `missed`, then a live event; its one resume was served from `source`.
+async fn missed_then_live(app: &TestApp, sse: &mut SseClient, missed: &[u64], source: &str) {
+    let got = next_seqs(sse, missed.len()).await;
+    assert_eq!(got, missed.to_vec());
+    let live = app.publish("acme", "leads", json!({})).await;
+    assert_eq!(sse.event().await.unwrap().seq(), live);
+    assert_eq!(resumes(app, source).await, 1.0);
+}
+
 #[tokio::test]
 async fn resume_inside_the_ring_sends_exactly_the_missed_events_then_live() {
     let app = TestApp::spawn().await;
@@ -31,11 +40,7 @@ async fn resume_inside_the_ring_sends_exactly_the_missed_events_then_live() {
     let epoch = app.epoch().await;
     let cursor = Cursor::new(seqs[1], epoch).to_string();
     let mut sse = app.sse(&token, "", Some(&cursor)).await;
-    let got = next_seqs(&mut sse, 3).await;
-    assert_eq!(got, seqs[2..].to_vec());
-    let live = app.publish("acme", "leads", json!({})).await;
-    assert_eq!(sse.event().await.unwrap().seq(), live);
-    assert_eq!(resumes(&app, "memory").await, 1.0);
+    missed_then_live(&app, &mut sse, &seqs[2..], "memory").await;
 }
 
 #[tokio::test]
@@ -46,11 +51,7 @@ async fn resume_beyond_the_ring_replays_from_jetstream_then_live() {
     let cursor = Cursor::new(seqs[0], app.epoch().await).to_string();
     // `since` works too when there is no Last-Event-ID.
     let mut sse = app.sse(&token, &format!("since={cursor}"), None).await;
-    let got = next_seqs(&mut sse, 5).await;
-    assert_eq!(got, seqs[1..].to_vec());
-    let live = app.publish("acme", "leads", json!({})).await;
-    assert_eq!(sse.event().await.unwrap().seq(), live);
-    assert_eq!(resumes(&app, "jetstream").await, 1.0);
+    missed_then_live(&app, &mut sse, &seqs[1..], "jetstream").await;
 }
 
 #[tokio::test]

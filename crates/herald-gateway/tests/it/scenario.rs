@@ -93,3 +93,18 @@ pub async fn resumes_exactly_then_live(
         "then live, nothing twice"
     );
 }
+
+/// A long-poll's JSON answer.
+pub async fn poll_json(app: &TestApp, token: &str, query: &str) -> Value {
+    app.poll(token, query).await.json().await.unwrap()
+}
+
+/// One field of each event of a long-poll answer (`path`: keys from the event down).
+pub fn each_event<'a>(body: &'a Value, path: &[&str]) -> Vec<&'a Value> {
+    body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| path.iter().fold(e, |v, key| &v[*key]))
+        .collect()
+}
