@@ -43,9 +43,10 @@ web-deps:
     command -v chromium >/dev/null || { s=$([ "$(id -u)" = 0 ] || echo sudo); $s apt-get update -qq && $s env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
     cd web && npm ci --no-audit --no-fund --loglevel=error
 
-# Formatting, clippy with warnings as errors, and rustdoc without warnings.
+# Formatting, no function over 80 lines in crates/*/src (tests aside), clippy with warnings as errors, and rustdoc without warnings.
 lint:
     cargo fmt --all -- --check
+    .ci/long-fns --max 80
     cargo clippy --workspace --all-targets -- -D warnings
     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 

@@ -119,9 +119,29 @@ pub async fn run(args: Args) -> anyhow::Result<Vec<Report>> {
         .await?;
 
     let params = serde_json::to_value(&args)?;
-    let [hp50, hp99, hp999, hmax] = herald.latency_ms;
-    let [np50, np99, np999, nmax] = peer.latency_ms;
-    let fanout = Report::new("fanout", params.clone())
+    let fanout = burst_figures(Report::new("fanout", params.clone()), &herald, &peer);
+    let fanout = nats_steady_figures(gateway_steady_figures(fanout, &herald), &peer)
+        .check("gateway: no gaps", herald.gaps == 0)
+        .check("gateway: no duplicates", herald.duplicates == 0)
+        .check("gateway: no reset or overflow", herald.resets == 0)
+        .check("nats-server WS: no duplicates", peer.duplicates == 0);
+    let idle = Report::new("idle", params)
+        .figure(
+            "gateway RSS per idle SSE connection",
+            herald.rss_per_conn_kib,
+            "KiB",
+        )
+        .figure(
+            "nats-server RSS per idle WS connection",
+            peer.rss_per_conn_kib,
+            "KiB",
+        );
+    Ok(vec![fanout, idle])
+}
+
+/// The burst phase's figures, both sides.
+fn burst_figures(report: Report, herald: &Side, peer: &Side) -> Report {
+    report
         .figure(
             "gateway SSE deliveries/s (burst)",
             herald.burst_rate,
@@ -163,6 +183,12 @@ pub async fn run(args: Args) -> anyhow::Result<Vec<Report>> {
             peer.burst_generator_cpu,
             "% of a core",
         )
+}
+
+/// The gateway's steady-phase figures.
+fn gateway_steady_figures(report: Report, herald: &Side) -> Report {
+    let [hp50, hp99, hp999, hmax] = herald.latency_ms;
+    report
         .figure(
             "gateway SSE deliveries/s (steady)",
             herald.steady_rate,
@@ -184,6 +210,12 @@ pub async fn run(args: Args) -> anyhow::Result<Vec<Report>> {
             "% of a core",
         )
         .figure("gateway RSS (end)", herald.rss_kib as f64 / 1024.0, "MiB")
+}
+
+/// nats-server's steady-phase figures.
+fn nats_steady_figures(report: Report, peer: &Side) -> Report {
+    let [np50, np99, np999, nmax] = peer.latency_ms;
+    report
         .figure(
             "nats-server WS deliveries/s (steady)",
             peer.steady_rate,
@@ -208,22 +240,6 @@ pub async fn run(args: Args) -> anyhow::Result<Vec<Report>> {
             peer.gaps as f64,
             "events",
         )
-        .check("gateway: no gaps", herald.gaps == 0)
-        .check("gateway: no duplicates", herald.duplicates == 0)
-        .check("gateway: no reset or overflow", herald.resets == 0)
-        .check("nats-server WS: no duplicates", peer.duplicates == 0);
-    let idle = Report::new("idle", params)
-        .figure(
-            "gateway RSS per idle SSE connection",
-            herald.rss_per_conn_kib,
-            "KiB",
-        )
-        .figure(
-            "nats-server RSS per idle WS connection",
-            peer.rss_per_conn_kib,
-            "KiB",
-        );
-    Ok(vec![fanout, idle])
 }
 
 /// Measures one side: idle memory, the steady phase, the burst phase.

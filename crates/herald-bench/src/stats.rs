@@ -84,24 +84,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     let started = Instant::now();
     let task = tokio::spawn(app.run_until_stopped());
     let kv = herald_stats::store::bucket(&js).await?;
-    let mut counted = 0u64;
-    for (t, seq) in last.iter().enumerate() {
-        let topic = format!("t{t}").parse()?;
-        let snap = tokio::time::timeout(Duration::from_secs(300), async {
-            loop {
-                let snap = herald_stats::read(&kv, &"acme".parse()?, &topic).await?;
-                if let Some(s) = snap.filter(|s| s.doc.last_seq >= *seq) {
-                    return anyhow::Ok(s);
-                }
-                // The aggregator is in this process but offers no completion signal; its
-                // KV document is the truth, polled under the deadline.
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .context("aggregation did not finish within 5 minutes")??;
-        counted += snap.doc.total;
-    }
+    let counted = counted_when_done(&kv, &last).await?;
     let elapsed = started.elapsed();
     shutdown.cancel();
     task.await??;
@@ -117,4 +100,31 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
             "every event counted exactly once",
             counted == args.events as u64,
         ))
+}
+
+/// Waits until each topic's stats document has counted up to its last sequence in `last`
+/// (5 minutes at most); returns the events counted over all topics.
+async fn counted_when_done(
+    kv: &async_nats::jetstream::kv::Store,
+    last: &[u64],
+) -> anyhow::Result<u64> {
+    let mut counted = 0u64;
+    for (t, seq) in last.iter().enumerate() {
+        let topic = format!("t{t}").parse()?;
+        let snap = tokio::time::timeout(Duration::from_secs(300), async {
+            loop {
+                let snap = herald_stats::read(kv, &"acme".parse()?, &topic).await?;
+                if let Some(s) = snap.filter(|s| s.doc.last_seq >= *seq) {
+                    return anyhow::Ok(s);
+                }
+                // The aggregator is in this process but offers no completion signal; its
+                // KV document is the truth, polled under the deadline.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .context("aggregation did not finish within 5 minutes")??;
+        counted += snap.doc.total;
+    }
+    Ok(counted)
 }

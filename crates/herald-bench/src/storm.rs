@@ -64,6 +64,59 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     let first = counts_at_least(&counts, 3).await?;
     crowd.wait_for(&first, DEADLINE).await?;
 
+    let (created, counting, probe) = count_consumers(&stack).await?;
+    let created_before = created.load(Ordering::Relaxed);
+    let resumes_before = resumes(&stack).await?;
+
+    // The storm: everyone drops at once and resumes; caught up = reconnected and holding
+    // every event published before the drop.
+    let want = counts.snapshot();
+    crowd.drop_all();
+    let layout_ = layout;
+    let catch_up = crowd
+        .wait_until(DEADLINE, |i, slot| {
+            slot.connects.load(Ordering::Relaxed) >= 2
+                && slot.next.load(Ordering::Relaxed) >= want[layout_.group_of(i)]
+        })
+        .await?;
+
+    // Keep flowing a little, then check everything arrived exactly once.
+    let latest = counts.snapshot().into_iter().max().unwrap_or(0);
+    counts_at_least(&counts, latest + 10).await?;
+    stop.cancel();
+    feeding.await??;
+    crowd.wait_for(&counts.snapshot(), DEADLINE).await?;
+    let resumes_after = resumes(&stack).await?;
+    stack.client.flush().await?;
+    counting.abort();
+
+    let board = &crowd.board;
+    let storm = Storm {
+        catch_up,
+        consumers: created.load(Ordering::Relaxed) - created_before,
+        reconnects: board.sum(|s| &s.connects) - args.clients as u64,
+        resumes: (
+            resumes_after.0 - resumes_before.0,
+            resumes_after.1 - resumes_before.1,
+        ),
+        gaps: board.sum(|s| &s.gaps),
+        dups: board.sum(|s| &s.duplicates),
+        resets: board.sum(|s| &s.resets),
+        probe,
+    };
+    crowd.finish().await?;
+    Arc::try_unwrap(stack)
+        .map_err(|_| anyhow::anyhow!("the stack is still shared"))?
+        .stop()
+        .await?;
+    storm.report(&args)
+}
+
+/// Counts the JetStream consumers created from now on (from nats-server's advisories), and
+/// proves the count works: one consumer of our own must show up (`false` if it did not).
+async fn count_consumers(
+    stack: &Stack,
+) -> anyhow::Result<(Arc<AtomicU64>, tokio::task::JoinHandle<()>, bool)> {
     let created = Arc::new(AtomicU64::new(0));
     let mut advisories = stack
         .client
@@ -91,73 +144,56 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     })
     .await
     .is_ok();
-    let created_before = created.load(Ordering::Relaxed);
-    let resumes_before = resumes(&stack).await?;
+    Ok((created, counting, probe))
+}
 
-    // The storm: everyone drops at once and resumes; caught up = reconnected and holding
-    // every event published before the drop.
-    let want = counts.snapshot();
-    crowd.drop_all();
-    let layout_ = layout;
-    let catch_up = crowd
-        .wait_until(DEADLINE, |i, slot| {
-            slot.connects.load(Ordering::Relaxed) >= 2
-                && slot.next.load(Ordering::Relaxed) >= want[layout_.group_of(i)]
-        })
-        .await?;
+/// What the storm measured.
+struct Storm {
+    catch_up: Duration,
+    consumers: u64,
+    reconnects: u64,
+    /// Resumes (from memory, from JetStream) during the storm.
+    resumes: (f64, f64),
+    gaps: u64,
+    dups: u64,
+    resets: u64,
+    /// The consumer counter was seen to count.
+    probe: bool,
+}
 
-    // Keep flowing a little, then check everything arrived exactly once.
-    let latest = counts.snapshot().into_iter().max().unwrap_or(0);
-    counts_at_least(&counts, latest + 10).await?;
-    stop.cancel();
-    feeding.await??;
-    crowd.wait_for(&counts.snapshot(), DEADLINE).await?;
-    let resumes_after = resumes(&stack).await?;
-    stack.client.flush().await?;
-    counting.abort();
-
-    let board = &crowd.board;
-    let (gaps, dups, resets) = (
-        board.sum(|s| &s.gaps),
-        board.sum(|s| &s.duplicates),
-        board.sum(|s| &s.resets),
-    );
-    let reconnects = board.sum(|s| &s.connects) - args.clients as u64;
-    let consumers = created.load(Ordering::Relaxed) - created_before;
-    crowd.finish().await?;
-    Arc::try_unwrap(stack)
-        .map_err(|_| anyhow::anyhow!("the stack is still shared"))?
-        .stop()
-        .await?;
-
-    Ok(Report::new("storm", serde_json::to_value(&args)?)
-        .figure(
-            "time until every client caught up",
-            catch_up.as_secs_f64() * 1000.0,
-            "ms",
-        )
-        .figure("JetStream consumers created", consumers as f64, "consumers")
-        .figure("reconnects", reconnects as f64, "connections")
-        .figure(
-            "resumes from memory",
-            resumes_after.0 - resumes_before.0,
-            "resumes",
-        )
-        .figure(
-            "resumes from JetStream",
-            resumes_after.1 - resumes_before.1,
-            "resumes",
-        )
-        .figure("gaps", gaps as f64, "events")
-        .figure("duplicates", dups as f64, "events")
-        .check("consumer advisories are counted (probe seen)", probe)
-        .check("no gaps", gaps == 0)
-        .check("no duplicates", dups == 0)
-        .check("no reset or overflow", resets == 0)
-        .check(
-            "every client reconnected",
-            reconnects >= args.clients as u64,
-        ))
+impl Storm {
+    fn report(&self, args: &Args) -> anyhow::Result<Report> {
+        let Self {
+            catch_up,
+            consumers,
+            reconnects,
+            resumes,
+            gaps,
+            dups,
+            resets,
+            probe,
+        } = *self;
+        Ok(Report::new("storm", serde_json::to_value(args)?)
+            .figure(
+                "time until every client caught up",
+                catch_up.as_secs_f64() * 1000.0,
+                "ms",
+            )
+            .figure("JetStream consumers created", consumers as f64, "consumers")
+            .figure("reconnects", reconnects as f64, "connections")
+            .figure("resumes from memory", resumes.0, "resumes")
+            .figure("resumes from JetStream", resumes.1, "resumes")
+            .figure("gaps", gaps as f64, "events")
+            .figure("duplicates", dups as f64, "events")
+            .check("consumer advisories are counted (probe seen)", probe)
+            .check("no gaps", gaps == 0)
+            .check("no duplicates", dups == 0)
+            .check("no reset or overflow", resets == 0)
+            .check(
+                "every client reconnected",
+                reconnects >= args.clients as u64,
+            ))
+    }
 }
 
 /// Waits until every group has at least `n` events published; returns the counts then.

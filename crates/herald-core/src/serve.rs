@@ -44,7 +44,7 @@ pub mod connection;
 mod tests;
 
 pub use admission::{Admission, Admitted, Refusal, RefusedLabels};
-pub use connection::{Connection, serve_connection};
+pub use connection::{Connection, serve_connection, serve_connection_after};
 
 /// Timeouts and connection caps of an HTTP listener (`[http]`, `HERALD_HTTP__*`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

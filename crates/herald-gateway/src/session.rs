@@ -54,6 +54,98 @@ pub(crate) struct Timing {
     pub drain_window: Duration,
 }
 
+/// What a session sends before its live frames, while it is being opened.
+struct Start<'a> {
+    state: &'a AppState,
+    /// The hello, then the resume's events or reset.
+    backlog: VecDeque<Frame>,
+    /// A JetStream replay to run before live delivery.
+    replay: Option<Box<Replay>>,
+    /// The last sequence the client has (live events up to it are dropped).
+    last_seq: u64,
+    /// The subscription's head cursor and sequence: where a reset resumes.
+    head: Cursor,
+    head_seq: u64,
+}
+
+impl<'a> Start<'a> {
+    /// The hello frame, and `since` as the last sequence sent when it is of this epoch.
+    fn hello(state: &'a AppState, sub: &Subscription, since: Option<Cursor>) -> Self {
+        let head = sub.head_cursor();
+        let mut backlog = VecDeque::new();
+        backlog.push_back(Frame::Control(Control::Hello {
+            live: sub.live,
+            heartbeat_ms: u64::try_from(state.cfg.heartbeat.as_millis()).unwrap_or(u64::MAX),
+            cursor: since.is_none().then_some(head),
+        }));
+        Self {
+            state,
+            backlog,
+            replay: None,
+            last_seq: since.filter(|c| c.epoch == sub.epoch).map_or(0, |c| c.seq),
+            head,
+            head_seq: sub.head,
+        }
+    }
+
+    /// The resume cannot be honoured: a `reset` to the head, from which delivery goes on.
+    fn reset(&mut self, reason: ResetReason) {
+        self.state.metrics.resets.inc();
+        self.backlog.push_back(Frame::Control(Control::Reset {
+            reason,
+            cursor: self.head,
+        }));
+        self.last_seq = self.head_seq;
+    }
+
+    /// A cursor past what this process has seen: fine if the stream holds it.
+    async fn ahead(&mut self, since: Cursor) -> Result<(), ApiError> {
+        let state = self.state;
+        let held = replay::stream_holds(&state.js, &state.replay_slots, since)
+            .await
+            .map_err(|err| {
+                tracing::warn!(error = %herald_core::error_chain(&err), "checking a cursor failed");
+                ApiError::NotReady
+            })?;
+        // Held: live delivery brings everything after it (events up to it are dropped
+        // by sequence); not held: the client would silently skip events.
+        if !held {
+            self.reset(ResetReason::CursorAhead);
+        }
+        Ok(())
+    }
+
+    /// A cursor older than the ring: plans a JetStream replay up to the head.
+    async fn replay(
+        &mut self,
+        tenant: &TenantId,
+        topics: &TopicSet,
+        since: Cursor,
+    ) -> Result<(), ApiError> {
+        let state = self.state;
+        let target = replay::Target {
+            tenant,
+            topics,
+            read: state.metrics.replay_messages.clone(),
+        };
+        let plan = replay::plan(&state.js, &state.replay_slots, target, since, self.head_seq)
+            .await
+            .map_err(|err| {
+                tracing::warn!(error = %herald_core::error_chain(&err), "replay failed to start");
+                ApiError::NotReady
+            })?;
+        match plan {
+            Plan::Reset(reason) => self.reset(reason),
+            Plan::Empty => state.metrics.resumed(ResumeSource::Jetstream),
+            Plan::Replay(r) => {
+                state.metrics.resumed(ResumeSource::Jetstream);
+                self.replay = Some(r);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One client's ordered, gap-free delivery.
 pub struct Session {
     sub: Subscription,
@@ -95,70 +187,16 @@ impl Session {
         if stats.is_some() {
             sub.set_stats(stats.clone());
         }
-        let mut backlog = VecDeque::new();
-        let mut replay = None;
-        let head = sub.head_cursor();
-        backlog.push_back(Frame::Control(Control::Hello {
-            live: sub.live,
-            heartbeat_ms: u64::try_from(state.cfg.heartbeat.as_millis()).unwrap_or(u64::MAX),
-            cursor: since.is_none().then_some(head),
-        }));
-        let mut last_seq = since.filter(|c| c.epoch == sub.epoch).map_or(0, |c| c.seq);
-        let reset = |reason, backlog: &mut VecDeque<Frame>| {
-            state.metrics.resets.inc();
-            backlog.push_back(Frame::Control(Control::Reset {
-                reason,
-                cursor: head,
-            }));
-        };
+        let mut start = Start::hello(state, &sub, since);
         match std::mem::replace(&mut sub.backlog, Backlog::Nothing) {
             Backlog::Nothing => {}
             Backlog::Ring(events) => {
                 state.metrics.resumed(ResumeSource::Memory);
-                backlog.extend(events.into_iter().map(Frame::Event));
+                start.backlog.extend(events.into_iter().map(Frame::Event));
             }
-            Backlog::Reset(reason) => {
-                reset(reason, &mut backlog);
-                last_seq = sub.head;
-            }
-            Backlog::Ahead(since) => {
-                let held = replay::stream_holds(&state.js, &state.replay_slots, since)
-                    .await
-                    .map_err(|err| {
-                    tracing::warn!(error = %herald_core::error_chain(&err), "checking a cursor failed");
-                    ApiError::NotReady
-                })?;
-                // Held: live delivery brings everything after it (events up to it are dropped
-                // by sequence); not held: the client would silently skip events.
-                if !held {
-                    reset(ResetReason::CursorAhead, &mut backlog);
-                    last_seq = sub.head;
-                }
-            }
-            Backlog::Replay(since) => {
-                let target = replay::Target {
-                    tenant: &tenant,
-                    topics: &topics,
-                    read: state.metrics.replay_messages.clone(),
-                };
-                let plan = replay::plan(&state.js, &state.replay_slots, target, since, sub.head)
-                    .await
-                    .map_err(|err| {
-                        tracing::warn!(error = %herald_core::error_chain(&err), "replay failed to start");
-                        ApiError::NotReady
-                    })?;
-                match plan {
-                    Plan::Reset(reason) => {
-                        reset(reason, &mut backlog);
-                        last_seq = sub.head;
-                    }
-                    Plan::Empty => state.metrics.resumed(ResumeSource::Jetstream),
-                    Plan::Replay(r) => {
-                        state.metrics.resumed(ResumeSource::Jetstream);
-                        replay = Some(r);
-                    }
-                }
-            }
+            Backlog::Reset(reason) => start.reset(reason),
+            Backlog::Ahead(since) => start.ahead(since).await?,
+            Backlog::Replay(since) => start.replay(&tenant, &topics, since).await?,
         }
         let mut session = Self::new(
             sub,
@@ -169,10 +207,10 @@ impl Session {
                 drain_window: state.cfg.drain_window,
             },
         );
-        session.backlog = backlog;
+        session.backlog = start.backlog;
         session.stats = stats;
-        session.replay = replay;
-        session.last_seq = last_seq;
+        session.replay = start.replay;
+        session.last_seq = start.last_seq;
         Ok(session)
     }
 

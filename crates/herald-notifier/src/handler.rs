@@ -80,6 +80,75 @@ impl Settlement {
     }
 }
 
+impl Origin {
+    /// Where `msg` (stream `stream`, sequence `seq`, delivered `delivered` times) came from.
+    fn of(
+        msg: &async_nats::Message,
+        source: Source,
+        stream: String,
+        seq: u64,
+        delivered: i64,
+    ) -> Self {
+        match source {
+            Source::Events => Origin {
+                stream: stream.clone(),
+                subject: msg.subject.to_string(),
+                sequence: seq,
+                consumed: (stream, seq),
+                deliveries: delivered,
+                payload: msg.payload.clone(),
+            },
+            Source::Redrive => Origin {
+                stream: header(msg, dlq::header::STREAM).unwrap_or_else(|| stream.clone()),
+                subject: header(msg, dlq::header::SUBJECT)
+                    .unwrap_or_else(|| msg.subject.to_string()),
+                sequence: header(msg, dlq::header::SEQUENCE)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(seq),
+                consumed: (stream, seq),
+                deliveries: delivered,
+                payload: msg.payload.clone(),
+            },
+        }
+    }
+}
+
+/// A header's value, if the message has it.
+fn header(msg: &async_nats::Message, name: &str) -> Option<String> {
+    msg.headers
+        .as_ref()
+        .and_then(|h| h.get(name))
+        .map(|v| v.as_str().to_owned())
+}
+
+/// The targets the event goes to: a re-drive's one target (dead-lettered again when its rule
+/// no longer sends there), or every matching rule's.
+fn deliveries(
+    rules: &Rules,
+    msg: &async_nats::Message,
+    source: Source,
+    event: &Event,
+    settlement: &mut Settlement,
+) -> Vec<Delivery> {
+    match (
+        source,
+        header(msg, dlq::header::RULE),
+        header(msg, dlq::header::TARGET),
+    ) {
+        (Source::Redrive, Some(rule), Some(target)) => match rules.delivery(&rule, &target) {
+            Some(d) => vec![d],
+            None => {
+                let reason =
+                    format!("re-driven, but rule {rule:?} no longer sends to target {target:?}");
+                settlement.dead(None, reason);
+                vec![]
+            }
+        },
+        // New events, and re-driven events that were unusable as a whole: every rule.
+        _ => rules.route(event),
+    }
+}
+
 impl Handler {
     fn rules(&self) -> Arc<Rules> {
         self.rules.read().unwrap_or_else(|p| p.into_inner()).clone()
@@ -98,52 +167,10 @@ impl Handler {
         let span = tracing::Span::current();
         span.record("seq", seq);
         let (msg, acker) = msg.split();
-        let header = |name: &str| {
-            msg.headers
-                .as_ref()
-                .and_then(|h| h.get(name))
-                .map(|v| v.as_str().to_owned())
-        };
-        let origin = match source {
-            Source::Events => Origin {
-                stream: stream.clone(),
-                subject: msg.subject.to_string(),
-                sequence: seq,
-                consumed: (stream, seq),
-                deliveries: delivered,
-                payload: msg.payload.clone(),
-            },
-            Source::Redrive => Origin {
-                stream: header(dlq::header::STREAM).unwrap_or_else(|| stream.clone()),
-                subject: header(dlq::header::SUBJECT).unwrap_or_else(|| msg.subject.to_string()),
-                sequence: header(dlq::header::SEQUENCE)
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(seq),
-                consumed: (stream, seq),
-                deliveries: delivered,
-                payload: msg.payload.clone(),
-            },
-        };
-
+        let origin = Origin::of(&msg, source, stream, seq, delivered);
         let event: Event = match serde_json::from_slice(&msg.payload) {
             Ok(e) => e,
-            Err(err) => {
-                let Some(tenant) = tenant_of(&msg.subject, source) else {
-                    tracing::error!(subject = %msg.subject, "malformed event on a foreign subject; terminated");
-                    let _ = acker.ack_with(AckKind::Term).await;
-                    return;
-                };
-                let failure = Failure {
-                    delivery: None,
-                    reason: format!("malformed event: {err}"),
-                };
-                if self.dead_letter(&origin, &tenant, vec![failure]).await {
-                    ack(&acker).await;
-                } else {
-                    nak(&acker, self.cfg.backoff_for(delivered)).await;
-                }
-                return;
-            }
+            Err(err) => return self.malformed(&msg, source, &acker, &origin, &err).await,
         };
         span.record("tenant", event.tenant.as_str());
         span.record("topic", event.topic.as_str());
@@ -152,30 +179,39 @@ impl Handler {
 
         let rules = self.rules();
         let mut settlement = Settlement::default();
-        let deliveries = match (
-            source,
-            header(dlq::header::RULE),
-            header(dlq::header::TARGET),
-        ) {
-            (Source::Redrive, Some(rule), Some(target)) => match rules.delivery(&rule, &target) {
-                Some(d) => vec![d],
-                None => {
-                    let reason = format!(
-                        "re-driven, but rule {rule:?} no longer sends to target {target:?}"
-                    );
-                    settlement.dead(None, reason);
-                    vec![]
-                }
-            },
-            // New events, and re-driven events that were unusable as a whole: every rule.
-            _ => rules.route(&event),
-        };
+        let deliveries = deliveries(&rules, &msg, source, &event, &mut settlement);
         let event = Arc::new(event);
         self.dispatch(&rules, &event, deliveries, &mut settlement)
             .await;
         self.wait(&acker, &mut settlement).await;
         self.settle(&acker, &origin, &event.tenant, settlement)
             .await;
+    }
+
+    /// An event that does not parse: dead-lettered (then acked) under the tenant of its
+    /// subject, or terminated when the subject names no tenant.
+    async fn malformed(
+        &self,
+        msg: &async_nats::Message,
+        source: Source,
+        acker: &jetstream::message::Acker,
+        origin: &Origin,
+        err: &serde_json::Error,
+    ) {
+        let Some(tenant) = tenant_of(&msg.subject, source) else {
+            tracing::error!(subject = %msg.subject, "malformed event on a foreign subject; terminated");
+            let _ = acker.ack_with(AckKind::Term).await;
+            return;
+        };
+        let failure = Failure {
+            delivery: None,
+            reason: format!("malformed event: {err}"),
+        };
+        if self.dead_letter(origin, &tenant, vec![failure]).await {
+            ack(acker).await;
+        } else {
+            nak(acker, self.cfg.backoff_for(origin.deliveries)).await;
+        }
     }
 
     /// Queues a job for every target that still needs the event; records the rest.

@@ -7,10 +7,12 @@
 //! requests closer than the limit, whatever the network jitter.
 
 use std::collections::{HashMap, VecDeque};
+use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herald_core::event::Event;
+use herald_core::names::TenantId;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -132,137 +134,219 @@ fn max_chars(target: &Target) -> usize {
 }
 
 #[tracing::instrument(skip_all, fields(target = %id))]
-async fn run(ctx: Arc<WorkerContext>, id: TargetId, mut rx: mpsc::UnboundedReceiver<Job>) {
-    let mut backlog: VecDeque<Job> = VecDeque::new();
-    let mut limiter: Option<Limiter> = None;
-    let mut blocked_until: Option<Instant> = None;
-    loop {
-        if ctx.shutdown.is_cancelled() {
-            break;
+async fn run(ctx: Arc<WorkerContext>, id: TargetId, rx: mpsc::UnboundedReceiver<Job>) {
+    let mut worker = Worker {
+        ctx,
+        id,
+        rx,
+        backlog: VecDeque::new(),
+        limiter: None,
+        blocked_until: None,
+    };
+    while worker.turn().await.is_continue() {}
+}
+
+/// One target's worker: its queue, its backlog and its rate-limit state.
+struct Worker {
+    ctx: Arc<WorkerContext>,
+    id: TargetId,
+    rx: mpsc::UnboundedReceiver<Job>,
+    backlog: VecDeque<Job>,
+    /// The target's own windows, made from the first job's target.
+    limiter: Option<Limiter>,
+    /// Set by a 429: no send before then.
+    blocked_until: Option<Instant>,
+}
+
+impl Worker {
+    /// One message: collect → wait → send → settle. Breaks when the worker should stop
+    /// (shutdown, or every sender gone).
+    async fn turn(&mut self) -> ControlFlow<()> {
+        let Some((target, tenant)) = self.collect().await? else {
+            return ControlFlow::Continue(());
+        };
+        self.wait(&target, &tenant).await?;
+        if self.backlog.is_empty() {
+            return ControlFlow::Continue(());
         }
-        if backlog.is_empty() {
+        let batch = self.next_batch(&target).await;
+        if batch.is_empty() {
+            return ControlFlow::Continue(());
+        }
+        let result = self.send(&target, &tenant, &batch).await;
+        self.settle(batch, result, target.destination.kind()).await;
+        ControlFlow::Continue(())
+    }
+
+    /// Waits for a job when there is none, drops the jobs nobody awaits any more, and
+    /// returns the target and tenant of the next one (`None`: nothing left to send).
+    async fn collect(&mut self) -> ControlFlow<(), Option<(Arc<Target>, TenantId)>> {
+        if self.ctx.shutdown.is_cancelled() {
+            return ControlFlow::Break(());
+        }
+        if self.backlog.is_empty() {
             tokio::select! {
-                () = ctx.shutdown.cancelled() => break,
-                job = rx.recv() => match job {
-                    Some(job) => backlog.push_back(job),
-                    None => break,
+                () = self.ctx.shutdown.cancelled() => return ControlFlow::Break(()),
+                job = self.rx.recv() => match job {
+                    Some(job) => self.backlog.push_back(job),
+                    None => return ControlFlow::Break(()),
                 },
             }
         }
-        backlog.retain(|j| !j.reply.is_closed());
-        let Some(first) = backlog.front() else {
-            continue;
-        };
-        let target = first.target.clone();
-        let tenant = first.event.tenant.clone();
-        let limiter = limiter.get_or_insert_with(|| Limiter::new(windows(&target, &ctx.rate)));
-        // Wait until the target's limits, any 429 block and the bot's limit all allow a send.
+        self.backlog.retain(|j| !j.reply.is_closed());
+        let next = self
+            .backlog
+            .front()
+            .map(|first| (first.target.clone(), first.event.tenant.clone()));
+        ControlFlow::Continue(next)
+    }
+
+    /// Waits until the target's limits, any 429 block and the bot's limit all allow a send;
+    /// a wait longer than `max_hold` hands the whole backlog back instead.
+    async fn wait(&mut self, target: &Target, tenant: &TenantId) -> ControlFlow<()> {
         loop {
-            let now = Instant::now();
-            let blocked =
-                blocked_until.map_or(Duration::ZERO, |b| b.saturating_duration_since(now));
-            let mut wait = limiter.wait(now).max(blocked);
-            if wait.is_zero()
-                && let Some(key) = ctx.senders.bot_key(&target, &tenant)
-            {
-                let global = Window::per_sec(ctx.rate.telegram_global_per_sec);
-                if let Err(d) = ctx.bots.try_acquire(&key, global, now) {
-                    wait = d;
-                }
-            }
+            let wait = self.delay(target, tenant);
             if wait.is_zero() {
-                break;
+                return ControlFlow::Continue(());
             }
-            if wait > ctx.max_hold {
-                // A long block: give everything waiting back to JetStream rather than
-                // holding it (and the consumer's in-flight budget) that long.
-                while let Ok(job) = rx.try_recv() {
-                    backlog.push_back(job);
-                }
-                tracing::info!(
-                    ?wait,
-                    events = backlog.len(),
-                    "target blocked; events put back"
-                );
-                for job in backlog.drain(..) {
-                    let _ = job.reply.send(Outcome::Retry {
-                        after: Some(wait),
-                        reason: format!("target rate-limited for {wait:?}"),
-                    });
-                }
-                break;
+            if wait > self.ctx.max_hold {
+                self.put_back(wait);
+                return ControlFlow::Continue(());
             }
             tokio::select! {
-                () = ctx.shutdown.cancelled() => return,
+                () = self.ctx.shutdown.cancelled() => return ControlFlow::Break(()),
                 () = tokio::time::sleep(wait) => {}
             }
         }
-        if backlog.is_empty() {
-            continue;
+    }
+
+    /// How long until a send is allowed (zero: now, and the bot's slot is taken).
+    fn delay(&mut self, target: &Target, tenant: &TenantId) -> Duration {
+        let now = Instant::now();
+        let blocked = self
+            .blocked_until
+            .map_or(Duration::ZERO, |b| b.saturating_duration_since(now));
+        let mut wait = self.limiter(target).wait(now).max(blocked);
+        if wait.is_zero()
+            && let Some(key) = self.ctx.senders.bot_key(target, tenant)
+        {
+            let global = Window::per_sec(self.ctx.rate.telegram_global_per_sec);
+            if let Err(d) = self.ctx.bots.try_acquire(&key, global, now) {
+                wait = d;
+            }
         }
-        while let Ok(job) = rx.try_recv() {
-            backlog.push_back(job);
+        wait
+    }
+
+    /// A long block: gives everything waiting back to JetStream rather than holding it (and
+    /// the consumer's in-flight budget) that long.
+    fn put_back(&mut self, wait: Duration) {
+        self.drain_queue();
+        tracing::info!(
+            ?wait,
+            events = self.backlog.len(),
+            "target blocked; events put back"
+        );
+        for job in self.backlog.drain(..) {
+            let _ = job.reply.send(Outcome::Retry {
+                after: Some(wait),
+                reason: format!("target rate-limited for {wait:?}"),
+            });
         }
-        backlog.retain(|j| !j.reply.is_closed());
-        let batch = take_batch(&mut backlog, &ctx.digest, &target);
-        let batch = skip_delivered(&ctx, &id, batch).await;
-        if batch.is_empty() {
-            continue;
+    }
+
+    /// Moves every queued job into the backlog.
+    fn drain_queue(&mut self) {
+        while let Ok(job) = self.rx.try_recv() {
+            self.backlog.push_back(job);
         }
-        let text = compose(&batch, &target);
-        let kind = target.destination.kind();
-        let result = ctx.senders.send(&target, &tenant, &text).await;
+    }
+
+    /// The target's limiter, made on first use.
+    fn limiter(&mut self, target: &Target) -> &mut Limiter {
+        let rate = &self.ctx.rate;
+        self.limiter
+            .get_or_insert_with(|| Limiter::new(windows(target, rate)))
+    }
+
+    /// The jobs of the next message, less those whose event this target already has.
+    async fn next_batch(&mut self, target: &Target) -> Vec<Job> {
+        self.drain_queue();
+        self.backlog.retain(|j| !j.reply.is_closed());
+        let batch = take_batch(&mut self.backlog, &self.ctx.digest, target);
+        skip_delivered(&self.ctx, &self.id, batch).await
+    }
+
+    /// Sends the batch as one message and counts it against the target's limits.
+    async fn send(
+        &mut self,
+        target: &Target,
+        tenant: &TenantId,
+        batch: &[Job],
+    ) -> Result<(), SendError> {
+        let text = compose(batch, target);
+        let result = self.ctx.senders.send(target, tenant, &text).await;
         // Counted from the answer, not the request: the next request then starts a full
         // period after this one arrived, however long either spent on the way.
-        limiter.record(Instant::now());
+        self.limiter(target).record(Instant::now());
+        result
+    }
+
+    /// Reports each job's outcome (recording the deliveries of a message that went out).
+    async fn settle(&mut self, batch: Vec<Job>, result: Result<(), SendError>, kind: &'static str) {
         match result {
-            Ok(()) => {
-                Metrics::inc(&ctx.metrics.sent, kind);
-                if batch.len() > 1 {
-                    Metrics::inc(&ctx.metrics.digests, kind);
-                }
-                for job in batch {
-                    let msg_id = job.event.msg_id();
-                    if let Err(err) = ctx.dedup.mark_done(&msg_id, &id).await {
-                        // The message is out; acking without the record only risks a resend
-                        // if this event is redelivered, which a nak would make certain.
-                        tracing::warn!(error = %herald_core::error_chain(&err), event_id = %job.event.id, "delivery record not written");
-                    }
-                    Metrics::inc(&ctx.metrics.events_delivered, kind);
-                    let _ = job.reply.send(Outcome::Sent);
+            Ok(()) => self.delivered(batch, kind).await,
+            Err(err) => self.failed(batch, err, kind),
+        }
+    }
+
+    async fn delivered(&self, batch: Vec<Job>, kind: &'static str) {
+        let ctx = &self.ctx;
+        Metrics::inc(&ctx.metrics.sent, kind);
+        if batch.len() > 1 {
+            Metrics::inc(&ctx.metrics.digests, kind);
+        }
+        for job in batch {
+            let msg_id = job.event.msg_id();
+            if let Err(err) = ctx.dedup.mark_done(&msg_id, &self.id).await {
+                // The message is out; acking without the record only risks a resend
+                // if this event is redelivered, which a nak would make certain.
+                tracing::warn!(error = %herald_core::error_chain(&err), event_id = %job.event.id, "delivery record not written");
+            }
+            Metrics::inc(&ctx.metrics.events_delivered, kind);
+            let _ = job.reply.send(Outcome::Sent);
+        }
+    }
+
+    fn failed(&mut self, batch: Vec<Job>, err: SendError, kind: &'static str) {
+        Metrics::inc(&self.ctx.metrics.failed, kind);
+        tracing::warn!(error = %err, events = batch.len(), "send failed");
+        let outcome = match err {
+            SendError::RateLimited { retry_after } => {
+                self.blocked_until = Some(Instant::now() + retry_after);
+                Outcome::Retry {
+                    after: Some(retry_after),
+                    reason: format!("rate limited by {kind}; retry after {retry_after:?}"),
                 }
             }
-            Err(err) => {
-                Metrics::inc(&ctx.metrics.failed, kind);
-                tracing::warn!(error = %err, events = batch.len(), "send failed");
-                let outcome = match err {
-                    SendError::RateLimited { retry_after } => {
-                        blocked_until = Some(Instant::now() + retry_after);
-                        Outcome::Retry {
-                            after: Some(retry_after),
-                            reason: format!("rate limited by {kind}; retry after {retry_after:?}"),
-                        }
-                    }
-                    SendError::Transient(reason) => Outcome::Retry {
-                        after: None,
-                        reason,
-                    },
-                    SendError::Permanent(reason) if batch.len() > 1 => {
-                        // One event's text may be what the platform refused: try each
-                        // alone, so only the events that really fail are dead-lettered.
-                        tracing::info!(%reason, "digest refused; sending its events one by one");
-                        for mut job in batch.into_iter().rev() {
-                            job.solo = true;
-                            backlog.push_front(job);
-                        }
-                        continue;
-                    }
-                    SendError::Permanent(reason) => Outcome::Dead(reason),
-                };
-                for job in batch {
-                    let _ = job.reply.send(outcome.clone());
+            SendError::Transient(reason) => Outcome::Retry {
+                after: None,
+                reason,
+            },
+            SendError::Permanent(reason) if batch.len() > 1 => {
+                // One event's text may be what the platform refused: try each
+                // alone, so only the events that really fail are dead-lettered.
+                tracing::info!(%reason, "digest refused; sending its events one by one");
+                for mut job in batch.into_iter().rev() {
+                    job.solo = true;
+                    self.backlog.push_front(job);
                 }
+                return;
             }
+            SendError::Permanent(reason) => Outcome::Dead(reason),
+        };
+        for job in batch {
+            let _ = job.reply.send(outcome.clone());
         }
     }
 }

@@ -11,6 +11,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::Request;
+use bytes::{Buf, Bytes};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -53,6 +54,15 @@ pub async fn serve_connection<I>(io: I, conn: Connection<'_>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    serve_connection_after(io, Bytes::new(), conn).await;
+}
+
+/// [`serve_connection`] for a socket from which `read` was already taken (to sniff what the
+/// client speaks): hyper reads those bytes first, then the socket.
+pub async fn serve_connection_after<I>(io: I, read: Bytes, conn: Connection<'_>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let Connection {
         peer,
         router,
@@ -65,7 +75,11 @@ where
     // The open-connection slots go with the socket, so that a connection upgraded to a
     // WebSocket (which outlives this function) keeps holding them.
     let (slots, mut admitted) = admitted.split();
-    let io = Held { io, _slots: slots };
+    let io = Held {
+        read,
+        io,
+        _slots: slots,
+    };
     let head_seen = Arc::new(Notify::new());
     let service = {
         let head_seen = Arc::clone(&head_seen);
@@ -76,16 +90,7 @@ where
             router.oneshot(request.map(Body::new))
         })
     };
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
-    // The extended CONNECT protocol: WebSocket over HTTP/2.
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .enable_connect_protocol();
+    let builder = builder(header_timeout);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     let mut conn = std::pin::pin!(conn);
     let late = tokio::time::sleep_until(first_head_by);
@@ -127,13 +132,30 @@ where
     }
 }
 
+/// hyper's server: HTTP/1.1 whose later heads are due within `header_timeout`, and HTTP/2.
+fn builder(header_timeout: Duration) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    // The extended CONNECT protocol: WebSocket over HTTP/2.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .enable_connect_protocol();
+    builder
+}
+
 fn is_header_timeout(err: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
     err.downcast_ref::<hyper::Error>()
         .is_some_and(hyper::Error::is_timeout)
 }
 
-/// A socket and the slots it holds (released when the socket is dropped).
+/// A socket and the slots it holds (released when the socket is dropped); its first reads
+/// return the bytes already read from it.
 struct Held<I> {
+    read: Bytes,
     io: I,
     _slots: Slots,
 }
@@ -144,6 +166,12 @@ impl<I: AsyncRead + Unpin> AsyncRead for Held<I> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if !self.read.is_empty() {
+            let n = self.read.len().min(buf.remaining());
+            buf.put_slice(&self.read[..n]);
+            self.read.advance(n);
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::routing::get;
+use herald_test_support::net::read_until_closed;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -59,23 +60,6 @@ fn config(header_timeout: Duration) -> HttpConfig {
     }
 }
 
-/// Reads until the server closes the connection (end of stream or reset); returns what came.
-async fn until_closed(tcp: &mut TcpStream) -> Vec<u8> {
-    let mut got = Vec::new();
-    tokio::time::timeout(DEADLINE, async {
-        let mut buf = [0u8; 4096];
-        loop {
-            match tcp.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await
-    .expect("the server closes the connection");
-    got
-}
-
 /// Sends one request and reads its whole (short) response, leaving the connection open.
 async fn request(tcp: &mut TcpStream, req: &[u8]) -> String {
     tcp.write_all(req).await.unwrap();
@@ -121,7 +105,7 @@ async fn a_head_that_never_completes_is_closed_after_the_header_timeout() {
     let mut slow = TcpStream::connect(server.addr).await.unwrap();
     let opened = Instant::now();
     slow.write_all(UNFINISHED).await.unwrap();
-    let got = until_closed(&mut slow).await;
+    let got = read_until_closed(&mut slow, DEADLINE).await;
     assert!(opened.elapsed() >= timeout, "closed before the deadline");
     assert!(got.is_empty(), "nothing is answered: {got:?}");
     assert_eq!(server.metrics.header_timeouts.get(), 1);
@@ -135,7 +119,7 @@ async fn a_kept_alive_connection_whose_next_head_is_late_is_closed() {
     assert!(request(&mut tcp, HEALTHZ).await.starts_with("HTTP/1.1 200"));
     let answered = Instant::now();
     tcp.write_all(UNFINISHED).await.unwrap();
-    until_closed(&mut tcp).await;
+    read_until_closed(&mut tcp, DEADLINE).await;
     assert!(answered.elapsed() >= timeout, "closed before the deadline");
     // hyper does not tell a late head from an idle connection: not counted.
     assert_eq!(server.metrics.header_timeouts.get(), 0);
@@ -151,7 +135,7 @@ async fn a_full_pending_cap_is_answered_503_with_retry_after_and_a_json_body() {
     // Accepted in order: the first takes the only pending slot.
     let mut first = TcpStream::connect(server.addr).await.unwrap();
     let mut second = TcpStream::connect(server.addr).await.unwrap();
-    let answer = String::from_utf8(until_closed(&mut second).await).unwrap();
+    let answer = String::from_utf8(read_until_closed(&mut second, DEADLINE).await).unwrap();
     assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
     let lower = answer.to_lowercase();
     assert!(lower.contains("\r\nretry-after: 1\r\n"), "{answer}");
@@ -189,7 +173,7 @@ async fn a_full_connection_cap_is_answered_503_and_the_open_connection_keeps_wor
             .starts_with("HTTP/1.1 200")
     );
     let mut extra = TcpStream::connect(server.addr).await.unwrap();
-    let answer = String::from_utf8(until_closed(&mut extra).await).unwrap();
+    let answer = String::from_utf8(read_until_closed(&mut extra, DEADLINE).await).unwrap();
     assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
     assert!(answer.contains("too_many_connections"), "{answer}");
     assert_eq!(refused(&server, Refusal::Connections), 1);
@@ -221,8 +205,8 @@ async fn shutdown_closes_connections_without_a_request_and_serve_returns() {
             .starts_with("HTTP/1.1 200")
     );
     server.shutdown.cancel();
-    until_closed(&mut slow).await;
-    until_closed(&mut idle).await;
+    read_until_closed(&mut slow, DEADLINE).await;
+    read_until_closed(&mut idle, DEADLINE).await;
     tokio::time::timeout(DEADLINE, server.task)
         .await
         .expect("serve returns")

@@ -311,10 +311,9 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herald_core::names::TenantId;
+    use crate::auth::tests::{claims, future};
     use herald_core::secret::Secret;
     use jsonwebtoken::{EncodingKey, Header};
-    use std::time::{SystemTime, UNIX_EPOCH};
 
     impl Authenticator {
         fn verify_now(&self, token: &str) -> Result<Claims, AuthError> {
@@ -330,15 +329,6 @@ mod tests {
         .unwrap()
     }
 
-    fn claims(topics: &[&str], exp: u64) -> Claims {
-        Claims {
-            sub: "u1".into(),
-            tenant: TenantId::parse("acme").unwrap(),
-            topics: topics.iter().map(|t| t.to_string()).collect(),
-            exp,
-        }
-    }
-
     fn sign(c: &Claims, secret: &str) -> String {
         jsonwebtoken::encode(
             &Header::default(),
@@ -346,14 +336,6 @@ mod tests {
             &EncodingKey::from_secret(secret.as_bytes()),
         )
         .unwrap()
-    }
-
-    fn future() -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            + 3600
     }
 
     #[test]

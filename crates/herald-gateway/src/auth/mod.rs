@@ -145,7 +145,8 @@ impl Claims {
 mod tests {
     use super::*;
 
-    fn claims(topics: &[&str], exp: u64) -> Claims {
+    /// Claims of user `u1` of tenant `acme` for `topics`, expiring at `exp`.
+    pub(super) fn claims(topics: &[&str], exp: u64) -> Claims {
         Claims {
             sub: "u1".into(),
             tenant: TenantId::parse("acme").unwrap(),
@@ -154,7 +155,8 @@ mod tests {
         }
     }
 
-    fn future() -> u64 {
+    /// An hour from now, in seconds since the epoch.
+    pub(super) fn future() -> u64 {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()

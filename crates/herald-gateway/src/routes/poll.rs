@@ -7,6 +7,7 @@
 //! a document counted past `since` ends the wait too.
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,75 +70,117 @@ pub async fn poll(
         admitted.claims.remaining(),
     )
     .await?;
-
-    let mut resp = PollResponse {
-        events: Vec::new(),
-        cursor: String::new(),
-        state: if state.hub.is_live() {
-            "live"
-        } else {
-            "degraded"
-        },
-        reset: None,
-        stats: Vec::new(),
-    };
-    // A document counted past `since` is news and ends the wait like an event; older ones
-    // ride along with whatever ends it.
-    let since_seq = admitted.since.map_or(0, |c| c.seq);
-    let mut stats: BTreeMap<Topic, Arc<StatsFrame>> = BTreeMap::new();
-    let mut news = false;
+    let mut answer = Answer::new(state.hub.is_live(), admitted.since.map(|c| c.seq));
     let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        // Until the first event, wait for the deadline; after it, take only what is ready.
-        let until = if resp.events.is_empty() && !news {
-            deadline
-        } else {
-            tokio::time::Instant::now()
-        };
-        let out = match tokio::time::timeout_at(until, session.next()).await {
-            Ok(out) => out,
-            Err(_) => break,
-        };
+    answer
+        .collect(&mut session, deadline, state.cfg.poll_max_events)
+        .await;
+    state
+        .metrics
+        .delivered(Transport::Poll, answer.resp.events.len() as u64);
+    Ok(Json(answer.finish(&session)))
+}
+
+/// A long-poll answer being collected.
+struct Answer {
+    resp: PollResponse,
+    /// The latest stats document of each topic.
+    stats: BTreeMap<Topic, Arc<StatsFrame>>,
+    /// The sequence of `since`, if the poll named one.
+    since_seq: Option<u64>,
+    /// A stats document counted past `since` arrived.
+    news: bool,
+}
+
+impl Answer {
+    fn new(live: bool, since_seq: Option<u64>) -> Self {
+        Self {
+            resp: PollResponse {
+                events: Vec::new(),
+                cursor: String::new(),
+                state: if live { "live" } else { "degraded" },
+                reset: None,
+                stats: Vec::new(),
+            },
+            stats: BTreeMap::new(),
+            since_seq,
+            news: false,
+        }
+    }
+
+    /// Takes the session's output until the deadline, or (once there is news) until nothing
+    /// more is ready, `max_events` are in, or a control message ends the poll.
+    async fn collect(
+        &mut self,
+        session: &mut Session,
+        deadline: tokio::time::Instant,
+        max_events: usize,
+    ) {
+        loop {
+            // Until the first event, wait for the deadline; after it, take only what is ready.
+            let until = if self.resp.events.is_empty() && !self.news {
+                deadline
+            } else {
+                tokio::time::Instant::now()
+            };
+            let out = match tokio::time::timeout_at(until, session.next()).await {
+                Ok(out) => out,
+                Err(_) => break,
+            };
+            if self.take(out, max_events).is_break() {
+                break;
+            }
+        }
+    }
+
+    /// Adds one output to the answer; breaks when it ends the poll.
+    fn take(&mut self, out: Output, max_events: usize) -> ControlFlow<()> {
         match out {
             Output::Heartbeat => {}
-            Output::End => break,
+            Output::End => return ControlFlow::Break(()),
             Output::Frame(Frame::Event(e)) => {
                 if let Ok(raw) =
                     RawValue::from_string(String::from_utf8_lossy(&e.json).into_owned())
                 {
-                    resp.events.push(raw);
+                    self.resp.events.push(raw);
                 }
-                if resp.events.len() >= state.cfg.poll_max_events {
-                    break;
+                if self.resp.events.len() >= max_events {
+                    return ControlFlow::Break(());
                 }
             }
             Output::Frame(Frame::Stats(doc)) => {
-                news |= admitted.since.is_none() || doc.seq > since_seq;
-                stats.insert(doc.topic.clone(), doc);
+                // A document counted past `since` is news and ends the wait like an event;
+                // older ones ride along with whatever ends it.
+                self.news |= self.since_seq.is_none_or(|since| doc.seq > since);
+                self.stats.insert(doc.topic.clone(), doc);
             }
             Output::Frame(Frame::Control(
                 Control::Status { live } | Control::Hello { live, .. },
             )) => {
-                resp.state = if live { "live" } else { "degraded" };
+                self.resp.state = if live { "live" } else { "degraded" };
             }
             Output::Frame(Frame::Control(Control::Reset { reason, cursor })) => {
-                resp.reset = Some(
+                self.resp.reset = Some(
                     serde_json::json!({"reason": reason.as_str(), "cursor": cursor.to_string()}),
                 );
-                break;
+                return ControlFlow::Break(());
             }
-            Output::Frame(Frame::Control(_)) => break,
+            Output::Frame(Frame::Control(_)) => return ControlFlow::Break(()),
         }
+        ControlFlow::Continue(())
     }
-    state
-        .metrics
-        .delivered(Transport::Poll, resp.events.len() as u64);
-    resp.cursor = session.cursor().to_string();
-    resp.stats = stats
-        .into_values()
-        .filter_map(|doc| {
-            RawValue::from_string(String::from_utf8_lossy(&doc.json).into_owned()).ok()
-        })
-        .collect();
-    Ok(Json(resp))
+
+    /// The answer, with the session's cursor and the stats documents collected.
+    fn finish(self, session: &Session) -> PollResponse {
+        let mut resp = self.resp;
+        resp.cursor = session.cursor().to_string();
+        resp.stats = self
+            .stats
+            .into_values()
+            .filter_map(|doc| {
+                RawValue::from_string(String::from_utf8_lossy(&doc.json).into_owned()).ok()
+            })
+            .collect();
+        resp
+    }
 }

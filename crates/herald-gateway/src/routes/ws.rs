@@ -32,7 +32,9 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use herald_core::cursor::Cursor;
 use serde::Deserialize;
-use tokio::time::Instant;
+use std::pin::Pin;
+
+use tokio::time::{Instant, Sleep};
 
 use crate::auth::{Claims, TokenSource, TopicSet};
 use crate::error::{ApiError, AuthError};
@@ -190,14 +192,15 @@ impl FrameBudget {
     }
 }
 
-/// Closes a connection that kept sending frames over its budget (1008, policy violation).
-async fn close_flooded(socket: &mut WebSocket) {
+/// The close for a connection that kept sending frames over its budget (1008, policy
+/// violation).
+fn flooded() -> Message {
     tracing::debug!("closing a WebSocket that kept exceeding its subscribe rate");
     let close = CloseFrame {
         code: 1008,
         reason: Utf8Bytes::from_static("subscribe rate exceeded"),
     };
-    let _ = socket.send(Message::Close(Some(close))).await;
+    Message::Close(Some(close))
 }
 
 fn error_frame(code: &str, message: &str) -> Message {
@@ -253,6 +256,39 @@ impl Conn {
         Ok(())
     }
 
+    /// Drops `topics` from the subscription (all of them, or `*`: ends it).
+    fn unsubscribe(&mut self, topics: Vec<String>) -> Result<(), Message> {
+        let Some(session) = self.session.as_mut() else {
+            return Ok(());
+        };
+        if topics.iter().any(|t| t == STATS_TOPIC) {
+            session.drop_stats();
+            if topics.iter().all(|t| t == STATS_TOPIC) {
+                return Ok(());
+            }
+        }
+        let topics: Vec<String> = topics.into_iter().filter(|t| t != STATS_TOPIC).collect();
+        let everything = topics.is_empty() || topics.iter().any(|t| t == "*");
+        match session.topics().clone() {
+            _ if everything => self.session = None,
+            TopicSet::All => {
+                return Err(error_frame(
+                    "bad_request",
+                    "a wildcard subscription cannot drop single topics; subscribe to the topics you want instead",
+                ));
+            }
+            TopicSet::Only(mut set) => {
+                set.retain(|t| !topics.iter().any(|u| u == t.as_str()));
+                if set.is_empty() {
+                    self.session = None;
+                } else {
+                    session.set_topics(TopicSet::Only(set));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Handles one client frame; `Ok` may carry a reply, `Err` carries the error frame.
     async fn handle(&mut self, text: &str) -> Result<Option<Message>, Message> {
         let frame: ClientFrame = serde_json::from_str(text)
@@ -262,36 +298,7 @@ impl Conn {
         }
         match frame {
             ClientFrame::Subscribe { topics, since } => self.subscribe(&topics, since).await?,
-            ClientFrame::Unsubscribe { topics } => {
-                let Some(session) = self.session.as_mut() else {
-                    return Ok(None);
-                };
-                if topics.iter().any(|t| t == STATS_TOPIC) {
-                    session.drop_stats();
-                    if topics.iter().all(|t| t == STATS_TOPIC) {
-                        return Ok(None);
-                    }
-                }
-                let topics: Vec<String> = topics.into_iter().filter(|t| t != STATS_TOPIC).collect();
-                let everything = topics.is_empty() || topics.iter().any(|t| t == "*");
-                match session.topics().clone() {
-                    _ if everything => self.session = None,
-                    TopicSet::All => {
-                        return Err(error_frame(
-                            "bad_request",
-                            "a wildcard subscription cannot drop single topics; subscribe to the topics you want instead",
-                        ));
-                    }
-                    TopicSet::Only(mut set) => {
-                        set.retain(|t| !topics.iter().any(|u| u == t.as_str()));
-                        if set.is_empty() {
-                            self.session = None;
-                        } else {
-                            session.set_topics(TopicSet::Only(set));
-                        }
-                    }
-                }
-            }
+            ClientFrame::Unsubscribe { topics } => self.unsubscribe(topics)?,
             ClientFrame::Refresh { token } => {
                 let claims = self
                     .state
@@ -326,6 +333,101 @@ async fn next_output(session: &mut Option<Session>) -> Output {
     }
 }
 
+/// What one turn of a connection's loop leads to.
+enum Step {
+    /// Write this message (within `write_timeout`).
+    Send(Message),
+    /// Nothing to write.
+    Skip,
+    /// Write this message, then close.
+    Last(Message),
+    /// Close without a word.
+    End,
+}
+
+/// A text message, or nothing when the bytes are not UTF-8.
+fn text_step<T>(bytes: T) -> Step
+where
+    Utf8Bytes: TryFrom<T>,
+{
+    match Utf8Bytes::try_from(bytes) {
+        Ok(text) => Step::Send(Message::Text(text)),
+        Err(_) => Step::Skip,
+    }
+}
+
+fn reconnect(reason: ReconnectReason) -> Step {
+    Step::Last(Message::Text(Utf8Bytes::from(
+        Control::Reconnect { reason }.ws_text(),
+    )))
+}
+
+impl Conn {
+    /// Opens a connection's state: no subscription yet, a full frame budget.
+    fn open(state: AppState, claims: Claims) -> Self {
+        let budget = FrameBudget::new(state.cfg.ws_subscribe_rate, state.cfg.ws_subscribe_burst);
+        Self {
+            state,
+            claims,
+            session: None,
+            budget,
+        }
+    }
+
+    /// A message from the peer; `expires` follows the token (a refresh may move it).
+    async fn on_peer(&mut self, message: Message, expires: Pin<&mut Sleep>) -> Step {
+        match message {
+            Message::Text(text) => match self.handle(text.as_str()).await {
+                Ok(Some(reply)) => Step::Send(reply),
+                Ok(None) => {
+                    // A refresh may have moved the expiry (sessions track their own).
+                    expires.reset(Instant::now() + self.claims.remaining());
+                    Step::Skip
+                }
+                Err(_) if self.budget.exhausted() => Step::Last(flooded()),
+                Err(reply) => Step::Send(reply),
+            },
+            Message::Close(_) => Step::End,
+            // Pongs (and pings, answered by the library) prove the peer is there.
+            _ => Step::Skip,
+        }
+    }
+
+    /// What the session produced, as a WebSocket message.
+    fn on_session(&self, out: Output) -> Step {
+        match out {
+            Output::Heartbeat => Step::Send(Message::Ping(bytes::Bytes::new())),
+            Output::Frame(Frame::Event(e)) => {
+                self.state.metrics.delivered(Transport::Ws, 1);
+                text_step(e.ws_text())
+            }
+            Output::Frame(Frame::Stats(s)) => text_step(s.ws.clone()),
+            Output::Frame(Frame::Control(c)) => {
+                Step::Send(Message::Text(Utf8Bytes::from(c.ws_text())))
+            }
+            Output::End => Step::Last(Message::Close(Some(CloseFrame {
+                code: 1000,
+                reason: Utf8Bytes::from_static("bye"),
+            }))),
+        }
+    }
+}
+
+/// Writes one message within `write_timeout`; `false` when the connection is over.
+async fn write(socket: &mut WebSocket, message: Message, conn: &Conn) -> bool {
+    match tokio::time::timeout(conn.state.cfg.write_timeout, socket.send(message)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(_)) => false,
+        Err(_) => {
+            tracing::debug!("closing a WebSocket whose peer stopped reading");
+            conn.state.metrics.write_timeouts.inc();
+            false
+        }
+    }
+}
+
+/// Opens the connection, then pumps: peer frames in, session frames out, pings while
+/// unsubscribed, until either side ends it.
 #[tracing::instrument(skip_all, fields(tenant = %claims.tenant, sub = %claims.sub))]
 async fn connection(
     state: AppState,
@@ -335,7 +437,6 @@ async fn connection(
 ) {
     let shutdown = state.shutdown.clone();
     let heartbeat = state.cfg.heartbeat;
-    let write_timeout = state.cfg.write_timeout;
     let expires = tokio::time::sleep(claims.remaining());
     tokio::pin!(expires);
     // A ping goes out every heartbeat and a live peer answers it: a peer not heard from for
@@ -343,86 +444,38 @@ async fn connection(
     let silence_limit = heartbeat.saturating_mul(5) / 2;
     let silence = tokio::time::sleep(silence_limit);
     tokio::pin!(silence);
-    let budget = FrameBudget::new(state.cfg.ws_subscribe_rate, state.cfg.ws_subscribe_burst);
-    let mut conn = Conn {
-        state,
-        claims,
-        session: None,
-        budget,
-    };
+    let mut conn = Conn::open(state, claims);
     let mut idle_ping = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
     loop {
         let has_session = conn.session.is_some();
-        let outgoing = tokio::select! {
+        let step = tokio::select! {
             msg = socket.recv() => {
                 let Some(Ok(message)) = msg else { return };
                 silence.as_mut().reset(Instant::now() + silence_limit);
-                match message {
-                    Message::Text(text) => match conn.handle(text.as_str()).await {
-                        Ok(Some(reply)) => reply,
-                        Ok(None) => {
-                            // A refresh may have moved the expiry (sessions track their own).
-                            expires.as_mut().reset(Instant::now() + conn.claims.remaining());
-                            continue;
-                        }
-                        Err(_) if conn.budget.exhausted() => return close_flooded(&mut socket).await,
-                        Err(reply) => reply,
-                    },
-                    Message::Close(_) => return,
-                    // Pongs (and pings, answered by the library) prove the peer is there.
-                    _ => continue,
-                }
+                conn.on_peer(message, expires.as_mut()).await
             }
-            out = next_output(&mut conn.session) => match out {
-                Output::Heartbeat => Message::Ping(bytes::Bytes::new()),
-                Output::Frame(Frame::Event(e)) => {
-                    conn.state.metrics.delivered(Transport::Ws, 1);
-                    match Utf8Bytes::try_from(e.ws_text()) {
-                        Ok(text) => Message::Text(text),
-                        Err(_) => continue,
-                    }
-                }
-                Output::Frame(Frame::Stats(s)) => match Utf8Bytes::try_from(s.ws.clone()) {
-                    Ok(text) => Message::Text(text),
-                    Err(_) => continue,
-                },
-                Output::Frame(Frame::Control(c)) => Message::Text(Utf8Bytes::from(c.ws_text())),
-                Output::End => {
-                    let close = CloseFrame {
-                        code: 1000,
-                        reason: Utf8Bytes::from_static("bye"),
-                    };
-                    let _ = socket.send(Message::Close(Some(close))).await;
-                    return;
-                }
-            },
-            () = &mut expires, if !has_session => {
-                let _ = socket.send(Message::Text(Utf8Bytes::from(
-                    Control::Reconnect { reason: ReconnectReason::TokenExpired }.ws_text(),
-                ))).await;
-                return;
-            }
-            () = shutdown.cancelled(), if !has_session => {
-                let _ = socket.send(Message::Text(Utf8Bytes::from(
-                    Control::Reconnect { reason: ReconnectReason::Draining }.ws_text(),
-                ))).await;
-                return;
-            }
-            _ = idle_ping.tick(), if !has_session => Message::Ping(bytes::Bytes::new()),
+            out = next_output(&mut conn.session) => conn.on_session(out),
+            () = &mut expires, if !has_session => reconnect(ReconnectReason::TokenExpired),
+            () = shutdown.cancelled(), if !has_session => reconnect(ReconnectReason::Draining),
+            _ = idle_ping.tick(), if !has_session => Step::Send(Message::Ping(bytes::Bytes::new())),
             () = &mut silence => {
                 tracing::debug!(?silence_limit, "closing a WebSocket whose peer went silent");
                 conn.state.metrics.silent_peers.inc();
                 return;
             }
         };
-        match tokio::time::timeout(write_timeout, socket.send(outgoing)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return,
-            Err(_) => {
-                tracing::debug!("closing a WebSocket whose peer stopped reading");
-                conn.state.metrics.write_timeouts.inc();
+        match step {
+            Step::Send(message) => {
+                if !write(&mut socket, message, &conn).await {
+                    return;
+                }
+            }
+            Step::Skip => {}
+            Step::Last(message) => {
+                let _ = socket.send(message).await;
                 return;
             }
+            Step::End => return,
         }
     }
 }

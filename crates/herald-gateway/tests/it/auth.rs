@@ -4,6 +4,7 @@ use herald_test_support::wait;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, token_for};
+use crate::scenario::get_with;
 
 async fn error_code(resp: reqwest::Response) -> (u16, String) {
     let status = resp.status().as_u16();
@@ -32,13 +33,7 @@ async fn missing_bad_expired_and_wrongly_signed_tokens_get_401() {
     ];
     for (token, code) in cases {
         for path in ["/v1/stream", "/v1/poll?wait=0", "/v1/ws"] {
-            let resp = app
-                .http
-                .get(app.url(path))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap();
+            let resp = get_with(&app, path, &token).await;
             assert_eq!(error_code(resp).await, (401, code.to_owned()), "{path}");
         }
     }

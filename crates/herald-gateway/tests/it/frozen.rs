@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::helpers::{TestApp, publish};
+use crate::scenario::streaming;
 
 /// The promise (issue 14): `degraded` within 2 s of NATS going silent, `live` within 2 s of
 /// it answering again.
@@ -15,12 +16,7 @@ const WITHIN: Duration = Duration::from_secs(2);
 #[tokio::test]
 async fn a_frozen_nats_is_reported_degraded_then_live_and_no_event_is_lost_or_repeated() {
     let app = TestApp::spawn().await;
-    let token = TestApp::token("acme", &["*"], 3600);
-    let mut sse = app.sse(&token, "", None).await;
-    let before = app
-        .publish("acme", "leads", json!({"phase": "before"}))
-        .await;
-    assert_eq!(sse.event().await.unwrap().seq(), before);
+    let mut sse = streaming(&app).await;
     // A producer connected before the freeze: its publishes wait in the socket and are
     // stored when the server resumes.
     let mut producer = app.nats.jetstream().await;

@@ -4,6 +4,7 @@ use herald_core::cursor::Cursor;
 use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
+use crate::scenario::{each_event, poll_json};
 
 #[tokio::test]
 async fn sse_never_crosses_tenants_even_through_cursors() {
@@ -57,18 +58,8 @@ async fn poll_and_ws_never_cross_tenants() {
     app.publish("evil", "leads", json!({})).await;
     let mine = app.publish("acme", "leads", json!({})).await;
     let since = Cursor::new(start, epoch);
-    let body: Value = app
-        .poll(&acme, &format!("since={since}&wait=5"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let tenants: Vec<&Value> = body["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| &e["tenant"])
-        .collect();
+    let body: Value = poll_json(&app, &acme, &format!("since={since}&wait=5")).await;
+    let tenants: Vec<&Value> = each_event(&body, &["tenant"]);
     assert_eq!(tenants, vec![&json!("acme")]);
 
     let mut ws = app.ws(&acme).await.unwrap();

@@ -18,6 +18,7 @@ mod origin;
 mod outage;
 mod poll;
 mod resume;
+mod scenario;
 mod server;
 mod shutdown;
 mod sse;

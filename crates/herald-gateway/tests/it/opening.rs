@@ -5,6 +5,7 @@ use herald_core::cursor::Cursor;
 use serde_json::json;
 
 use crate::helpers::{SseClient, TestApp};
+use crate::scenario::poll_json;
 
 #[tokio::test]
 async fn sse_opens_with_the_heartbeat_and_the_head_cursor_as_its_id() {
@@ -87,12 +88,7 @@ async fn a_cursor_past_the_stream_end_is_reset_not_skipped() {
     let next = app.publish("acme", "leads", json!({})).await;
     assert_eq!(sse.event().await.unwrap().seq(), next);
 
-    let poll: serde_json::Value = app
-        .poll(&token, &format!("since={ahead}&wait=0"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let poll: serde_json::Value = poll_json(&app, &token, &format!("since={ahead}&wait=0")).await;
     assert_eq!(poll["reset"]["reason"], "cursor_ahead");
     assert_eq!(poll["cursor"], Cursor::new(next, epoch).to_string());
     assert!(app.metric("herald_gateway_resets_total").await >= 2.0);

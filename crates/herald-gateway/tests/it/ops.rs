@@ -3,28 +3,13 @@
 use herald_core::streams::StreamSettings;
 
 use crate::helpers::{TestApp, test_config};
+use crate::scenario::status;
 
 #[tokio::test]
 async fn health_ready_and_metrics() {
     let app = TestApp::spawn().await;
-    assert_eq!(
-        app.http
-            .get(app.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        app.http
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status(&app, "/healthz").await, 200);
+    assert_eq!(status(&app, "/readyz").await, 200);
     let token = TestApp::token("acme", &["*"], 3600);
     let _sse = app.sse(&token, "", None).await;
     let text = app.metrics().await;

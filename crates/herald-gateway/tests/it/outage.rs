@@ -4,16 +4,12 @@ use herald_test_support::wait;
 use serde_json::json;
 
 use crate::helpers::TestApp;
+use crate::scenario::streaming;
 
 #[tokio::test]
 async fn nats_outage_degrades_then_goes_live_and_nothing_is_lost() {
     let mut app = TestApp::spawn().await;
-    let token = TestApp::token("acme", &["*"], 3600);
-    let mut sse = app.sse(&token, "", None).await;
-    let before = app
-        .publish("acme", "leads", json!({"phase": "before"}))
-        .await;
-    assert_eq!(sse.event().await.unwrap().seq(), before);
+    let mut sse = streaming(&app).await;
 
     app.nats.stop().await;
     let (degraded, _) = sse.until("status").await.unwrap();
@@ -56,6 +52,7 @@ async fn a_gateway_started_without_nats_says_so_in_band_and_becomes_ready_later(
     let gw = crate::helpers::start_gateway(&nats, &cfg, &Default::default()).await;
     let http = reqwest::Client::new();
     let url = |p: &str| format!("http://{}{p}", gw.addr);
+    let get = |p: &str, token: &str| http.get(url(p)).bearer_auth(token).send();
     let ready = http.get(url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
     assert_eq!(
@@ -65,12 +62,7 @@ async fn a_gateway_started_without_nats_says_so_in_band_and_becomes_ready_later(
 
     // A plain EventSource must not see an error status: it would never come back.
     let token = TestApp::token("acme", &["*"], 3600);
-    let resp = http
-        .get(url("/v1/stream"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let resp = get("/v1/stream", &token).await.unwrap();
     assert_eq!(resp.status(), 200);
     let mut sse = crate::helpers::SseClient::new(resp);
     let (bye, _) = sse.until("reconnect").await.unwrap();
@@ -79,12 +71,7 @@ async fn a_gateway_started_without_nats_says_so_in_band_and_becomes_ready_later(
     assert_eq!(bye.json()["reason"], "unavailable");
     assert!(!sse.retries.is_empty(), "with a retry hint");
     // Long-poll is a fetch: it gets a 503 with Retry-After.
-    let poll = http
-        .get(url("/v1/poll?wait=0"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let poll = get("/v1/poll?wait=0", &token).await.unwrap();
     assert_eq!(poll.status(), 503);
     assert!(poll.headers().contains_key("retry-after"));
 

@@ -6,6 +6,7 @@ use herald_core::cursor::Cursor;
 use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
+use crate::scenario::{each_event, get_with, poll_json};
 
 #[tokio::test]
 async fn poll_returns_events_after_the_cursor_and_a_cursor_to_continue() {
@@ -14,21 +15,13 @@ async fn poll_returns_events_after_the_cursor_and_a_cursor_to_continue() {
     let token = TestApp::token("acme", &["*"], 3600);
     let a = app.publish("acme", "leads", json!({"n": "a"})).await;
     let b = app.publish("acme", "leads", json!({"n": "b"})).await;
-    let resp: Value = app
-        .poll(
-            &token,
-            &format!("since={}&wait=5", Cursor::new(a - 1, epoch)),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let ns: Vec<&Value> = resp["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| &e["data"]["n"])
-        .collect();
+    let resp: Value = poll_json(
+        &app,
+        &token,
+        &format!("since={}&wait=5", Cursor::new(a - 1, epoch)),
+    )
+    .await;
+    let ns: Vec<&Value> = each_event(&resp, &["data", "n"]);
     assert_eq!(ns, vec![&json!("a"), &json!("b")]);
     assert_eq!(resp["cursor"], Cursor::new(b, epoch).to_string());
     assert_eq!(resp["state"], "live");
@@ -63,12 +56,12 @@ async fn an_empty_poll_waits_then_answers_with_the_same_position() {
     let token = TestApp::token("acme", &["*"], 3600);
     let a = app.publish("acme", "leads", json!({})).await;
     let started = Instant::now();
-    let resp: Value = app
-        .poll(&token, &format!("since={}&wait=1", Cursor::new(a, epoch)))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let resp: Value = poll_json(
+        &app,
+        &token,
+        &format!("since={}&wait=1", Cursor::new(a, epoch)),
+    )
+    .await;
     assert!(started.elapsed() >= Duration::from_millis(900), "it waited");
     assert_eq!(resp["events"], json!([]));
     assert_eq!(resp["cursor"], Cursor::new(a, epoch).to_string());
@@ -98,13 +91,7 @@ async fn malformed_queries_are_json_400s_on_every_endpoint() {
     let token = TestApp::token("acme", &["*"], 3600);
     // A repeated parameter cannot be parsed into the query struct.
     for path in ["/v1/ws?since=1-0&since=2-0", "/v1/stats?topic=a&topic=b"] {
-        let resp = app
-            .http
-            .get(app.url(path))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+        let resp = get_with(&app, path, &token).await;
         assert_eq!(resp.status(), 400, "{path}");
         let body: Value = resp.json().await.expect("a JSON error body");
         assert_eq!(body["error"]["code"], "bad_request", "{path}: {body}");

@@ -8,7 +8,8 @@ use herald_test_support::wait;
 use rand::Rng;
 use serde_json::json;
 
-use crate::helpers::{KillableGateway, TestApp, duplicates, test_config};
+use crate::helpers::{KillableGateway, SseClient, TestApp, duplicates, test_config};
+use crate::scenario::{acme_token, next_seqs, resumes, resumes_exactly_then_live, with_ring};
 
 /// Publishes `n` events and waits until a live client saw them (so the tail has them).
 async fn publish_seen(app: &TestApp, token: &str, n: usize) -> Vec<u64> {
@@ -17,73 +18,46 @@ async fn publish_seen(app: &TestApp, token: &str, n: usize) -> Vec<u64> {
     for i in 0..n {
         seqs.push(app.publish("acme", "leads", json!({"i": i})).await);
     }
-    let seen: Vec<u64> = watcher
-        .events(n)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.seq())
-        .collect();
+    let seen = next_seqs(&mut watcher, n).await;
     assert_eq!(seen, seqs);
     seqs
+}
+
+/// `sse` gets exactly `missed`, then a live event; its one resume was served from `source`.
+async fn missed_then_live(app: &TestApp, sse: &mut SseClient, missed: &[u64], source: &str) {
+    let got = next_seqs(sse, missed.len()).await;
+    assert_eq!(got, missed.to_vec());
+    let live = app.publish("acme", "leads", json!({})).await;
+    assert_eq!(sse.event().await.unwrap().seq(), live);
+    assert_eq!(resumes(app, source).await, 1.0);
 }
 
 #[tokio::test]
 async fn resume_inside_the_ring_sends_exactly_the_missed_events_then_live() {
     let app = TestApp::spawn().await;
-    let token = TestApp::token("acme", &["*"], 3600);
+    let token = acme_token();
     let seqs = publish_seen(&app, &token, 5).await;
     let epoch = app.epoch().await;
     let cursor = Cursor::new(seqs[1], epoch).to_string();
     let mut sse = app.sse(&token, "", Some(&cursor)).await;
-    let got: Vec<u64> = sse
-        .events(3)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.seq())
-        .collect();
-    assert_eq!(got, seqs[2..].to_vec());
-    let live = app.publish("acme", "leads", json!({})).await;
-    assert_eq!(sse.event().await.unwrap().seq(), live);
-    assert_eq!(
-        app.metric("herald_gateway_resumes_total{source=\"memory\"}")
-            .await,
-        1.0
-    );
+    missed_then_live(&app, &mut sse, &seqs[2..], "memory").await;
 }
 
 #[tokio::test]
 async fn resume_beyond_the_ring_replays_from_jetstream_then_live() {
-    let mut cfg = test_config();
-    cfg.ring_events = 2;
-    let app = TestApp::spawn_with(cfg, StreamSettings::default()).await;
-    let token = TestApp::token("acme", &["*"], 3600);
+    let app = with_ring(2).await;
+    let token = acme_token();
     let seqs = publish_seen(&app, &token, 6).await;
     let cursor = Cursor::new(seqs[0], app.epoch().await).to_string();
     // `since` works too when there is no Last-Event-ID.
     let mut sse = app.sse(&token, &format!("since={cursor}"), None).await;
-    let got: Vec<u64> = sse
-        .events(5)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.seq())
-        .collect();
-    assert_eq!(got, seqs[1..].to_vec());
-    let live = app.publish("acme", "leads", json!({})).await;
-    assert_eq!(sse.event().await.unwrap().seq(), live);
-    assert_eq!(
-        app.metric("herald_gateway_resumes_total{source=\"jetstream\"}")
-            .await,
-        1.0
-    );
+    missed_then_live(&app, &mut sse, &seqs[1..], "jetstream").await;
 }
 
 #[tokio::test]
 async fn last_event_id_wins_over_since() {
     let app = TestApp::spawn().await;
-    let token = TestApp::token("acme", &["*"], 3600);
+    let token = acme_token();
     let seqs = publish_seen(&app, &token, 3).await;
     let epoch = app.epoch().await;
     let since = Cursor::new(seqs[0], epoch);
@@ -99,7 +73,7 @@ async fn the_hand_off_never_gaps_or_duplicates_under_concurrent_publishing() {
     let mut cfg = test_config();
     cfg.ring_events = 16; // some resumes come from the ring, the others from JetStream
     let app = TestApp::spawn_with(cfg, StreamSettings::default()).await;
-    let token = TestApp::token("acme", &["*"], 3600);
+    let token = acme_token();
     let epoch = app.epoch().await;
     let js = app.nats.jetstream().await;
     // Every acme sequence ever published; other tenants' events interleave with them.
@@ -151,12 +125,8 @@ async fn the_hand_off_never_gaps_or_duplicates_under_concurrent_publishing() {
         );
         assert_eq!(got, expected, "iteration {iteration}: gap or disorder");
     }
-    let memory = app
-        .metric("herald_gateway_resumes_total{source=\"memory\"}")
-        .await;
-    let jetstream = app
-        .metric("herald_gateway_resumes_total{source=\"jetstream\"}")
-        .await;
+    let memory = resumes(&app, "memory").await;
+    let jetstream = resumes(&app, "jetstream").await;
     assert!(
         memory + jetstream >= 1.0,
         "resumes were served ({memory} memory, {jetstream} JetStream)"
@@ -172,7 +142,7 @@ async fn a_cursor_older_than_retention_gets_reset_then_live() {
         ..StreamSettings::default()
     };
     let app = TestApp::spawn_with(cfg, settings).await;
-    let token = TestApp::token("acme", &["*"], 3600);
+    let token = acme_token();
     let seqs = publish_seen(&app, &token, 10).await;
     let epoch = app.epoch().await;
     let cursor = Cursor::new(seqs[1], epoch).to_string();
@@ -192,7 +162,7 @@ async fn a_cursor_older_than_retention_gets_reset_then_live() {
 #[tokio::test]
 async fn a_cursor_from_another_epoch_gets_reset() {
     let app = TestApp::spawn().await;
-    let token = TestApp::token("acme", &["*"], 3600);
+    let token = acme_token();
     let epoch = app.epoch().await;
     let foreign = Cursor::new(3, Epoch(epoch.0.wrapping_add(1))).to_string();
     let mut sse = app.sse(&token, "", Some(&foreign)).await;
@@ -204,7 +174,7 @@ async fn a_cursor_from_another_epoch_gets_reset() {
 #[tokio::test]
 async fn a_stream_recreated_while_running_resets_connected_clients() {
     let app = TestApp::spawn().await;
-    let token = TestApp::token("acme", &["*"], 3600);
+    let token = acme_token();
     let old = app.epoch().await;
     let mut sse = app.sse(&token, "", None).await;
     app.publish("acme", "leads", json!({})).await;
@@ -241,19 +211,13 @@ async fn a_stream_recreated_while_running_resets_connected_clients() {
 #[tokio::test]
 async fn after_a_gateway_restart_the_client_resumes_with_last_event_id() {
     let mut app = TestApp::spawn().await;
-    let token = TestApp::token("acme", &["*"], 3600);
+    let token = acme_token();
     let mut sse = app.sse(&token, "", None).await;
     let mut all = Vec::new();
     for i in 0..3 {
         all.push(app.publish("acme", "leads", json!({"i": i})).await);
     }
-    let first: Vec<u64> = sse
-        .events(3)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.seq())
-        .collect();
+    let first = next_seqs(&mut sse, 3).await;
     assert_eq!(first, all);
     app.stop_gateway().await;
     let (bye, _) = sse.until("reconnect").await.unwrap();
@@ -262,22 +226,7 @@ async fn after_a_gateway_restart_the_client_resumes_with_last_event_id() {
         all.push(app.publish("acme", "leads", json!({"i": i})).await);
     }
     app.restart_gateway().await;
-    let last_id = sse.last_id.clone().expect("the client kept its last id");
-    let mut resumed = app.sse(&token, "", Some(&last_id)).await;
-    let missed: Vec<u64> = resumed
-        .events(3)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.seq())
-        .collect();
-    assert_eq!(missed, all[3..].to_vec(), "exactly the missed events");
-    let live = app.publish("acme", "leads", json!({})).await;
-    assert_eq!(
-        resumed.event().await.unwrap().seq(),
-        live,
-        "then live, nothing twice"
-    );
+    resumes_exactly_then_live(&app, &token, &sse, &all[3..]).await;
 }
 
 #[tokio::test]
@@ -287,7 +236,7 @@ async fn a_reconnect_storm_queues_for_replay_slots_and_every_client_gets_its_eve
     cfg.max_replays = 1;
     cfg.limits.per_user = 100;
     let app = TestApp::spawn_with(cfg, StreamSettings::default()).await;
-    let token = TestApp::token("acme", &["*"], 3600);
+    let token = acme_token();
     let seqs = publish_seen(&app, &token, 8).await;
     let epoch = app.epoch().await;
     let storm = (0..20).map(|i| {
@@ -297,13 +246,7 @@ async fn a_reconnect_storm_queues_for_replay_slots_and_every_client_gets_its_eve
             let cursor = Cursor::new(from, epoch).to_string();
             let mut sse = app.sse(token, "", Some(&cursor)).await;
             let want = seqs.iter().filter(|s| **s > from).count();
-            let got: Vec<u64> = sse
-                .events(want)
-                .await
-                .unwrap()
-                .iter()
-                .map(|e| e.seq())
-                .collect();
+            let got = next_seqs(&mut sse, want).await;
             (from, got)
         }
     });
@@ -311,32 +254,20 @@ async fn a_reconnect_storm_queues_for_replay_slots_and_every_client_gets_its_eve
         let expected: Vec<u64> = seqs.iter().copied().filter(|s| *s > from).collect();
         assert_eq!(got, expected, "resume from {from}");
     }
-    assert_eq!(
-        app.metric("herald_gateway_resumes_total{source=\"jetstream\"}")
-            .await,
-        20.0
-    );
+    assert_eq!(resumes(&app, "jetstream").await, 20.0);
 }
 
 #[tokio::test]
 async fn a_long_replay_runs_in_chunks_and_leaves_no_consumer_behind() {
-    let mut cfg = test_config();
-    cfg.ring_events = 10;
-    let app = TestApp::spawn_with(cfg, StreamSettings::default()).await;
-    let token = TestApp::token("acme", &["*"], 3600);
+    let app = with_ring(10).await;
+    let token = acme_token();
     let total = herald_gateway::replay::CHUNK * 2 + 50;
     let seqs = publish_seen(&app, &token, total).await;
     let epoch = app.epoch().await;
     let mut sse = app
         .sse(&token, "", Some(&Cursor::new(seqs[0], epoch).to_string()))
         .await;
-    let got: Vec<u64> = sse
-        .events(total - 1)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.seq())
-        .collect();
+    let got = next_seqs(&mut sse, total - 1).await;
     assert_eq!(got, seqs[1..].to_vec());
     let js = app.nats.jetstream().await;
     let mut stream = js
@@ -350,7 +281,7 @@ async fn a_long_replay_runs_in_chunks_and_leaves_no_consumer_behind() {
 #[tokio::test]
 async fn after_a_gateway_crash_the_client_resumes_with_last_event_id() {
     let app = TestApp::spawn().await;
-    let token = TestApp::token("acme", &["*"], 3600);
+    let token = acme_token();
     let mut crashing = KillableGateway::start(&app.nats, &app.cfg, &app.settings).await;
     let url = format!("http://{}/v1/stream", crashing.addr);
     let connect = |last_id: Option<String>| {
@@ -376,13 +307,7 @@ async fn after_a_gateway_crash_the_client_resumes_with_last_event_id() {
     for i in 0..3 {
         all.push(app.publish("acme", "leads", json!({"i": i})).await);
     }
-    let first: Vec<u64> = sse
-        .events(3)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.seq())
-        .collect();
+    let first = next_seqs(&mut sse, 3).await;
     assert_eq!(first, all);
 
     crashing.kill().await;
@@ -394,20 +319,5 @@ async fn after_a_gateway_crash_the_client_resumes_with_last_event_id() {
         all.push(app.publish("acme", "leads", json!({"i": i})).await);
     }
     // The client reconnects to another instance (the TestApp's) with its Last-Event-ID.
-    let last_id = sse.last_id.clone().expect("the client kept its last id");
-    let mut resumed = app.sse(&token, "", Some(&last_id)).await;
-    let missed: Vec<u64> = resumed
-        .events(3)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.seq())
-        .collect();
-    assert_eq!(missed, all[3..].to_vec(), "exactly the missed events");
-    let live = app.publish("acme", "leads", json!({})).await;
-    assert_eq!(
-        resumed.event().await.unwrap().seq(),
-        live,
-        "then live, nothing twice"
-    );
+    resumes_exactly_then_live(&app, &token, &sse, &all[3..]).await;
 }

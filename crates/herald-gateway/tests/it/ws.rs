@@ -7,6 +7,7 @@ use herald_test_support::wait;
 use serde_json::json;
 
 use crate::helpers::{DEADLINE, TestApp, test_config};
+use crate::scenario::ws_seq;
 
 #[tokio::test]
 async fn subscribe_resume_unsubscribe_and_refresh() {
@@ -78,15 +79,7 @@ async fn a_peer_that_answers_no_ping_is_disconnected_and_one_that_does_stays() {
     assert_eq!(app.metric("herald_gateway_silent_peers_total").await, 1.0);
     let seq = app.publish("acme", "leads", json!({})).await;
     let event = alive.expect("event").await.unwrap();
-    assert_eq!(
-        event["cursor"]
-            .as_str()
-            .unwrap()
-            .parse::<Cursor>()
-            .unwrap()
-            .seq,
-        seq
-    );
+    assert_eq!(ws_seq(&event), seq);
 }
 
 #[tokio::test]
@@ -100,15 +93,7 @@ async fn a_refreshed_token_that_grants_less_narrows_the_subscription() {
         .await;
     let lead = app.publish("acme", "leads", json!({})).await;
     let event = ws.expect("event").await.unwrap();
-    assert_eq!(
-        event["cursor"]
-            .as_str()
-            .unwrap()
-            .parse::<Cursor>()
-            .unwrap()
-            .seq,
-        lead
-    );
+    assert_eq!(ws_seq(&event), lead);
     let narrower = TestApp::token("acme", &["deals"], 3600);
     ws.send(json!({"op": "refresh", "token": narrower})).await;
     // A ping after the refresh: its pong proves the refresh was handled first.
@@ -118,13 +103,5 @@ async fn a_refreshed_token_that_grants_less_narrows_the_subscription() {
     let deal = app.publish("acme", "deals", json!({})).await;
     let event = ws.expect("event").await.unwrap();
     assert_eq!(event["topic"], "deals");
-    assert_eq!(
-        event["cursor"]
-            .as_str()
-            .unwrap()
-            .parse::<Cursor>()
-            .unwrap()
-            .seq,
-        deal
-    );
+    assert_eq!(ws_seq(&event), deal);
 }
