@@ -6,10 +6,11 @@
 //   h.on("state", (state, { reason }) => indicator(state, reason));
 //   h.on("resync", () => refetchSnapshot());
 //
-// Dependency-free ES module. The parts, in lib/: client.js (the state machine), transports.js
-// (SSE over fetch, WebSocket, long-poll), sse.js (the event-stream parser), backoff.js,
-// cursor.js (cursors), delivery.js (dedup, subscriptions), tokens.js (getToken ahead of expiry),
-// tabs.js (one connection shared by every tab).
+// Dependency-free ES module. The parts, in lib/: client.js (the state machine), recovery.js
+// (watchdog, retry with backoff, fallback and upgrade), transports.js (SSE over fetch,
+// WebSocket, long-poll), sse.js (the event-stream parser), backoff.js, cursor.js (cursors),
+// delivery.js (dedup, subscriptions), tokens.js (getToken ahead of expiry), tabs.js (one
+// connection shared by every tab).
 
 import { HeraldClient } from "./lib/client.js";
 

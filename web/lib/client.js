@@ -1,5 +1,6 @@
 // The Herald client: one state machine that owns backoff, fallback, resume, dedup and tab
-// sharing, over the transports of transports.js.
+// sharing, over the transports of transports.js. What happens when a connection dies (the
+// watchdog, the retry delay, the fallback probe) is in recovery.js.
 //
 //   connecting ──open──► live ◄──status──► degraded          (any state) ──offline──► offline
 //        │                 │  ▲                                                       │
@@ -12,14 +13,15 @@
 // on every reconnect whatever the transport, and one bounded set of recent event ids that
 // drops the rare duplicate (a poll that overlaps an upgrade, a new leader tab's replay).
 
-import { backoffDelay, BACKOFF } from "./backoff.js";
+import { BACKOFF } from "./backoff.js";
 import { advances } from "./cursor.js";
 import { Delivery, safely } from "./delivery.js";
 import { FALLBACK_ORDER, Ladder } from "./ladder.js";
 import { onTabMessage } from "./follow.js";
+import { armWatchdog, fail, scheduleUpgrade, silenceBudget } from "./recovery.js";
 import { TabGroup } from "./tabs.js";
 import { TokenKeeper } from "./tokens.js";
-import { endpoint, TRANSPORTS } from "./transports.js";
+import { TRANSPORTS } from "./transports.js";
 
 export { tokenExpiry } from "./tokens.js";
 
@@ -49,8 +51,6 @@ export const DEFAULTS = Object.freeze({
 /** The gateway's default heartbeat, used until it announces its own. */
 const DEFAULT_HEARTBEAT = 15_000;
 
-const IMMEDIATE = new Set(["draining", "token_expired", "replay_failed", "overflow"]);
-
 function browserEnv() {
   const g = globalThis;
   return {
@@ -69,11 +69,6 @@ function browserEnv() {
 }
 
 const NAMES = Object.freeze({ sse: "SSE", ws: "WebSocket", poll: "long-poll" });
-
-function describe(failure) {
-  const message = failure.message ?? failure.kind;
-  return failure.code && !message.includes(failure.code) ? `${failure.code}: ${message}` : message;
-}
 
 export class HeraldClient {
   /**
@@ -251,8 +246,8 @@ export class HeraldClient {
   wake(why) {
     if (this.closed || this.role === "follower") return;
     if (this.transport && this.opened) {
-      if (this.kind !== "poll" && this.env.now() - this.lastActivity > this.silenceBudget()) {
-        this.fail(this.gen, { kind: "silent", message: `no heartbeat while asleep (${why})` });
+      if (this.kind !== "poll" && this.env.now() - this.lastActivity > silenceBudget(this)) {
+        fail(this, this.gen, { kind: "silent", message: `no heartbeat while asleep (${why})` });
       }
       return;
     }
@@ -266,7 +261,7 @@ export class HeraldClient {
 
   goOffline() {
     if (this.closed || this.role === "follower") return;
-    this.fail(this.gen, { kind: "network", message: "the browser is offline" });
+    fail(this, this.gen, { kind: "network", message: "the browser is offline" });
   }
 
   // ── connecting ────────────────────────────────────────────────────────────────────────
@@ -287,7 +282,7 @@ export class HeraldClient {
     try {
       token = await this.tokens.current();
     } catch (err) {
-      return this.fail(gen, { kind: "refused", code: "token_unavailable", message: String(err?.message ?? err) });
+      return fail(this, gen, { kind: "refused", code: "token_unavailable", message: String(err?.message ?? err) });
     }
     if (gen !== this.gen) return;
     // Without a cursor, the gateway opens every stream with its position (SSE: the `id:` of
@@ -307,27 +302,7 @@ export class HeraldClient {
     this.startedAt = this.env.now();
     this.lastActivity = this.startedAt;
     this.transport.start();
-    if (kind !== "poll") this.armWatchdog(gen);
-  }
-
-  /** A bounded GET to the gateway; resolves to the response, or null if unreachable. */
-  async ask(path, params, token) {
-    const abort = new AbortController();
-    const timer = this.env.setTimeout(() => abort.abort(), this.heartbeat);
-    try {
-      const headers = token ? { Authorization: `Bearer ${token}` } : {};
-      const topics = this.topics.length ? this.topics.join(",") : undefined;
-      return await this.env.fetch(endpoint(this.url, path, { topics, ...params }), {
-        headers,
-        cache: "no-store",
-        credentials: "same-origin",
-        signal: abort.signal,
-      });
-    } catch {
-      return null;
-    } finally {
-      this.env.clearTimeout(timer);
-    }
+    if (kind !== "poll") armWatchdog(this, gen);
   }
 
   handlers(gen) {
@@ -343,7 +318,7 @@ export class HeraldClient {
         this.lastHeartbeatAt = this.env.now();
         this.group?.post({ t: "beat", at: this.lastHeartbeatAt });
       },
-      fail: (failure) => current() && this.fail(gen, failure),
+      fail: (failure) => current() && fail(this, gen, failure),
     };
   }
 
@@ -352,7 +327,7 @@ export class HeraldClient {
     this.hadOpen = true;
     this.lastActivity = this.env.now();
     this.showLive(`${NAMES[this.kind]} connected`);
-    if (this.ladder.opened()) this.scheduleUpgrade();
+    if (this.ladder.opened()) scheduleUpgrade(this);
   }
 
   onActivity() {
@@ -378,7 +353,7 @@ export class HeraldClient {
           this.heartbeat = data.heartbeat_ms;
           if (this.timers.watchdog) {
             this.clearTimer("watchdog");
-            this.armWatchdog(gen);
+            armWatchdog(this, gen);
           }
         }
         if (cursor) this.advance(cursor);
@@ -392,104 +367,16 @@ export class HeraldClient {
         this.resync({ reason: data?.reason ?? "reset", cursor: this.cursor });
         return;
       case "overflow":
-        return this.fail(gen, { kind: "closed", code: "overflow", message: "the client fell behind; resuming" });
+        return fail(this, gen, { kind: "closed", code: "overflow", message: "the client fell behind; resuming" });
       case "reconnect":
-        return this.fail(gen, { kind: "closed", code: data?.reason ?? "reconnect", message: "the gateway asked to reconnect" });
+        return fail(this, gen, { kind: "closed", code: data?.reason ?? "reconnect", message: "the gateway asked to reconnect" });
       default:
         this.emit(name, data);
         this.group?.post({ t: "named", name, data });
     }
   }
 
-  // ── failure, backoff, fallback ────────────────────────────────────────────────────────
-
-  async fail(gen, failure) {
-    if (gen !== this.gen || this.closed) return;
-    const wasOpen = this.opened;
-    const kind = this.kind;
-    const failedGen = ++this.gen; // callbacks of the failed connection are ignored from now on
-    this.transport?.stop();
-    this.transport = null;
-    this.opened = false;
-    for (const t of ["retry", "watchdog", "upgrade"]) this.clearTimer(t);
-    this.lastFailure = failure;
-    this.emit("error", failure);
-
-    let now = IMMEDIATE.has(failure.code) && this.attempt === 0;
-    // An expired or refused token is fetched again (with getToken) before the next attempt.
-    if (failure.code === "token_expired" || failure.status === 401) this.tokens.invalidate();
-    if (this.ladder.auto && !wasOpen) {
-      const blocked = !this.ladder.tryingUpgrade && (await this.isBlocked(kind, failure));
-      if (failedGen !== this.gen || this.closed) return;
-      if (this.ladder.failedBeforeOpen(kind, blocked)) now = true;
-    }
-    if (failedGen !== this.gen || this.closed) return;
-
-    const delay = now
-      ? 0
-      : Math.min(
-          Math.max(backoffDelay(this.attempt++, { ...this.opts.backoff, random: this.env.random }), failure.retryAfter ?? 0),
-          this.opts.backoff.cap,
-        );
-    this.nextRetryIn = delay;
-    const next = delay >= 1000 ? ` · next try in ${Math.round(delay / 1000)} s` : "";
-    if (this.isOffline()) this.setState("offline", `the browser is offline${next}`);
-    else this.setState(this.hadOpen ? "reconnecting" : "connecting", `${describe(failure)}${next}`);
-    this.timers.retry = this.env.setTimeout(() => {
-      this.timers.retry = null;
-      this.connect();
-    }, delay);
-  }
-
-  /** Whether a failure means "this transport does not get through", not "server down". */
-  async isBlocked(kind, failure) {
-    if (failure.kind === "blocked") return true;
-    if (kind === "ws" && failure.kind === "network" && !this.isOffline()) {
-      // A browser hides why a WebSocket failed. If plain HTTP reaches the gateway, the
-      // WebSocket is what is blocked.
-      const res = await this.ask("/v1/poll", { wait: 0 }, this.tokens.token);
-      return res !== null;
-    }
-    return false;
-  }
-
-  scheduleUpgrade() {
-    this.clearTimer("upgrade");
-    const gen = this.gen;
-    this.timers.upgrade = this.env.setTimeout(() => {
-      this.timers.upgrade = null;
-      if (gen !== this.gen || this.closed || !this.opened) return;
-      this.ladder.tryBest();
-      this.transport?.stop();
-      this.transport = null;
-      this.connect();
-    }, this.ladder.upgradeDelay);
-  }
-
-  silenceBudget() {
-    return this.heartbeat * this.opts.silence;
-  }
-
-  armWatchdog(gen) {
-    const tick = () => Math.max(50, Math.floor(this.heartbeat / 2));
-    const check = () => {
-      this.timers.watchdog = null;
-      if (gen !== this.gen || this.closed) return;
-      const idle = this.env.now() - this.lastActivity;
-      if (idle > this.silenceBudget()) {
-        const blocked = this.opened && !this.sawData;
-        return this.fail(gen, {
-          kind: blocked ? "blocked" : this.opened ? "silent" : "network",
-          message: this.opened
-            ? `no heartbeat for ${Math.round(idle / 1000)} s`
-            : `no answer for ${Math.round(idle / 1000)} s`,
-        });
-      }
-      if (this.opened && idle >= this.heartbeat) this.transport?.probe?.();
-      this.timers.watchdog = this.env.setTimeout(check, tick());
-    };
-    this.timers.watchdog = this.env.setTimeout(check, tick());
-  }
+  // ── timers (failure, backoff, fallback and the watchdog: recovery.js) ─────────────────
 
   clearTimer(name) {
     if (this.timers[name]) this.env.clearTimeout(this.timers[name]);

@@ -3,20 +3,11 @@
 // and token refresh. The transports are fakes the tests drive (helpers.mjs).
 
 import assert from "node:assert/strict";
-import { afterEach, beforeEach, mock, test } from "node:test";
+import { mock, test } from "node:test";
 
-import { event, flush, harness, reply } from "./helpers.mjs";
+import { advance, event, flush, harness, reply, useFakeTime } from "./helpers.mjs";
 
-beforeEach(() => mock.timers.enable({ apis: ["setTimeout", "Date"], now: 1_000_000 }));
-afterEach(() => mock.timers.reset());
-
-/** Advances fake time by `ms`, letting promises settle between steps. */
-async function advance(ms, step = 100) {
-  for (let t = 0; t < ms; t += step) {
-    mock.timers.tick(Math.min(step, ms - t));
-    await flush();
-  }
-}
+useFakeTime();
 
 test("connects over SSE first, resuming from the position the gateway opens with", async () => {
   const { h, made, fetched, states } = harness();

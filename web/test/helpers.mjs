@@ -1,7 +1,23 @@
 // A client over fake transports, a fake fetch and fake browser signals, for the state-machine
 // tests. Time is node:test's mock timers (setTimeout and Date), driven by each test.
 
+import { afterEach, beforeEach, mock } from "node:test";
+
 import { HeraldClient } from "../herald.js";
+
+/** Every test of the calling file runs on mock setTimeout and Date, starting at 1 000 000 ms. */
+export function useFakeTime() {
+  beforeEach(() => mock.timers.enable({ apis: ["setTimeout", "Date"], now: 1_000_000 }));
+  afterEach(() => mock.timers.reset());
+}
+
+/** Advances fake time by `ms` in steps of `step`, letting promises settle between steps. */
+export async function advance(ms, step = 100) {
+  for (let t = 0; t < ms; t += step) {
+    mock.timers.tick(Math.min(step, ms - t));
+    await flush();
+  }
+}
 
 /** Lets every pending promise settle (setImmediate is not mocked). */
 export const flush = () => new Promise((resolve) => setImmediate(resolve));

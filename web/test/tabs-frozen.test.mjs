@@ -5,19 +5,14 @@
 // messages it receives, its lock promises — until it is thawed (or drops the messages).
 
 import assert from "node:assert/strict";
-import { afterEach, beforeEach, mock, test } from "node:test";
+import { test } from "node:test";
 
-import { event, flush, harness } from "./helpers.mjs";
+import { advance as advanceBy, event, flush, harness, useFakeTime } from "./helpers.mjs";
 
-beforeEach(() => mock.timers.enable({ apis: ["setTimeout", "Date"], now: 1_000_000 }));
-afterEach(() => mock.timers.reset());
+useFakeTime();
 
-async function advance(ms, step = 50) {
-  for (let t = 0; t < ms; t += step) {
-    mock.timers.tick(Math.min(step, ms - t));
-    await flush();
-  }
-}
+/** Advances fake time in steps of 50 ms, finer than the tab group's timers. */
+const advance = (ms) => advanceBy(ms, 50);
 
 /** A tab's event loop: runs now, or later if the tab is frozen. */
 class Loop {

@@ -1,4 +1,5 @@
-import { assertOnce, describe, openDashboard, screenshot, waitReceived } from "../browser.mjs";
+import { assertOnce, describe, screenshot, waitReceived } from "../browser.mjs";
+import { assertOneLeader, ids as idsOf, inContext, oneConnection, openLiveTabs, publishIds, roleOf, rolesOf, TABS_VIEWPORT } from "../page.mjs";
 import { HEARTBEAT_MS, until, uid } from "../stack.mjs";
 
 export const name = "3 tabs, the leader hung (a busy loop): another tab takes over within 2.5 heartbeats + a reconnect, no gap, no duplicate; the old leader wakes and steps down";
@@ -14,8 +15,6 @@ const TAKEOVER_BOUND_MS = 2.5 * HEARTBEAT_MS + 2000;
  */
 const HANG_MS = 8000;
 
-const roleOf = (p) => p.evaluate(() => window.herald.stats().role);
-
 /** Asserts `page` received exactly `ids`, in this order, among the ids of this run. */
 async function assertInOrder(page, run, ids) {
   const got = (await page.evaluate(() => window.heraldReceived)).filter((id) => id.startsWith(run));
@@ -24,21 +23,18 @@ async function assertInOrder(page, run, ids) {
   }
 }
 
-export default async function ({ stack, browser }) {
-  const context = await browser.newContext({ viewport: { width: 1100, height: 700 } });
-  try {
-    const pages = [];
-    for (let i = 0; i < TABS; i++) pages.push(await openDashboard(context, stack.gatewayUrl));
-    for (const p of pages) await p.waitForFunction(() => window.herald.state === "live");
-    const roles = await Promise.all(pages.map(roleOf));
-    if (roles.filter((r) => r === "leader").length !== 1) throw new Error(`roles: ${roles.join(",")}`);
+export default function ({ stack, browser }) {
+  return inContext(browser, TABS_VIEWPORT, async (context) => {
+    const pages = await openLiveTabs(context, stack.gatewayUrl, TABS);
+    const roles = await rolesOf(pages);
+    assertOneLeader(roles);
     const leader = pages[roles.indexOf("leader")];
     const rest = pages.filter((p) => p !== leader);
 
     const run = uid();
-    const ids = (part, n) => Array.from({ length: n }, (_, i) => `${run}-${part}-${i}`);
+    const ids = (part, n) => idsOf(run, part, n);
     const before = ids("before", 3);
-    await stack.publish(before.map((id) => ({ id })));
+    await publishIds(stack, before);
     for (const p of pages) await waitReceived(p, before);
 
     // Hang the leader: its tasks stop, its lock and its gateway socket stay.
@@ -52,10 +48,10 @@ export default async function ({ stack, browser }) {
     }, HANG_MS);
     const frozenAt = Date.now();
     const during = ids("during", 3);
-    await stack.publish(during.map((id) => ({ id })));
+    await publishIds(stack, during);
 
     const next = await until("a follower to take over", async () => {
-      const r = await Promise.all(rest.map(roleOf));
+      const r = await rolesOf(rest);
       return r.includes("leader") ? rest[r.indexOf("leader")] : false;
     }, { ms: 15_000, every: 50 }).catch(async (err) => {
       const groups = await Promise.all(rest.map((p) => p.evaluate(() => {
@@ -68,10 +64,9 @@ export default async function ({ stack, browser }) {
     if (tookMs > TAKEOVER_BOUND_MS) throw new Error(`takeover after ${tookMs} ms (bound ${TAKEOVER_BOUND_MS} ms)`);
     console.log(`     takeover after ${tookMs} ms (heartbeat ${HEARTBEAT_MS} ms)`);
     const after = ids("after", 3);
-    await stack.publish(after.map((id) => ({ id })));
+    await publishIds(stack, after);
     for (const p of rest) await waitReceived(p, [...during, ...after]);
-    const newRoles = await Promise.all(rest.map(roleOf));
-    if (newRoles.filter((r) => r === "leader").length !== 1) throw new Error(`roles after the takeover: ${newRoles.join(",")}`);
+    assertOneLeader(await rolesOf(rest), "after the takeover");
     for (const p of rest) await assertInOrder(p, run, [...before, ...during, ...after]);
     await screenshot(next, "dashboard-frozen-leader-replaced");
 
@@ -79,18 +74,12 @@ export default async function ({ stack, browser }) {
     await until("the old leader to step down", async () => (await roleOf(leader)) === "follower", { ms: HANG_MS + 10_000, every: 50 });
     console.log(`     the old leader stepped down: ${await leader.evaluate(() => window.herald.group.steppedDown)}`);
     const last = ids("last", 3);
-    await stack.publish(last.map((id) => ({ id })));
+    await publishIds(stack, last);
     for (const p of pages) await waitReceived(p, [...before, ...during, ...after, ...last]);
-    await until("exactly one gateway connection", async () => {
-      const c = await stack.connections();
-      return c.sse + c.ws + c.poll === 1;
-    });
-    const finalRoles = await Promise.all(pages.map(roleOf));
-    if (finalRoles.filter((r) => r === "leader").length !== 1) throw new Error(`roles at the end: ${finalRoles.join(",")}`);
+    await oneConnection(stack);
+    assertOneLeader(await rolesOf(pages), "at the end");
     const all = [...before, ...during, ...after, ...last];
     for (const p of rest) await assertInOrder(p, run, all);
     for (const p of pages) await assertOnce(p, all);
-  } finally {
-    await context.close();
-  }
+  });
 }

@@ -1,33 +1,27 @@
-import { assertOnce, assertSequence, openDashboard, screenshot, states, waitReceived, waitState } from "../browser.mjs";
-import { uid } from "../stack.mjs";
+import { assertOnce, assertSequence, screenshot, states, waitReceived, waitState } from "../browser.mjs";
+import { ids, publishIds, withLiveDashboard } from "../page.mjs";
 
 export const name = "gateway killed and restarted: reconnecting → live, every outage event once";
 
-export default async function ({ stack, browser }) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  try {
-    const page = await openDashboard(context, stack.gatewayUrl);
-    await waitState(page, "live");
-    const run = uid();
-    const before = [0, 1, 2].map((i) => `${run}-before-${i}`);
-    await stack.publish(before.map((id) => ({ id })));
+export default function ({ stack, browser }) {
+  return withLiveDashboard({ stack, browser }, async ({ page, run }) => {
+    const before = ids(run, "before", 3);
+    await publishIds(stack, before);
     await waitReceived(page, before);
 
     await stack.gateway.stop("SIGKILL");
     await waitState(page, "reconnecting");
-    const during = [0, 1, 2, 3, 4].map((i) => `${run}-outage-${i}`);
-    await stack.publish(during.map((id) => ({ id })));
+    const during = ids(run, "outage", 5);
+    await publishIds(stack, during);
     await screenshot(page, "dashboard-reconnecting");
     await stack.startGateway();
     await waitState(page, "live");
     await waitReceived(page, during);
-    const after = [`${run}-after-0`];
-    await stack.publish(after.map((id) => ({ id })));
+    const after = ids(run, "after", 1);
+    await publishIds(stack, after);
     await waitReceived(page, after);
 
     await assertOnce(page, [...before, ...during, ...after]);
     assertSequence(await states(page), ["live", "reconnecting", "live"]);
-  } finally {
-    await context.close();
-  }
+  });
 }

@@ -1,16 +1,13 @@
-import { assertOnce, openDashboard, screenshot, waitReceived, waitState } from "../browser.mjs";
-import { uid, until } from "../stack.mjs";
+import { assertOnce, screenshot, waitReceived } from "../browser.mjs";
+import { ids as idsOf, withLiveDashboard } from "../page.mjs";
+import { until } from "../stack.mjs";
 
 export const name = "events published through ingest appear on the page";
 
-export default async function ({ stack, browser }) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  try {
-    const page = await openDashboard(context, stack.gatewayUrl);
-    await waitState(page, "live");
-    const run = uid();
+export default function ({ stack, browser }) {
+  return withLiveDashboard({ stack, browser }, async ({ page, run }) => {
     const people = ["Ada Lovelace", "Grace Hopper", "Alan Turing", "Barbara Liskov", "Edsger Dijkstra", "Margaret Hamilton"];
-    const ids = people.map((_, i) => `${run}-live-${i}`);
+    const ids = idsOf(run, "live", people.length);
     await stack.publish(people.slice(0, 4).map((name, i) => ({ id: ids[i], name, action: i === 3 ? "update" : "insert" })));
     await stack.publish([{ id: ids[4], topic: "deals", action: "created", data: { id: 77, title: `Deal with ${people[4]}` } }]);
     // And a Sequin CDC webhook, the way real Sequin sends it.
@@ -27,7 +24,5 @@ export default async function ({ stack, browser }) {
       throw new Error(`${err.message}: it shows ${await total()}`);
     });
     await screenshot(page, "dashboard-live");
-  } finally {
-    await context.close();
-  }
+  });
 }

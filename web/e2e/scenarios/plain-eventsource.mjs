@@ -3,6 +3,7 @@
 // every event missed while the gateway was SIGKILLed and restarted, once, in order.
 
 import { TIMEOUT } from "../browser.mjs";
+import { ids as idsOf, publishIds } from "../page.mjs";
 import { token, uid, until } from "../stack.mjs";
 
 export const name = "plain EventSource: gateway killed and restarted, missed events replayed by Last-Event-ID";
@@ -30,22 +31,22 @@ export default async function ({ stack, browser }) {
     if (!/^\d+-[0-9a-f]{8}$/.test(head)) throw new Error(`the opening status has no cursor id: ${JSON.stringify(head)}`);
 
     const run = uid();
-    const ids = (phase, n) => Array.from({ length: n }, (_, i) => `${run}-${phase}-${i}`);
+    const ids = (phase, n) => idsOf(run, phase, n);
     const received = async (want) =>
       until(`the EventSource to receive ${want.length} event(s)`, () =>
         page.evaluate((w) => w.every((id) => window.got.some((g) => g.id === id)), want),
       );
     const before = ids("before", 3);
-    await stack.publish(before.map((id) => ({ id })));
+    await publishIds(stack, before);
     await received(before);
 
     await stack.gateway.stop("SIGKILL");
     const during = ids("outage", 5);
-    await stack.publish(during.map((id) => ({ id })));
+    await publishIds(stack, during);
     await stack.startGateway();
     await received(during);
     const after = ids("after", 2);
-    await stack.publish(after.map((id) => ({ id })));
+    await publishIds(stack, after);
     await received(after);
 
     const { got, opens, readyState } = await page.evaluate(() => ({ got: window.got, opens: window.opens, readyState: window.es.readyState }));

@@ -1,17 +1,14 @@
 // The dashboard's counters from the stats-aggregator: `GET /v1/stats` at start, then live
 // `$stats` documents over the page's own connection, including the `leads by status` bars.
 
-import { openDashboard, screenshot, waitState } from "../browser.mjs";
-import { uid, until } from "../stack.mjs";
+import { openDashboard, screenshot } from "../browser.mjs";
+import { withLiveDashboard } from "../page.mjs";
+import { until } from "../stack.mjs";
 
 export const name = "dashboard counters: exact counts from the stats-aggregator, live, with leads by status";
 
-export default async function ({ stack, browser }) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  try {
-    const page = await openDashboard(context, stack.gatewayUrl);
-    await waitState(page, "live");
-    const run = uid();
+export default function ({ stack, browser }) {
+  return withLiveDashboard({ stack, browser }, async ({ context, page, run }) => {
     // Status values of this run only, so the bars can be checked exactly.
     const won = `won-${run}`;
     const lost = `lost-${run}`;
@@ -35,7 +32,5 @@ export default async function ({ stack, browser }) {
       fresh.evaluate((v) => document.querySelector(`[data-group="leads.status"] [data-value="${v}"] b`)?.textContent === "2", won),
     );
     await screenshot(page, "dashboard-stats");
-  } finally {
-    await context.close();
-  }
+  });
 }

@@ -1,30 +1,21 @@
-import { assertOnce, screenshot, openDashboard, waitReceived } from "../browser.mjs";
-import { until, uid } from "../stack.mjs";
+import { assertOnce, screenshot, waitReceived } from "../browser.mjs";
+import { assertOneLeader, ids, inContext, oneConnection, openLiveTabs, publishIds, rolesOf, TABS_VIEWPORT } from "../page.mjs";
+import { uid } from "../stack.mjs";
 
 export const name = "8 tabs of one origin: one gateway connection, every tab gets every event, leader closing loses nothing";
 
 const TABS = 8;
 
-async function oneConnection(stack) {
-  return until("exactly one gateway connection", async () => {
-    const c = await stack.connections();
-    return c.sse + c.ws + c.poll === 1 ? c : false;
-  });
-}
-
-export default async function ({ stack, browser }) {
-  const context = await browser.newContext({ viewport: { width: 1100, height: 700 } });
-  try {
-    const pages = [];
-    for (let i = 0; i < TABS; i++) pages.push(await openDashboard(context, stack.gatewayUrl));
-    for (const p of pages) await p.waitForFunction(() => window.herald.state === "live");
+export default function ({ stack, browser }) {
+  return inContext(browser, TABS_VIEWPORT, async (context) => {
+    const pages = await openLiveTabs(context, stack.gatewayUrl, TABS);
     await oneConnection(stack);
-    const roles = await Promise.all(pages.map((p) => p.evaluate(() => window.herald.stats().role)));
-    if (roles.filter((r) => r === "leader").length !== 1) throw new Error(`roles: ${roles.join(",")}`);
+    const roles = await rolesOf(pages);
+    assertOneLeader(roles);
 
     const run = uid();
-    const first = [0, 1, 2, 3, 4].map((i) => `${run}-tabs-${i}`);
-    await stack.publish(first.map((id) => ({ id })));
+    const first = ids(run, "tabs", 5);
+    await publishIds(stack, first);
     for (const p of pages) await waitReceived(p, first);
 
     // Close the leader; publish while another tab takes over.
@@ -32,15 +23,12 @@ export default async function ({ stack, browser }) {
     await screenshot(leader, "dashboard-tab-leader");
     await leader.close();
     const rest = pages.filter((p) => p !== leader);
-    const second = [0, 1, 2, 3, 4].map((i) => `${run}-takeover-${i}`);
-    await stack.publish(second.map((id) => ({ id })));
+    const second = ids(run, "takeover", 5);
+    await publishIds(stack, second);
     for (const p of rest) await waitReceived(p, second);
     await oneConnection(stack);
-    const newRoles = await Promise.all(rest.map((p) => p.evaluate(() => window.herald.stats().role)));
-    if (newRoles.filter((r) => r === "leader").length !== 1) throw new Error(`roles after: ${newRoles.join(",")}`);
+    assertOneLeader(await rolesOf(rest), "after");
     for (const p of rest) await assertOnce(p, [...first, ...second]);
     await screenshot(rest[0], "dashboard-tab-follower");
-  } finally {
-    await context.close();
-  }
+  });
 }

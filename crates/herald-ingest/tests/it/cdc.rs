@@ -263,27 +263,19 @@ async fn cloudevents_structured_and_batch() {
     assert_eq!(resp["events"][1]["duplicate"], false);
     assert_eq!(app.stored_count().await, 2);
 
-    let mut foreign = json!({"specversion": "1.0", "id": "x", "source": "/s", "type": "t", "topic": "a", "action": "b", "tenant": "globex"});
-    let body = serde_json::to_vec(&foreign).unwrap();
-    let headers =
-        herald_test_support::webhook::standard_headers(crate::helpers::STD_SECRET, "x", &body);
-    crate::helpers::assert_error(
-        app.webhook("events", body, &headers).await,
-        400,
-        "invalid_name",
-    )
-    .await;
-    foreign["tenant"] = json!("acme");
-    foreign["specversion"] = json!("0.3");
-    let body = serde_json::to_vec(&foreign).unwrap();
-    let headers =
-        herald_test_support::webhook::standard_headers(crate::helpers::STD_SECRET, "x", &body);
-    crate::helpers::assert_error(
-        app.webhook("events", body, &headers).await,
-        422,
-        "invalid_shape",
-    )
-    .await;
+    // Another tenant than the source's, then this tenant but a CloudEvents version not 1.0.
+    let refused = [
+        ("globex", "1.0", 400, "invalid_name"),
+        ("acme", "0.3", 422, "invalid_shape"),
+    ];
+    for (tenant, specversion, status, code) in refused {
+        let event = json!({"specversion": specversion, "id": "x", "source": "/s", "type": "t", "topic": "a", "action": "b", "tenant": tenant});
+        let body = serde_json::to_vec(&event).unwrap();
+        let headers =
+            herald_test_support::webhook::standard_headers(crate::helpers::STD_SECRET, "x", &body);
+        crate::helpers::assert_error(app.webhook("events", body, &headers).await, status, code)
+            .await;
+    }
     assert_eq!(app.stored_count().await, 2);
 }
 

@@ -202,22 +202,12 @@ async fn ingest_starts_before_nats_and_becomes_ready_when_it_arrives() {
     let base = herald_test_support::net::http_url(app.local_addr());
     let task = tokio::spawn(app.run_until_stopped());
     let http = reqwest::Client::new();
-    assert_eq!(
-        http.get(format!("{base}/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        http.get(format!("{base}/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        503
-    );
+    let status = |path: &'static str| {
+        let req = http.get(format!("{base}{path}")).send();
+        async move { req.await.unwrap().status() }
+    };
+    assert_eq!(status("/healthz").await, 200);
+    assert_eq!(status("/readyz").await, 503);
     nats.restart().await;
     herald_test_support::wait::until("ready once NATS is up", Duration::from_secs(15), || async {
         let ready = http.get(format!("{base}/readyz")).send().await;

@@ -6,6 +6,13 @@ use serde_json::json;
 
 use crate::helpers::{API_KEY, SEQUIN_TOKEN, TestApp, assert_error};
 
+/// The `hooks` source's bearer token and the `extra` headers.
+fn hooks_headers(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut headers = webhook::bearer_headers(SEQUIN_TOKEN);
+    headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    headers
+}
+
 fn bad_names() -> Vec<String> {
     let mut v: Vec<String> = [
         "a.b", "*", ">", "leads.>", "a b", " ", "é", "le\tads", "", "x*",
@@ -21,22 +28,16 @@ fn bad_names() -> Vec<String> {
 async fn sequin_table_and_action() {
     let app = TestApp::spawn().await;
     for bad in bad_names() {
-        let mut msg = fixtures::json("sequin/insert.json");
-        msg["metadata"]["table_name"] = json!(bad);
-        assert_error(
-            app.sequin(serde_json::to_vec(&msg).unwrap()).await,
-            400,
-            "invalid_name",
-        )
-        .await;
-        let mut msg = fixtures::json("sequin/insert.json");
-        msg["action"] = json!(bad);
-        assert_error(
-            app.sequin(serde_json::to_vec(&msg).unwrap()).await,
-            400,
-            "invalid_name",
-        )
-        .await;
+        for field in ["/metadata/table_name", "/action"] {
+            let mut msg = fixtures::json("sequin/insert.json");
+            *msg.pointer_mut(field).unwrap() = json!(bad);
+            assert_error(
+                app.sequin(serde_json::to_vec(&msg).unwrap()).await,
+                400,
+                "invalid_name",
+            )
+            .await;
+        }
     }
     // 64 characters is the limit, and allowed.
     let mut msg = fixtures::json("sequin/insert.json");
@@ -55,29 +56,21 @@ async fn json_headers() {
         if bad.is_empty() || bad.trim() != bad || bad.contains('\t') || !bad.is_ascii() {
             continue; // not representable as a header value; covered through bodies
         }
-        let mut headers = webhook::bearer_headers(SEQUIN_TOKEN);
-        headers.push(("Herald-Topic".into(), bad.clone()));
-        headers.push(("Herald-Action".into(), "created".into()));
-        assert_error(
-            app.webhook("hooks", "{}", &headers).await,
-            400,
-            "invalid_name",
-        )
-        .await;
-        let mut headers = webhook::bearer_headers(SEQUIN_TOKEN);
-        headers.push(("Herald-Topic".into(), "orders".into()));
-        headers.push(("Herald-Action".into(), bad.clone()));
-        assert_error(
-            app.webhook("hooks", "{}", &headers).await,
-            400,
-            "invalid_name",
-        )
-        .await;
+        for (topic, action) in [(bad.as_str(), "created"), ("orders", bad.as_str())] {
+            let headers = hooks_headers(&[("Herald-Topic", topic), ("Herald-Action", action)]);
+            assert_error(
+                app.webhook("hooks", "{}", &headers).await,
+                400,
+                "invalid_name",
+            )
+            .await;
+        }
     }
-    let mut headers = webhook::bearer_headers(SEQUIN_TOKEN);
-    headers.push(("Herald-Topic".into(), "orders".into()));
-    headers.push(("Herald-Event-Id".into(), "has space".into()));
-    headers.push(("Herald-Action".into(), "created".into()));
+    let headers = hooks_headers(&[
+        ("Herald-Topic", "orders"),
+        ("Herald-Event-Id", "has space"),
+        ("Herald-Action", "created"),
+    ]);
     assert_error(
         app.webhook("hooks", "{}", &headers).await,
         400,

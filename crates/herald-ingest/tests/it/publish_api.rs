@@ -40,25 +40,17 @@ async fn one_event_and_a_batch() {
 #[tokio::test]
 async fn keys_decide_the_tenant_and_idempotency_key_dedups() {
     let app = TestApp::spawn().await;
-    let resp = app
-        .http
-        .post(format!("{}/v1/events", app.base))
-        .bearer_auth(OTHER_API_KEY)
-        .header("Idempotency-Key", "order-42")
-        .json(&json!({"topic": "orders", "action": "placed"}))
-        .send()
-        .await
-        .unwrap();
+    let place_order = || {
+        app.http
+            .post(format!("{}/v1/events", app.base))
+            .bearer_auth(OTHER_API_KEY)
+            .header("Idempotency-Key", "order-42")
+            .json(&json!({"topic": "orders", "action": "placed"}))
+            .send()
+    };
+    let resp = place_order().await.unwrap();
     assert_eq!(resp.status(), 200);
-    let again = app
-        .http
-        .post(format!("{}/v1/events", app.base))
-        .bearer_auth(OTHER_API_KEY)
-        .header("Idempotency-Key", "order-42")
-        .json(&json!({"topic": "orders", "action": "placed"}))
-        .send()
-        .await
-        .unwrap();
+    let again = place_order().await.unwrap();
     let again: Value = again.json().await.unwrap();
     assert_eq!(again["events"][0]["duplicate"], true);
     let stored = app.stored().await;
@@ -77,50 +69,19 @@ async fn refusals() {
         .await
         .unwrap();
     assert_error(no_key, 401, "missing_token").await;
-    assert_error(
-        app.publish("wrong", json!({"topic": "t", "action": "a"}))
-            .await,
-        401,
-        "invalid_token",
-    )
-    .await;
-    assert_error(app.publish(API_KEY, json!([])).await, 422, "invalid_shape").await;
-    assert_error(
-        app.publish(API_KEY, json!({"topic": "t"})).await,
-        422,
-        "invalid_shape",
-    )
-    .await;
-    assert_error(
-        app.publish(API_KEY, json!({"topic": "t", "action": "a", "colour": 1}))
-            .await,
-        422,
-        "invalid_shape",
-    )
-    .await;
-    assert_error(
-        app.publish(
-            API_KEY,
-            json!({"topic": "t", "action": "a", "time": "yesterday"}),
-        )
-        .await,
-        422,
-        "invalid_shape",
-    )
-    .await;
-    assert_error(
-        app.publish(API_KEY, json!({"topic": "t", "action": "a", "changes": 3}))
-            .await,
-        422,
-        "invalid_shape",
-    )
-    .await;
-    assert_error(
-        app.publish(API_KEY, json!({"topic": "t", "action": "a", "id": "a\nb"}))
-            .await,
-        400,
-        "invalid_name",
-    )
-    .await;
+    let any = json!({"topic": "t", "action": "a"});
+    assert_error(app.publish("wrong", any).await, 401, "invalid_token").await;
+    let bad_shapes = [
+        json!([]),
+        json!({"topic": "t"}),
+        json!({"topic": "t", "action": "a", "colour": 1}),
+        json!({"topic": "t", "action": "a", "time": "yesterday"}),
+        json!({"topic": "t", "action": "a", "changes": 3}),
+    ];
+    for body in bad_shapes {
+        assert_error(app.publish(API_KEY, body).await, 422, "invalid_shape").await;
+    }
+    let bad_id = json!({"topic": "t", "action": "a", "id": "a\nb"});
+    assert_error(app.publish(API_KEY, bad_id).await, 400, "invalid_name").await;
     assert_eq!(app.stored_count().await, 0);
 }

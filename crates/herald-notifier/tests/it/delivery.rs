@@ -4,41 +4,33 @@ use herald_test_support::fixtures;
 use serde_json::json;
 
 use crate::helpers::{DEADLINE, SLACK_TOKEN, TG_TOKEN, TestApp, lead};
+use crate::rules_text::RulesText;
 
-pub const ALL_TARGETS: &str = r#"
-[targets.tg]
-kind = "telegram"
-chat_id = -1001234567890
-
-[targets.tg-html]
-kind = "telegram"
-chat_id = 42
-markup = "html"
-
-[targets.slack-hook]
-kind = "slack_webhook"
-url = "{slack}sales"
-
-[targets.slack-chat]
-kind = "slack_chat"
-channel = "C0SALES"
-blocks = true
-
-[[rules]]
-name = "new-lead"
-tenant = "acme"
-topic = "leads"
-actions = ["insert"]
-targets = ["tg", "tg-html", "slack-hook", "slack-chat"]
-template = "New lead: *{{ data.name }}* ({{ data.company }}), score {{ data.score }}"
-templates.markdown_v2 = "New lead: *{{ data.name }}* \\({{ data.company }}\\), score {{ data.score }}"
-"#;
+/// Acme's new leads to one target of each kind: MarkdownV2 and HTML chats, a Slack webhook
+/// and a Slack channel with blocks.
+pub fn all_targets() -> RulesText {
+    RulesText::new()
+        .telegram_markdown("tg", -1001234567890)
+        .telegram_html("tg-html", 42)
+        .slack_webhook("slack-hook", "{slack}sales")
+        .slack_chat("slack-chat", "C0SALES")
+        .with("blocks = true")
+        .rule_on(
+            "leads",
+            "new-lead",
+            &["tg", "tg-html", "slack-hook", "slack-chat"],
+            "New lead: *{{ data.name }}* ({{ data.company }}), score {{ data.score }}",
+        )
+        .with(r#"tenant = "acme""#)
+        .with(r#"actions = ["insert"]"#)
+        .with(r#"templates.markdown_v2 = "New lead: *{{ data.name }}* \\({{ data.company }}\\), score {{ data.score }}""#)
+}
 
 const NASTY: &str = "Ada_*[]()~>#+-=|{}.!<&";
 
 #[tokio::test]
 async fn a_matching_event_sends_one_escaped_message_per_target() {
-    let app = TestApp::spawn(ALL_TARGETS).await;
+    let app = TestApp::spawn(&all_targets()).await;
     // Something that matches no rule goes first: the first message anywhere must be ours.
     app.publish(&lead("update", json!({"name": "ignored"})))
         .await;
@@ -116,33 +108,20 @@ async fn a_matching_event_sends_one_escaped_message_per_target() {
 
 #[tokio::test]
 async fn conditions_route_status_changes_and_scores() {
-    let rules = r#"
-    [targets.won]
-    kind = "telegram"
-    chat_id = 1
-    markup = "plain"
-
-    [targets.hot]
-    kind = "telegram"
-    chat_id = 2
-    markup = "plain"
-
-    [[rules]]
-    name = "won"
-    topic = "leads"
-    actions = ["update"]
-    when = [{ field = "data.status", eq = "won", changed = true }]
-    targets = ["won"]
-    template = "won {{ data.name }}"
-
-    [[rules]]
-    name = "hot"
-    topic = "leads"
-    when = [{ field = "data.score", gte = 80 }]
-    targets = ["hot"]
-    template = "hot {{ data.name }} {{ data.score }}"
-    "#;
-    let app = TestApp::spawn(rules).await;
+    let rules = RulesText::new()
+        .telegram("won", 1)
+        .telegram("hot", 2)
+        .rule_on("leads", "won", &["won"], "won {{ data.name }}")
+        .with(r#"actions = ["update"]"#)
+        .with(r#"when = [{ field = "data.status", eq = "won", changed = true }]"#)
+        .rule_on(
+            "leads",
+            "hot",
+            &["hot"],
+            "hot {{ data.name }} {{ data.score }}",
+        )
+        .with(r#"when = [{ field = "data.score", gte = 80 }]"#);
+    let app = TestApp::spawn(&rules).await;
     let mut still_won = lead("update", json!({"name": "A", "status": "won", "score": 10}));
     still_won.changes = Some(json!({"score": 5}));
     let mut now_won = lead("update", json!({"name": "B", "status": "won", "score": 10}));
@@ -162,28 +141,14 @@ async fn conditions_route_status_changes_and_scores() {
 
 #[tokio::test]
 async fn long_text_is_truncated_cleanly_and_tenants_use_their_own_bot() {
-    let rules = r#"
-    [targets.md]
-    kind = "telegram"
-    chat_id = 1
-
-    [targets.html]
-    kind = "telegram"
-    chat_id = 2
-    markup = "html"
-
-    [targets.chat]
-    kind = "slack_chat"
-    channel = "C1"
-
-    [[rules]]
-    name = "long"
-    targets = ["md", "html", "chat"]
-    template = "<b>{{ data.note }}</b>"
-    templates.markdown_v2 = "*{{ data.note }}*"
-    templates.mrkdwn = "*{{ data.note }}*"
-    "#;
-    let app = TestApp::spawn_with(rules, |cfg| {
+    let rules = RulesText::new()
+        .telegram_markdown("md", 1)
+        .telegram_html("html", 2)
+        .slack_chat("chat", "C1")
+        .rule("long", &["md", "html", "chat"], "<b>{{ data.note }}</b>")
+        .with(r#"templates.markdown_v2 = "*{{ data.note }}*""#)
+        .with(r#"templates.mrkdwn = "*{{ data.note }}*""#);
+    let app = TestApp::spawn_with(&rules, |cfg| {
         let beta = herald_core::names::TenantId::parse("beta").unwrap();
         let secret = herald_core::secret::Secret::new;
         cfg.telegram

@@ -7,32 +7,25 @@ use herald_test_support::fake::Reply;
 use serde_json::json;
 
 use crate::helpers::{DEADLINE, TestApp, lead};
+use crate::rules_text::RulesText;
 
-const RULES: &str = r#"
-[targets.gone]
-kind = "telegram"
-chat_id = -100999
-markup = "plain"
-
-[targets.hook]
-kind = "slack_webhook"
-url = "{slack}archived"
-
-[targets.fine]
-kind = "telegram"
-chat_id = 5
-markup = "plain"
-
-[[rules]]
-name = "leads"
-topic = "leads"
-targets = ["gone", "hook", "fine"]
-template = "lead {{ data.name }}"
-"#;
+/// Leads to a chat that is gone, an archived Slack webhook and a chat that works.
+fn rules() -> RulesText {
+    RulesText::new()
+        .telegram("gone", -100999)
+        .slack_webhook("hook", "{slack}archived")
+        .telegram("fine", 5)
+        .rule_on(
+            "leads",
+            "leads",
+            &["gone", "hook", "fine"],
+            "lead {{ data.name }}",
+        )
+}
 
 #[tokio::test]
 async fn permanent_errors_dead_letter_at_once_and_redrive_delivers_once() {
-    let app = TestApp::spawn(RULES).await;
+    let app = TestApp::spawn(&rules()).await;
     app.tg.always(-100999, Reply::Error("chat_not_found"));
     app.slack
         .always("archived", Reply::Error("channel_is_archived"));
@@ -117,7 +110,7 @@ async fn permanent_errors_dead_letter_at_once_and_redrive_delivers_once() {
 
 #[tokio::test]
 async fn malformed_events_are_dead_lettered_not_dropped() {
-    let app = TestApp::spawn(RULES).await;
+    let app = TestApp::spawn(&rules()).await;
     app.js
         .publish("herald.events.acme.leads.insert", "{not json".into())
         .await
@@ -140,17 +133,11 @@ async fn malformed_events_are_dead_lettered_not_dropped() {
 
 #[tokio::test]
 async fn a_refused_digest_is_retried_event_by_event() {
-    let rules = r#"
-    [targets.tg]
-    kind = "telegram"
-    chat_id = 3
-
-    [[rules]]
-    name = "raw"
-    targets = ["tg"]
-    template = "{{ data.raw | safe }}"
-    "#;
-    let app = TestApp::spawn(rules).await;
+    let rules =
+        RulesText::new()
+            .telegram_markdown("tg", 3)
+            .rule("raw", &["tg"], "{{ data.raw | safe }}");
+    let app = TestApp::spawn(&rules).await;
     app.publish(&lead("insert", json!({"raw": "good0"}))).await;
     app.tg.wait_accepted(1, DEADLINE).await;
     // These queue behind the 1/s limit and would go out as one digest, which Telegram

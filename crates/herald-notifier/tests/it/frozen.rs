@@ -10,18 +10,7 @@ use herald_test_support::freeze::until_silent_for;
 use serde_json::json;
 
 use crate::helpers::{DEADLINE, TestApp, lead, publish, wait_for};
-
-const RULES: &str = r#"
-[targets.tg]
-kind = "telegram"
-chat_id = 7
-markup = "plain"
-
-[[rules]]
-name = "all"
-targets = ["tg"]
-template = "e{{ data.n }}"
-"#;
+use crate::rules_text::RulesText;
 
 const ACK_WAIT: Duration = Duration::from_secs(1);
 
@@ -37,7 +26,10 @@ fn markers(app: &TestApp) -> BTreeMap<u64, usize> {
 
 #[tokio::test]
 async fn a_nats_frozen_longer_than_ack_wait_sends_nothing_twice_and_loses_nothing() {
-    let app = TestApp::spawn_with(RULES, |cfg| {
+    let rules = RulesText::new()
+        .telegram("tg", 7)
+        .rule("all", &["tg"], "e{{ data.n }}");
+    let app = TestApp::spawn_with(&rules, |cfg| {
         cfg.ack_wait = ACK_WAIT;
         cfg.rate.telegram_chat_per_sec = 50;
         cfg.rate.telegram_global_per_sec = 100;

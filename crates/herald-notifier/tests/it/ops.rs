@@ -3,12 +3,12 @@
 use herald_test_support::wait;
 use serde_json::json;
 
-use crate::delivery::ALL_TARGETS;
+use crate::delivery::all_targets;
 use crate::helpers::{DEADLINE, TestApp, lead, metric};
 
 #[tokio::test]
 async fn ops_endpoints_report_health_readiness_and_counts_by_kind() {
-    let mut app = TestApp::spawn(ALL_TARGETS).await;
+    let mut app = TestApp::spawn(&all_targets()).await;
     let health: serde_json::Value = app.healthz().await.json().await.unwrap();
     assert_eq!(health["status"], "ok");
     let ready: serde_json::Value = app.readyz().await.json().await.unwrap();
@@ -34,7 +34,7 @@ async fn ops_endpoints_report_health_readiness_and_counts_by_kind() {
 
 #[tokio::test]
 async fn not_ready_while_nats_is_down() {
-    let mut app = TestApp::spawn(ALL_TARGETS).await;
+    let mut app = TestApp::spawn(&all_targets()).await;
     app.nats.kill().await;
     wait::until("readyz to fail without NATS", DEADLINE, || async {
         !app.readyz().await.status().is_success()

@@ -17,6 +17,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use herald_test_support::wait;
 
 use crate::helpers::{TestApp, lead};
+use crate::rules_text::RulesText;
 
 /// A real-looking bot token: teloxide only recognises (and hides) secrets of 35+ characters.
 const TG_TOKEN: &str = "987654:AAEsecretTelegramTokenPart0123456789abcdefXY";
@@ -29,26 +30,19 @@ const HOOK_SECRET: &str = "T0AAA-B0BBB-secretWebhookPathXyZ";
 /// answer (a proxy page echoing the token) is read.
 const SLOW: Duration = Duration::from_secs(12);
 
-const RULES: &str = r#"
-[targets.tg]
-kind = "telegram"
-chat_id = 7
-markup = "plain"
-
-[targets.hook]
-kind = "slack_webhook"
-url = "{hook}"
-
-[targets.chat]
-kind = "slack_chat"
-channel = "C42"
-
-[[rules]]
-name = "leads"
-topic = "leads"
-targets = ["tg", "hook", "chat"]
-template = "lead {{ data.name }}"
-"#;
+/// Leads to a Telegram chat, the Slack webhook at `hook` and a Slack channel.
+fn rules(hook: &str) -> RulesText {
+    RulesText::new()
+        .telegram("tg", 7)
+        .slack_webhook("hook", hook)
+        .slack_chat("chat", "C42")
+        .rule_on(
+            "leads",
+            "leads",
+            &["tg", "hook", "chat"],
+            "lead {{ data.name }}",
+        )
+}
 
 /// Everything a send failure could leak into.
 #[derive(Clone, Default)]
@@ -96,7 +90,7 @@ async fn fail_everywhere(platforms: Platforms, timeout: Duration) -> (String, St
         Platforms::Closed => format!("{closed}/hooks/{HOOK_SECRET}"),
         Platforms::Fakes(_) => format!("{{slack}}{HOOK_SECRET}"),
     };
-    let rules = RULES.replace("{hook}", &hook);
+    let rules = rules(&hook);
     let closed_platforms = matches!(platforms, Platforms::Closed);
     let app = TestApp::spawn_with(&rules, |cfg| {
         // Two attempts: teloxide waits 10 s before it reads a 5xx answer.

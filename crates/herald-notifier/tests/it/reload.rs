@@ -6,33 +6,23 @@ use herald_test_support::NatsServer;
 use herald_test_support::fake::{FakeSlack, FakeTelegram};
 use serde_json::json;
 
+use crate::consumer::notifier_consumer;
 use crate::helpers::{DEADLINE, TestApp, event, lead, metric, test_config};
+use crate::rules_text::RulesText;
 
-const ONE: &str = r#"
-[targets.a]
-kind = "telegram"
-chat_id = 1
-markup = "plain"
+/// `leads` to chat 1 (`a <n>`).
+fn one() -> RulesText {
+    RulesText::new()
+        .telegram("a", 1)
+        .rule_on("leads", "a", &["a"], "a {{ data.n }}")
+}
 
-[[rules]]
-name = "a"
-topic = "leads"
-targets = ["a"]
-template = "a {{ data.n }}"
-"#;
-
-const TWO: &str = r#"
-[targets.b]
-kind = "telegram"
-chat_id = 2
-markup = "plain"
-
-[[rules]]
-name = "b"
-topic = "deals"
-targets = ["b"]
-template = "b {{ data.n }}"
-"#;
+/// `deals` to chat 2 (`b <n>`).
+fn two() -> RulesText {
+    RulesText::new()
+        .telegram("b", 2)
+        .rule_on("deals", "b", &["b"], "b {{ data.n }}")
+}
 
 #[tokio::test]
 async fn an_invalid_rules_file_is_a_clear_error_at_start() {
@@ -63,7 +53,7 @@ async fn an_invalid_rules_file_is_a_clear_error_at_start() {
 
 #[tokio::test]
 async fn reload_swaps_rules_and_an_invalid_file_keeps_the_old_ones() {
-    let app = TestApp::spawn(ONE).await;
+    let app = TestApp::spawn(&one()).await;
     app.write_rules("this is = = not toml");
     let err = app
         .reloader
@@ -77,7 +67,7 @@ async fn reload_swaps_rules_and_an_invalid_file_keeps_the_old_ones() {
     let got = app.tg.wait_accepted(1, DEADLINE).await;
     assert_eq!(got[0].text, "a 1", "the old rules stayed in force");
 
-    app.write_rules(TWO);
+    app.write_rules(&two());
     assert_eq!(app.reloader.reload().expect("valid rules"), 1);
     // The consumer's filter follows the rules: deals now, leads no more.
     app.publish(&lead("insert", json!({"n": 2}))).await;
@@ -104,13 +94,7 @@ async fn with_no_rules_it_idles_ready() {
     assert!(app.readyz().await.status().is_success());
     app.publish(&lead("insert", json!({"n": 1}))).await;
     assert_eq!(metric(&app.metrics().await, "herald_notifier_rules "), 0);
-    let info = app
-        .js
-        .get_stream("HERALD_EVENTS")
-        .await
-        .unwrap()
-        .consumer_info("notifier")
-        .await;
+    let info = notifier_consumer(&app.js).await;
     assert!(info.is_err(), "no consumer is created without rules");
     app.stop().await;
 }

@@ -7,28 +7,26 @@ use herald_notifier::dlq;
 use herald_test_support::fake::Reply;
 use serde_json::json;
 
+use crate::consumer::notifier_consumer;
 use crate::helpers::{DEADLINE, TestApp, lead};
+use crate::rules_text::RulesText;
 
-const TG_AND_SLACK: &str = r#"
-[targets.tg]
-kind = "telegram"
-chat_id = 7
-markup = "plain"
+/// Every event to Telegram chat 7 and the Slack webhook `ops`; `tg` may be narrowed by `tweak_tg`.
+fn tg_and_slack_with(tweak_tg: impl FnOnce(RulesText) -> RulesText) -> RulesText {
+    tweak_tg(RulesText::new().telegram("tg", 7))
+        .slack_webhook("hook", "{slack}ops")
+        .rule("all", &["tg", "hook"], "event {{ data.n }}")
+}
 
-[targets.hook]
-kind = "slack_webhook"
-url = "{slack}ops"
-
-[[rules]]
-name = "all"
-targets = ["tg", "hook"]
-template = "event {{ data.n }}"
-"#;
+/// Every event to Telegram chat 7 and the Slack webhook `ops`.
+fn tg_and_slack() -> RulesText {
+    tg_and_slack_with(|tg| tg)
+}
 
 #[tokio::test]
 async fn telegram_429_waits_retry_after_then_succeeds_without_exceeding_the_rate() {
     // One message per event, so each event's attempts can be told apart.
-    let app = TestApp::spawn_with(TG_AND_SLACK, |cfg| cfg.digest.enabled = false).await;
+    let app = TestApp::spawn_with(&tg_and_slack(), |cfg| cfg.digest.enabled = false).await;
     // Telegram's limit is 1/s per chat, checked on arrival.
     app.tg.enforce_min_interval(Duration::from_secs(1));
     app.tg.script(7, [Reply::RetryAfter(1)]);
@@ -67,7 +65,7 @@ async fn telegram_429_waits_retry_after_then_succeeds_without_exceeding_the_rate
 
 #[tokio::test]
 async fn slack_5xx_backs_off_and_a_redelivery_skips_targets_already_done() {
-    let app = TestApp::spawn(TG_AND_SLACK).await;
+    let app = TestApp::spawn(&tg_and_slack()).await;
     app.slack
         .script("ops", [Reply::ServerError, Reply::ServerError]);
     app.publish(&lead("insert", json!({"n": 1}))).await;
@@ -89,7 +87,7 @@ async fn slack_5xx_backs_off_and_a_redelivery_skips_targets_already_done() {
 
 #[tokio::test]
 async fn transient_failures_past_max_deliver_are_dead_lettered() {
-    let app = TestApp::spawn_with(TG_AND_SLACK, |cfg| cfg.max_deliver = 2).await;
+    let app = TestApp::spawn_with(&tg_and_slack(), |cfg| cfg.max_deliver = 2).await;
     app.slack.always("ops", Reply::ServerError);
     let event = lead("insert", json!({"n": 1}));
     let seq = app.publish(&event).await;
@@ -123,24 +121,11 @@ async fn quiet_hours_hold_a_target_and_leave_the_others_alone() {
         hm(now - time::Duration::hours(11)),
         hm(now + time::Duration::hours(12)),
     );
-    let rules = format!(
-        r#"
-        [targets.tg]
-        kind = "telegram"
-        chat_id = 7
-        markup = "plain"
-        quiet_hours = {{ start = "{start}", end = "{end}" }}
-
-        [targets.hook]
-        kind = "slack_webhook"
-        url = "{{slack}}ops"
-
-        [[rules]]
-        name = "all"
-        targets = ["tg", "hook"]
-        template = "event {{{{ data.n }}}}"
-        "#
-    );
+    let rules = tg_and_slack_with(|tg| {
+        tg.with(format!(
+            r#"quiet_hours = {{ start = "{start}", end = "{end}" }}"#
+        ))
+    });
     let app = TestApp::spawn(&rules).await;
     app.publish(&lead("insert", json!({"n": 1}))).await;
     let hook = app.slack.wait_accepted(1, DEADLINE).await;
@@ -152,15 +137,7 @@ async fn quiet_hours_hold_a_target_and_leave_the_others_alone() {
         "nothing goes to a target in its quiet hours"
     );
     // Held, not dropped: JetStream still has the event for the notifier.
-    let info = app
-        .js
-        .get_stream("HERALD_EVENTS")
-        .await
-        .unwrap()
-        .consumer_info("notifier")
-        .await
-        .unwrap()
-        .clone();
+    let info = notifier_consumer(&app.js).await.unwrap();
     assert_eq!(
         info.num_ack_pending + info.num_pending as usize,
         1,
@@ -170,21 +147,11 @@ async fn quiet_hours_hold_a_target_and_leave_the_others_alone() {
 
 #[tokio::test]
 async fn slack_chat_errors_are_classified() {
-    let rules = r#"
-    [targets.gone]
-    kind = "slack_chat"
-    channel = "CGONE"
-
-    [targets.busy]
-    kind = "slack_chat"
-    channel = "CBUSY"
-
-    [[rules]]
-    name = "all"
-    targets = ["gone", "busy"]
-    template = "event {{ data.n }}"
-    "#;
-    let app = TestApp::spawn(rules).await;
+    let rules = RulesText::new()
+        .slack_chat("gone", "CGONE")
+        .slack_chat("busy", "CBUSY")
+        .rule("all", &["gone", "busy"], "event {{ data.n }}");
+    let app = TestApp::spawn(&rules).await;
     app.slack.always("CGONE", Reply::Error("channel_not_found"));
     app.slack.script("CBUSY", [Reply::RetryAfter(1)]);
     app.publish(&lead("insert", json!({"n": 1}))).await;
@@ -212,7 +179,7 @@ async fn slack_chat_errors_are_classified() {
 
 #[tokio::test]
 async fn a_long_block_puts_waiting_events_back_instead_of_holding_them() {
-    let app = TestApp::spawn_with(TG_AND_SLACK, |cfg| {
+    let app = TestApp::spawn_with(&tg_and_slack(), |cfg| {
         cfg.max_hold = Duration::from_millis(500);
         cfg.digest.enabled = false;
     })

@@ -3,11 +3,11 @@
 
 mod cli;
 mod cluster;
-mod config;
 mod deploy;
 mod deploy_nats;
 mod dev_credentials;
 mod docs;
+mod example_config;
 mod nats_auth;
 mod partition;
 mod shutdown;
