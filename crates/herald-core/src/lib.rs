@@ -16,6 +16,7 @@
 //! | [`signature`] | Standard Webhooks and HMAC-SHA256 signing and verification primitives |
 //! | [`serve`] | the HTTP server: header timeout, connection caps, refusals |
 //! | [`service`] | `CommonConfig`, `ServiceContext`, `serve`: what hosts hand each service |
+//! | [`sse`] | the one Server-Sent Events client parser (WHATWG), sans-IO plus a stream adapter |
 //! | [`secret`] | a string whose `Debug` prints `[redacted]` |
 //! | [`telemetry`] | tracing initialisation (JSON or pretty) |
 //! | [`shutdown`] | the one cancellation token, fired by SIGINT/SIGTERM |
@@ -34,6 +35,7 @@ pub mod serve;
 pub mod service;
 pub mod shutdown;
 pub mod signature;
+pub mod sse;
 pub mod streams;
 pub mod subject;
 pub mod telemetry;
