@@ -11,6 +11,7 @@
 //! | [`cursor`] | `<seq>-<epoch>` cursors clients resume from |
 //! | [`streams`] | stream/KV specs and idempotent provisioning |
 //! | [`nats`] | connecting with retry, credentials and TLS |
+//! | [`retry`] | the one retry-with-backoff loop (doubling, cap, jitter, stops on shutdown) |
 //! | [`liveness`] | the active probe that notices a silent (e.g. frozen) NATS server |
 //! | [`config`] | defaults → TOML file → `HERALD_*` environment |
 //! | [`signature`] | Standard Webhooks and HMAC-SHA256 signing and verification primitives |
@@ -30,6 +31,7 @@ pub mod http;
 pub mod liveness;
 pub mod names;
 pub mod nats;
+pub mod retry;
 pub mod secret;
 pub mod serve;
 pub mod service;
