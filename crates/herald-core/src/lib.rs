@@ -12,6 +12,7 @@
 //! | [`streams`] | stream/KV specs and idempotent provisioning |
 //! | [`nats`] | connecting with retry, credentials and TLS |
 //! | [`retry`] | the one retry-with-backoff loop (doubling, cap, jitter, stops on shutdown) |
+//! | [`publish`] | the one publish: `Nats-Msg-Id` from the event, then the PubAck |
 //! | [`liveness`] | the active probe that notices a silent (e.g. frozen) NATS server |
 //! | [`config`] | defaults → TOML file → `HERALD_*` environment |
 //! | [`signature`] | Standard Webhooks and HMAC-SHA256 signing and verification primitives |
@@ -31,6 +32,7 @@ pub mod http;
 pub mod liveness;
 pub mod names;
 pub mod nats;
+pub mod publish;
 pub mod retry;
 pub mod secret;
 pub mod serve;

@@ -191,8 +191,8 @@ pub fn server_urls(url: &str) -> Vec<&str> {
 /// Backoff between reconnection attempts: 50 ms doubling to a 2 s cap. Short, because
 /// every moment disconnected is a moment ingest answers 503.
 fn reconnect_delay(attempts: usize) -> Duration {
-    let exp = attempts.min(6) as u32;
-    Duration::from_millis(50u64 << exp).min(Duration::from_secs(2))
+    Policy::doubling(Duration::from_millis(50), Duration::from_secs(2))
+        .delay(u32::try_from(attempts).unwrap_or(u32::MAX))
 }
 
 /// A JetStream context whose publishes and requests time out after `request_timeout`.

@@ -35,6 +35,14 @@ impl Policy {
         }
     }
 
+    /// The delay after `failures` failures (before jitter): `first` doubled `failures`
+    /// times, at most `max`.
+    pub fn delay(&self, failures: u32) -> Duration {
+        self.first
+            .checked_mul(1u32.checked_shl(failures).unwrap_or(u32::MAX))
+            .map_or(self.max, |d| d.min(self.max))
+    }
+
     /// The same policy with jitter.
     pub const fn with_jitter(self) -> Self {
         Self {
@@ -48,7 +56,7 @@ impl Policy {
 #[derive(Debug, Clone)]
 pub struct Backoff {
     policy: Policy,
-    next: Duration,
+    failures: u32,
 }
 
 impl Backoff {
@@ -56,38 +64,49 @@ impl Backoff {
     pub fn new(policy: Policy) -> Self {
         Self {
             policy,
-            next: policy.first,
+            failures: 0,
         }
     }
 
     /// Back to the first delay (the operation is healthy again).
     pub fn reset(&mut self) {
-        self.next = self.policy.first;
+        self.failures = 0;
     }
 
     /// The delay the next [`Backoff::wait`] will (before jitter) sleep.
     pub fn delay(&self) -> Duration {
-        self.next
+        self.policy.delay(self.failures)
     }
 
-    /// Logs that `what` failed because of `err`, sleeps the current delay and doubles it.
-    /// Returns `false` (at once) when `shutdown` fires: the caller stops.
-    pub async fn wait(
+    /// The delay to wait now (jittered if the policy says so); the next one doubles. For a
+    /// caller that waits (and logs) on its own terms; most call [`Backoff::wait`].
+    pub fn advance(&mut self) -> Duration {
+        let delay = self.delay();
+        self.failures = self.failures.saturating_add(1);
+        if self.policy.jitter {
+            jitter(delay)
+        } else {
+            delay
+        }
+    }
+
+    /// Logs that `what` failed because of `err`, then sleeps the current delay and doubles
+    /// it. The wait resolves to `false` (at once) when `shutdown` fires: the caller stops.
+    /// (It holds neither `err` nor `shutdown`, so it may outlive both.)
+    pub fn wait(
         &mut self,
         shutdown: &CancellationToken,
         what: &str,
         err: &(dyn std::error::Error + '_),
-    ) -> bool {
-        let delay = if self.policy.jitter {
-            jitter(self.next)
-        } else {
-            self.next
-        };
+    ) -> impl Future<Output = bool> + Send + 'static + use<> {
+        let delay = self.advance();
         tracing::warn!(error = %crate::error_chain(err), retry_in = ?delay, "{what}");
-        self.next = (self.next * 2).min(self.policy.max);
-        tokio::select! {
-            () = shutdown.cancelled() => false,
-            () = tokio::time::sleep(delay) => true,
+        let shutdown = shutdown.clone();
+        async move {
+            tokio::select! {
+                () = shutdown.cancelled() => false,
+                () = tokio::time::sleep(delay) => true,
+            }
         }
     }
 }
@@ -114,7 +133,9 @@ where
         match result {
             Ok(value) => return Some(value),
             Err(err) => {
-                if !backoff.wait(shutdown, what, &err).await {
+                let wait = backoff.wait(shutdown, what, &err);
+                drop(err);
+                if !wait.await {
                     return None;
                 }
             }
@@ -197,5 +218,13 @@ mod tests {
         assert!(jittered.wait(&shutdown, "test", &NotYet).await);
         assert!(start.elapsed() >= Duration::from_millis(50));
         assert!(start.elapsed() <= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn the_nth_delay_doubles_and_never_overflows() {
+        assert_eq!(POLICY.delay(0), Duration::from_millis(100));
+        assert_eq!(POLICY.delay(2), Duration::from_millis(400));
+        assert_eq!(POLICY.delay(3), Duration::from_millis(500));
+        assert_eq!(POLICY.delay(1000), Duration::from_millis(500));
     }
 }
