@@ -13,6 +13,7 @@
 //!
 //! [`EventStream`] runs a parser over a body stream (e.g. `reqwest`'s `bytes_stream()`).
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
@@ -21,7 +22,8 @@ use futures::{Stream, StreamExt};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Event {
     /// Its type: the `event` field, or `message` when there was none (or it was empty).
-    pub event: String,
+    /// Borrowed for `message`, so an unnamed event costs no allocation for its type.
+    pub event: Cow<'static, str>,
     /// The `data` lines, joined with `\n`.
     pub data: String,
     /// The `id` field this event carried itself, if any. The spec's `lastEventId` (which an
@@ -188,10 +190,11 @@ impl Fields {
             return None;
         }
         self.data.pop();
-        let mut event = std::mem::take(&mut self.event);
-        if event.is_empty() {
-            event.push_str(Event::MESSAGE);
-        }
+        let event = if self.event.is_empty() {
+            Cow::Borrowed(Event::MESSAGE)
+        } else {
+            Cow::Owned(std::mem::take(&mut self.event))
+        };
         Some(Item::Event(Event {
             event,
             data: std::mem::take(&mut self.data),

@@ -37,7 +37,7 @@ fn events(stream: &str) -> Vec<(String, String)> {
     parse(stream)
         .into_iter()
         .filter_map(|item| match item {
-            Item::Event(e) => Some((e.event, e.data)),
+            Item::Event(e) => Some((e.event.into_owned(), e.data)),
             _ => None,
         })
         .collect()
