@@ -414,6 +414,18 @@ mod tests {
     }
 
     #[test]
+    fn delivery_records_outlive_the_duplicate_window() {
+        let s = StreamSettings::default();
+        assert_eq!(s.notified_config().bucket, NOTIFIED_BUCKET);
+        assert_eq!(s.notified_config().max_age, Duration::from_secs(24 * 3600));
+        let short = StreamSettings {
+            dedup_ttl: Duration::from_secs(60),
+            ..StreamSettings::default()
+        };
+        assert_eq!(short.notified_config().max_age, short.duplicate_window);
+    }
+
+    #[test]
     fn a_limit_the_server_reports_as_unset_is_no_difference() {
         // HERALD_DLQ leaves max_bytes and max_messages at 0; the server answers -1. Counting
         // that as a difference made every service try STREAM.UPDATE (refused to them).
