@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::message::PublishMessage;
 use axum::http::StatusCode;
 use bytes::{Buf, BytesMut};
 use herald_core::names::TenantId;
@@ -297,12 +296,14 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         drive(args.requests, args.concurrency, move |i| {
             let (js, payload) = (js.clone(), payload.clone());
             async move {
-                let msg = PublishMessage::build()
-                    .message_id(format!("raw/{i}"))
-                    .payload(payload);
-                js.send_publish("herald.events.raw.leads.insert", msg)
-                    .await?
-                    .await?;
+                herald_core::publish::publish_with_id(
+                    &js,
+                    "herald.events.raw.leads.insert".into(),
+                    async_nats::HeaderMap::new(),
+                    &format!("raw/{i}"),
+                    payload,
+                )
+                .await?;
                 Ok(())
             }
         }),

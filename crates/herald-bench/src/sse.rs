@@ -1,5 +1,5 @@
 //! A small SSE client over raw HTTP/1.1 (so 10,000 of them fit in the load generator):
-//! de-chunks the body, splits frames, records each event on its [`Slot`](crate::track::Slot), and on request
+//! de-chunks the body into the one SSE parser ([`herald_core::sse`]), records each event on its [`Slot`](crate::track::Slot), and on request
 //! drops its connection and resumes with `Last-Event-ID`, like a browser's EventSource.
 
 use std::net::SocketAddr;
@@ -12,6 +12,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
+
+use herald_core::sse::{Item, Parser};
 
 use crate::track::{Board, parse_marks};
 
@@ -80,7 +82,7 @@ async fn connection(
     );
     sock.write_all(request.as_bytes()).await?;
     let mut raw = BytesMut::with_capacity(4096);
-    let mut body = BytesMut::new();
+    let mut parser = Parser::new();
     let mut chunks: Option<Dechunk> = None;
     let slot = &client.board.slots[client.index];
     loop {
@@ -112,29 +114,29 @@ async fn connection(
                 chunks.insert(Dechunk::default())
             }
         };
-        if dechunk.feed(&mut raw, &mut body) {
-            return Ok(End::Closed);
-        }
-        while let Some(end) = find(&body, b"\n\n") {
-            let frame = body.split_to(end + 2);
-            let mut id = None;
-            for line in frame[..].split(|&b| b == b'\n') {
-                if let Some(v) = line.strip_prefix(b"id: ") {
-                    id = Some(v);
-                } else if let Some(data) = line.strip_prefix(b"data: ") {
-                    if let (Some(id), Some((n, sent))) = (id, parse_marks(data)) {
+        let last = dechunk.feed(&mut raw, |bytes| parser.feed(bytes));
+        while let Some(item) = parser.next_item() {
+            match item {
+                Item::Event(ev) if ev.is_message() => {
+                    if let (Some(id), Some((n, sent))) = (ev.id, parse_marks(ev.data.as_bytes())) {
                         let measuring = client.board.measuring.load(Ordering::Relaxed);
                         slot.record(n, sent, measuring.then_some(&mut *latencies));
-                        *cursor = Some(String::from_utf8_lossy(id).into_owned());
+                        *cursor = Some(id);
                     }
-                } else if line == b"event: reset" || line == b"event: overflow" {
-                    slot.resets.fetch_add(1, Ordering::Relaxed);
-                } else if line.starts_with(b"retry:")
-                    && let Some(tx) = opened.take()
-                {
-                    let _ = tx.send(()).await;
                 }
+                Item::Event(ev) if ev.event == "reset" || ev.event == "overflow" => {
+                    slot.resets.fetch_add(1, Ordering::Relaxed);
+                }
+                Item::Retry(_) => {
+                    if let Some(tx) = opened.take() {
+                        let _ = tx.send(()).await;
+                    }
+                }
+                Item::Event(_) | Item::Comment => {}
             }
+        }
+        if last {
+            return Ok(End::Closed);
         }
     }
 }
@@ -149,15 +151,16 @@ struct Dechunk {
 }
 
 impl Dechunk {
-    /// Moves what `raw` holds of the body into `out`; true at the final chunk.
-    fn feed(&mut self, raw: &mut BytesMut, out: &mut BytesMut) -> bool {
+    /// Hands what `raw` holds of the body to `out`; true at the final chunk.
+    fn feed(&mut self, raw: &mut BytesMut, mut out: impl FnMut(&[u8])) -> bool {
         loop {
             if self.remaining > 0 {
                 let k = self.remaining.min(raw.len());
                 if k == 0 {
                     return false;
                 }
-                out.extend_from_slice(&raw.split_to(k));
+                out(&raw[..k]);
+                raw.advance(k);
                 self.remaining -= k;
                 self.crlf = self.remaining == 0;
             } else if self.crlf {
@@ -201,9 +204,12 @@ mod tests {
             let mut d = Dechunk::default();
             let (mut raw, mut out) = (BytesMut::new(), BytesMut::new());
             raw.extend_from_slice(&wire[..split]);
-            let early = d.feed(&mut raw, &mut out);
+            let early = d.feed(&mut raw, |b| out.extend_from_slice(b));
             raw.extend_from_slice(&wire[split..]);
-            assert!(early || d.feed(&mut raw, &mut out), "split at {split}");
+            assert!(
+                early || d.feed(&mut raw, |b| out.extend_from_slice(b)),
+                "split at {split}"
+            );
             assert_eq!(&out[..], b"hello, world", "split at {split}");
         }
     }

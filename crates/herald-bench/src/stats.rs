@@ -57,11 +57,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
                 json!({"id": i / 3, "status": statuses[i % 4]}),
             );
             e.changes = (action == "update").then(|| json!({"status": statuses[(i + 1) % 4]}));
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert("Nats-Msg-Id", e.msg_id().as_str());
-            let ack = js
-                .publish_with_headers(e.subject(), headers, e.to_bytes())
-                .await?;
+            let ack = herald_core::publish::send_event(&js, &e).await?;
             acks.push((topic, ack));
         }
         for (topic, ack) in acks {

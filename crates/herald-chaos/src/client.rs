@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use futures::{SinkExt as _, StreamExt as _};
 use herald_core::cursor::Cursor;
+use herald_core::sse::{self, EventStream, Item};
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest as _};
@@ -162,48 +163,40 @@ async fn sse(
         Err(e) => return format!("connect: {e}"),
     };
     lock(log).connected();
-    let mut body = resp.bytes_stream();
-    let mut buf = String::new();
+    let mut body = EventStream::new(resp.bytes_stream());
     loop {
-        let chunk = match tokio::time::timeout(IDLE, body.next()).await {
+        match tokio::time::timeout(IDLE, body.next_item()).await {
             Err(_) => return "idle".into(),
             Ok(None) => return "closed".into(),
             Ok(Some(Err(e))) => return format!("read: {e}"),
-            Ok(Some(Ok(c))) => c,
-        };
-        buf.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buf.find("\n\n") {
-            let frame: String = buf.drain(..end + 2).collect();
-            sse_frame(frame.trim_end(), log);
+            Ok(Some(Ok(Item::Event(ev)))) => sse_event(&ev, log),
+            // A heartbeat or `retry:`: a sign of life.
+            Ok(Some(Ok(Item::Comment | Item::Retry(_)))) => {}
         }
     }
 }
 
-fn sse_frame(frame: &str, log: &SharedLog) {
-    let (mut id, mut event, mut data) = (None, None, String::new());
-    for line in frame.lines() {
-        if let Some(v) = line.strip_prefix("id:") {
-            id = Some(v.trim_start());
-        } else if let Some(v) = line.strip_prefix("event:") {
-            event = Some(v.trim_start());
-        } else if let Some(v) = line.strip_prefix("data:") {
-            data.push_str(v.trim_start());
+fn sse_event(ev: &sse::Event, log: &SharedLog) {
+    let id = ev.id.as_deref();
+    match (ev.event.as_ref(), id) {
+        (sse::Event::MESSAGE, Some(id)) => {
+            match (
+                id.parse::<Cursor>(),
+                serde_json::from_str::<Value>(&ev.data),
+            ) {
+                (Ok(cursor), Ok(envelope)) => record(log, cursor, &envelope),
+                _ => lock(log).garbled.push(format!("{ev:?}")),
+            }
         }
-    }
-    match (event, id) {
-        (None, Some(id)) => match (id.parse::<Cursor>(), serde_json::from_str::<Value>(&data)) {
-            (Ok(cursor), Ok(envelope)) => record(log, cursor, &envelope),
-            _ => lock(log).garbled.push(frame.to_owned()),
-        },
-        (Some("reset"), id) => {
+        ("reset", id) => {
             let mut l = lock(log);
-            l.resets.push(data.clone());
+            l.resets.push(ev.data.clone());
             if let Some(c) = id.and_then(|i| i.parse().ok()) {
                 l.last = Some(c);
             }
         }
-        (Some("overflow"), _) => lock(log).overflows += 1,
-        (Some("status"), _) => lock(log).status(!data.contains("degraded")),
+        ("overflow", _) => lock(log).overflows += 1,
+        ("status", _) => lock(log).status(!ev.data.contains("degraded")),
         _ => {}
     }
 }
@@ -297,19 +290,30 @@ mod tests {
     use super::*;
     use herald_core::cursor::Epoch;
 
+    /// Feeds `stream` through the SSE parser into the log.
+    fn feed(stream: &str, log: &SharedLog) {
+        let mut parser = sse::Parser::new();
+        parser.feed(stream.as_bytes());
+        while let Some(item) = parser.next_item() {
+            if let Item::Event(ev) = item {
+                sse_event(&ev, log);
+            }
+        }
+    }
+
     #[test]
     fn sse_frames_become_events_resets_and_counts() {
         let log = SharedLog::default();
-        sse_frame(
-            "id: 7-0000000a\ndata: {\"id\":\"evt-1\",\"tenant\":\"alpha\",\"topic\":\"leads\"}",
+        feed(
+            "id: 7-0000000a\ndata: {\"id\":\"evt-1\",\"tenant\":\"alpha\",\"topic\":\"leads\"}\n\n",
             &log,
         );
-        sse_frame("event: status\ndata: {\"state\":\"degraded\"}", &log);
-        sse_frame(
-            "id: 9-0000000a\nevent: reset\ndata: {\"reason\":\"out_of_retention\"}",
+        feed("event: status\ndata: {\"state\":\"degraded\"}\n\n", &log);
+        feed(
+            "id:9-0000000a\nevent:reset\ndata:{\"reason\":\"out_of_retention\"}\n\n",
             &log,
         );
-        sse_frame(": hb", &log);
+        feed(": hb\n\n", &log);
         let l = lock(&log);
         assert_eq!(l.received.len(), 1);
         assert_eq!(l.received[0].cursor, Cursor::new(7, Epoch(10)));

@@ -5,6 +5,7 @@
 //! The record is the checker's ground truth: an id answered 2xx must be in the stream
 //! exactly once; an id never acknowledged may be there at most once.
 
+use herald_core::retry::{Backoff, Policy};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -160,7 +161,10 @@ async fn deliver(
         acked: false,
         refused: None,
     };
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Backoff::new(Policy::doubling(
+        Duration::from_millis(50),
+        Duration::from_secs(1),
+    ));
     let mut give_up_at: Option<tokio::time::Instant> = None;
     loop {
         sent.attempts += 1;
@@ -192,8 +196,7 @@ async fn deliver(
             }
         }
         // Backoff between retries, as a real sender waits; not synchronisation.
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(1));
+        tokio::time::sleep(backoff.advance()).await;
     }
 }
 

@@ -11,11 +11,14 @@
 //! | [`cursor`] | `<seq>-<epoch>` cursors clients resume from |
 //! | [`streams`] | stream/KV specs and idempotent provisioning |
 //! | [`nats`] | connecting with retry, credentials and TLS |
+//! | [`retry`] | the one retry-with-backoff loop (doubling, cap, jitter, stops on shutdown) |
+//! | [`publish`] | the one publish: `Nats-Msg-Id` from the event, then the PubAck |
 //! | [`liveness`] | the active probe that notices a silent (e.g. frozen) NATS server |
 //! | [`config`] | defaults → TOML file → `HERALD_*` environment |
 //! | [`signature`] | Standard Webhooks and HMAC-SHA256 signing and verification primitives |
 //! | [`serve`] | the HTTP server: header timeout, connection caps, refusals |
 //! | [`service`] | `CommonConfig`, `ServiceContext`, `serve`: what hosts hand each service |
+//! | [`sse`] | the one Server-Sent Events client parser (WHATWG), sans-IO plus a stream adapter |
 //! | [`secret`] | a string whose `Debug` prints `[redacted]` |
 //! | [`telemetry`] | tracing initialisation (JSON or pretty) |
 //! | [`shutdown`] | the one cancellation token, fired by SIGINT/SIGTERM |
@@ -29,11 +32,14 @@ pub mod http;
 pub mod liveness;
 pub mod names;
 pub mod nats;
+pub mod publish;
+pub mod retry;
 pub mod secret;
 pub mod serve;
 pub mod service;
 pub mod shutdown;
 pub mod signature;
+pub mod sse;
 pub mod streams;
 pub mod subject;
 pub mod telemetry;

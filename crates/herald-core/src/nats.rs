@@ -11,6 +11,7 @@ use async_nats::{Client, ConnectOptions, connection::State, jetstream};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use crate::retry::{Policy, with_backoff};
 use crate::secret::Secret;
 use crate::streams::{self, Provisioned, StreamSettings};
 
@@ -190,8 +191,8 @@ pub fn server_urls(url: &str) -> Vec<&str> {
 /// Backoff between reconnection attempts: 50 ms doubling to a 2 s cap. Short, because
 /// every moment disconnected is a moment ingest answers 503.
 fn reconnect_delay(attempts: usize) -> Duration {
-    let exp = attempts.min(6) as u32;
-    Duration::from_millis(50u64 << exp).min(Duration::from_secs(2))
+    Policy::doubling(Duration::from_millis(50), Duration::from_secs(2))
+        .delay(u32::try_from(attempts).unwrap_or(u32::MAX))
 }
 
 /// A JetStream context whose publishes and requests time out after `request_timeout`.
@@ -213,24 +214,11 @@ pub async fn provision_until_ready(
     settings: &StreamSettings,
     shutdown: &CancellationToken,
 ) -> Option<Provisioned> {
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let attempt = tokio::select! {
-            () = shutdown.cancelled() => return None,
-            attempt = streams::provision(js, settings) => attempt,
-        };
-        match attempt {
-            Ok(p) => return Some(p),
-            Err(err) => {
-                tracing::warn!(error = %crate::error_chain(&err), retry_in = ?delay, "provisioning streams failed");
-            }
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return None,
-            () = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(Duration::from_secs(5));
-    }
+    let policy = Policy::doubling(Duration::from_millis(100), Duration::from_secs(5));
+    with_backoff(policy, shutdown, "provisioning streams failed", || {
+        streams::provision(js, settings)
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 //!
 //! `herald provision` (the admin identity), or whichever service starts first when its NATS
 //! identity may, creates (or updates) `HERALD_EVENTS`, `HERALD_DLQ` and the KV bucket
-//! `herald_stats`; the others find them as configured. Running [`provision`] any number of
+//! `herald_stats`; the others find them as configured. The notifier's KV bucket
+//! `herald_notified` is specified here too: `herald provision` creates it with the rest, and
+//! the notifier (the only identity that may look it up) ensures it with [`ensure_notified`]. Running [`provision`] any number of
 //! times, from any number of processes at once, converges on the same state, and a stream
 //! that already matches is only looked up, never written.
 
@@ -23,6 +25,8 @@ pub const EVENTS_STREAM: &str = "HERALD_EVENTS";
 pub const DLQ_STREAM: &str = "HERALD_DLQ";
 /// The KV bucket of live stats documents.
 pub const STATS_BUCKET: &str = "herald_stats";
+/// The KV bucket of the notifier's delivery records: (event, target) pairs already delivered.
+pub const NOTIFIED_BUCKET: &str = "herald_notified";
 
 /// Retention and replication of Herald's streams. Every field has a documented default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,6 +49,11 @@ pub struct StreamSettings {
     /// How long dead letters are kept. Default 30 days.
     #[serde(with = "humantime_serde")]
     pub dlq_max_age: Duration,
+    /// How long the notifier's delivery records (KV `herald_notified`) are kept
+    /// (`HERALD_STREAM__DEDUP_TTL`). Must cover every redelivery (`max_deliver` × the longest
+    /// backoff); never less than `duplicate_window` is used. Default 24 h.
+    #[serde(with = "humantime_serde")]
+    pub dedup_ttl: Duration,
 }
 
 impl Default for StreamSettings {
@@ -56,6 +65,7 @@ impl Default for StreamSettings {
             duplicate_window: Duration::from_secs(15 * 60),
             replicas: 1,
             dlq_max_age: Duration::from_secs(30 * 24 * 3600),
+            dedup_ttl: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -107,6 +117,20 @@ impl StreamSettings {
             ..Default::default()
         }
     }
+
+    /// The `herald_notified` KV bucket configuration: records kept for `dedup_ttl`, and at
+    /// least the duplicate window (a re-published event must still find its records).
+    pub fn notified_config(&self) -> kv::Config {
+        kv::Config {
+            bucket: NOTIFIED_BUCKET.to_owned(),
+            description: "Herald notifier: (event, target) pairs already delivered".into(),
+            history: 1,
+            max_age: self.dedup_ttl.max(self.duplicate_window),
+            storage: StorageType::File,
+            num_replicas: self.replicas,
+            ..Default::default()
+        }
+    }
 }
 
 /// Why provisioning failed.
@@ -145,12 +169,27 @@ pub enum ProvisionError {
         #[source]
         source: jetstream::context::CreateStreamError,
     },
-    /// The KV bucket does not exist and could not be created.
+    /// A KV bucket does not exist and could not be created.
     #[error(
-        "KV bucket {STATS_BUCKET} does not exist and could not be created (a service's own NATS \
+        "KV bucket {bucket} does not exist and could not be created (a service's own NATS \
          identity may not create it: run `herald provision` with the admin identity)"
     )]
-    Bucket(#[source] jetstream::context::CreateKeyValueError),
+    Bucket {
+        /// The bucket.
+        bucket: String,
+        /// The cause.
+        #[source]
+        source: jetstream::context::CreateKeyValueError,
+    },
+    /// A KV bucket exists but could not be opened.
+    #[error("could not open KV bucket {bucket}")]
+    Open {
+        /// The bucket.
+        bucket: String,
+        /// The cause.
+        #[source]
+        source: jetstream::context::KeyValueError,
+    },
 }
 
 /// What provisioning found: the identity of the events stream.
@@ -175,13 +214,31 @@ pub async fn provision(
     converge(js, settings, false).await
 }
 
-/// Like [`provision`], but a stream that differs and cannot be updated is an error: what
-/// `herald provision` (the admin identity) runs.
+/// Like [`provision`], but a stream that differs and cannot be updated is an error, and the
+/// notifier's `herald_notified` bucket is ensured too: what `herald provision` (the admin
+/// identity) runs.
 pub async fn apply(
     js: &jetstream::Context,
     settings: &StreamSettings,
 ) -> Result<Provisioned, ProvisionError> {
-    converge(js, settings, true).await
+    let provisioned = converge(js, settings, true).await?;
+    ensure_notified(js, settings).await?;
+    Ok(provisioned)
+}
+
+/// Makes the notifier's `herald_notified` bucket match `settings` (see [`provision`]) and
+/// returns it. Only the notifier's NATS identity (and the admin's) may look it up.
+pub async fn ensure_notified(
+    js: &jetstream::Context,
+    settings: &StreamSettings,
+) -> Result<kv::Store, ProvisionError> {
+    ensure_bucket(js, settings.notified_config()).await?;
+    js.get_key_value(NOTIFIED_BUCKET)
+        .await
+        .map_err(|source| ProvisionError::Open {
+            bucket: NOTIFIED_BUCKET.to_owned(),
+            source,
+        })
 }
 
 async fn converge(
@@ -248,14 +305,18 @@ async fn ensure_stream(
 
 /// The KV bucket `want.bucket`, created or updated to `want` (see [`provision`]).
 async fn ensure_bucket(js: &jetstream::Context, want: kv::Config) -> Result<(), ProvisionError> {
-    let stream_name = format!("KV_{}", want.bucket);
+    let bucket = want.bucket.clone();
+    let stream_name = format!("KV_{bucket}");
     let have = match js.get_stream(&stream_name).await {
         Ok(stream) => stream.cached_info().config.clone(),
         Err(err) if is_not_found(&err) => {
             js.create_key_value(want)
                 .await
-                .map_err(ProvisionError::Bucket)?;
-            tracing::info!(bucket = STATS_BUCKET, "KV bucket created");
+                .map_err(|source| ProvisionError::Bucket {
+                    bucket: bucket.clone(),
+                    source,
+                })?;
+            tracing::info!(%bucket, "KV bucket created");
             return Ok(());
         }
         Err(source) => {
@@ -275,12 +336,15 @@ async fn ensure_bucket(js: &jetstream::Context, want: kv::Config) -> Result<(), 
     if have.storage != want.storage {
         diff.push("storage");
     }
+    if have.max_age != want.max_age {
+        diff.push("max_age");
+    }
     if diff.is_empty() {
         return Ok(());
     }
     if let Err(err) = js.update_key_value(want).await {
         tracing::warn!(
-            bucket = STATS_BUCKET, differs = ?diff, error = %crate::error_chain(&err),
+            %bucket, differs = ?diff, error = %crate::error_chain(&err),
             "KV bucket differs from the configured settings and could not be updated; going on \
              with its current settings (run `herald provision` with the admin NATS identity)"
         );
@@ -347,6 +411,18 @@ mod tests {
             stream_differences(&s.events_config(), &longer.events_config()),
             ["max_age", "num_replicas"]
         );
+    }
+
+    #[test]
+    fn delivery_records_outlive_the_duplicate_window() {
+        let s = StreamSettings::default();
+        assert_eq!(s.notified_config().bucket, NOTIFIED_BUCKET);
+        assert_eq!(s.notified_config().max_age, Duration::from_secs(24 * 3600));
+        let short = StreamSettings {
+            dedup_ttl: Duration::from_secs(60),
+            ..StreamSettings::default()
+        };
+        assert_eq!(short.notified_config().max_age, short.duplicate_window);
     }
 
     #[test]

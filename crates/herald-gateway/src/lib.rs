@@ -11,7 +11,7 @@
 //! | [`config`] | `Config`: listener, JWT, heartbeat, ring, limits, CORS, `web_dir` |
 //! | [`auth`] | JWT verification, token sources, topic scoping |
 //! | [`tail`] | the one ordered consumer; outage and recreated-stream handling |
-//! | [`stats`] | the one `herald_stats` watch feeding live `$stats` documents |
+//! | [`stats_feed`] | the one `herald_stats` watch feeding live `$stats` documents |
 //! | [`hub`] | subscribers by (tenant, topic), bounded queues, ring buffer, hand-off |
 //! | [`replay`] | short-lived tenant-filtered replays, bounded by a semaphore; reset detection |
 //! | [`session`] | one client's ordered delivery, heartbeats, expiry, drain |
@@ -48,7 +48,7 @@ pub mod routes;
 pub mod server;
 pub mod session;
 pub mod state;
-pub mod stats;
+pub mod stats_feed;
 pub mod tail;
 pub mod web;
 
@@ -60,7 +60,7 @@ use crate::hub::Hub;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::state::AppState;
-use crate::stats::StatsFeed;
+use crate::stats_feed::StatsFeed;
 use crate::tail::Tail;
 
 /// The config section (`[gateway]`, `HERALD_GATEWAY__*`).

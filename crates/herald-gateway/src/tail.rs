@@ -21,6 +21,7 @@ use futures::StreamExt;
 use herald_core::cursor::{Cursor, Epoch};
 use herald_core::liveness::{Liveness, SilenceReason};
 use herald_core::nats::{is_connected, provision_until_ready};
+use herald_core::retry::{Backoff, Policy};
 use herald_core::streams::{self, EVENTS_STREAM, StreamSettings};
 use herald_core::subject;
 use tokio_util::sync::CancellationToken;
@@ -102,7 +103,10 @@ impl Tail {
         {
             return;
         }
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Policy::doubling(
+            Duration::from_millis(100),
+            Duration::from_secs(2),
+        ));
         // Provisioned just now; again only when the stream may be gone.
         let mut provision = false;
         let mut liveness = self.liveness.clone();
@@ -116,7 +120,7 @@ impl Tail {
                 followed = self.follow(provision) => followed,
                 reason = liveness.silent() => Err(TailError::Silent(reason)),
             };
-            match followed {
+            let err = match followed {
                 Ok(()) => return,
                 Err(err) => {
                     // A stalled consumer or a dropped connection only needs a new consumer:
@@ -128,17 +132,18 @@ impl Tail {
                     );
                     // A tail that got as far as following the stream starts over quickly.
                     if self.hub.is_live() {
-                        backoff = Duration::from_millis(100);
+                        backoff.reset();
                     }
                     self.hub.set_live(false);
-                    tracing::warn!(error = %herald_core::error_chain(&err), retry_in = ?backoff, "event tail interrupted");
+                    err
                 }
+            };
+            if !backoff
+                .wait(&self.shutdown, "event tail interrupted", &err)
+                .await
+            {
+                return;
             }
-            tokio::select! {
-                () = self.shutdown.cancelled() => return,
-                () = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(2));
         }
     }
 

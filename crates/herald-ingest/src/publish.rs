@@ -7,10 +7,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, message::PublishMessage};
+use async_nats::jetstream;
 use futures::future::try_join_all;
 use herald_core::event::Event;
-use herald_core::streams::EVENTS_STREAM;
 use serde::Serialize;
 
 use crate::full::StoreFull;
@@ -164,13 +163,8 @@ impl Publisher {
                 ))));
                 continue;
             }
-            let msg = PublishMessage::build()
-                .message_id(event.msg_id())
-                .expected_stream(EVENTS_STREAM)
-                .header("Content-Type", "application/cloudevents+json")
-                .payload(event.to_bytes());
             let subject = event.subject();
-            let ack = self.js.send_publish(subject.clone(), msg).await?;
+            let ack = herald_core::publish::send_event(&self.js, event).await?;
             pending.push(futures::future::Either::Right(async move {
                 let ack = ack.await?;
                 Ok::<_, PublishError>(Stored {

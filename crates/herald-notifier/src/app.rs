@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use herald_core::http::{NatsReadiness, Readiness, ReadyFuture, ops_router};
+use herald_core::retry::{Policy, with_backoff};
 use herald_core::service::{ServiceContext, serve};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -232,8 +233,7 @@ impl App {
                 () = shutdown.cancelled() => return None,
                 p = herald_core::nats::provision_until_ready(&ctx.js, &ctx.streams, &shutdown) => p?,
             };
-            let ttl = cfg.dedup_ttl.max(ctx.streams.duplicate_window);
-            let dedup = open_dedup(&ctx, ttl, &shutdown).await?;
+            let dedup = open_dedup(&ctx, &shutdown).await?;
             let workers = WorkerContext {
                 senders,
                 dedup: dedup.clone(),
@@ -288,27 +288,14 @@ impl App {
 
 async fn open_dedup(
     ctx: &ServiceContext,
-    ttl: Duration,
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> Option<Dedup> {
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let opened = tokio::select! {
-            () = shutdown.cancelled() => return None,
-            r = Dedup::open(&ctx.js, ttl, ctx.streams.replicas) => r,
-        };
-        match opened {
-            Ok(d) => return Some(d),
-            Err(err) => {
-                tracing::warn!(error = %herald_core::error_chain(&err), retry_in = ?delay, "cannot open the delivery-record bucket")
-            }
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return None,
-            () = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(Duration::from_secs(5));
-    }
+    let policy = Policy::doubling(Duration::from_millis(100), Duration::from_secs(5));
+    let what = "cannot open the delivery-record bucket";
+    with_backoff(policy, shutdown, what, || {
+        Dedup::open(&ctx.js, &ctx.streams)
+    })
+    .await
 }
 
 #[cfg(unix)]

@@ -50,11 +50,6 @@ pub struct Config {
     /// blocked target cannot use up `max_in_flight`. Default 1 min.
     #[serde(with = "humantime_serde")]
     pub max_hold: Duration,
-    /// How long a "delivered" record is kept in the KV bucket `herald_notified`. Must cover
-    /// every redelivery (`max_deliver` × the longest backoff) and the stream's duplicate
-    /// window. Default 24 h.
-    #[serde(with = "humantime_serde")]
-    pub dedup_ttl: Duration,
     /// Telegram settings (`HERALD_NOTIFIER__TELEGRAM__*`).
     pub telegram: TelegramConfig,
     /// Slack settings (`HERALD_NOTIFIER__SLACK__*`).
@@ -79,7 +74,6 @@ impl Default for Config {
                 .collect(),
             max_in_flight: 1000,
             max_hold: Duration::from_secs(60),
-            dedup_ttl: Duration::from_secs(24 * 3600),
             telegram: TelegramConfig::default(),
             slack: SlackConfig::default(),
             rate: RateConfig::default(),

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
+use herald_core::retry::{Backoff, Policy};
 use herald_core::streams::{DLQ_STREAM, EVENTS_STREAM};
 use herald_core::subject;
 use tokio::sync::watch;
@@ -84,7 +85,10 @@ pub async fn run(
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) {
-    let mut delay = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Policy::doubling(
+        Duration::from_millis(100),
+        Duration::from_secs(5),
+    ));
     loop {
         let subjects = filters.borrow_and_update().clone();
         if subjects.is_empty() {
@@ -102,23 +106,24 @@ pub async fn run(
         let consumer = match ensure(&handler.js, &handler.cfg, source, subjects.clone()).await {
             Ok(c) => c,
             Err(err) => {
-                tracing::warn!(?source, error = %err, retry_in = ?delay, "cannot create the consumer");
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(delay) => {}
+                let what = format!("cannot create the {source:?} consumer");
+                if !backoff.wait(&shutdown, &what, &*err).await {
+                    return;
                 }
-                delay = (delay * 2).min(Duration::from_secs(5));
                 continue;
             }
         };
         let mut messages = match consumer.messages().await {
             Ok(m) => m,
             Err(err) => {
-                tracing::warn!(?source, %err, "cannot pull");
+                let what = format!("cannot pull from the {source:?} consumer");
+                if !backoff.wait(&shutdown, &what, &err).await {
+                    return;
+                }
                 continue;
             }
         };
-        delay = Duration::from_millis(100);
+        backoff.reset();
         let _ = ready.send(true);
         tracing::info!(?source, filters = ?subjects, "consuming");
         loop {

@@ -6,20 +6,20 @@
 //! its record was written resends that message once (at most one message per target in
 //! flight at the moment of the crash).
 
-use std::time::Duration;
-
 use async_nats::jetstream::{self, kv};
+use herald_core::streams::{self, ProvisionError, StreamSettings};
 use sha2::{Digest, Sha256};
 
-/// The KV bucket of delivery records.
-pub const BUCKET: &str = "herald_notified";
+/// The KV bucket of delivery records (specified and provisioned by
+/// [`herald_core::streams`]).
+pub const BUCKET: &str = streams::NOTIFIED_BUCKET;
 
 /// Why the delivery records could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum DedupError {
     /// Creating or opening the bucket failed.
     #[error("could not create or open KV bucket {BUCKET}")]
-    Bucket(#[source] jetstream::context::CreateKeyValueError),
+    Bucket(#[source] ProvisionError),
     /// Reading a record failed.
     #[error("could not read a delivery record")]
     Read(#[source] kv::EntryError),
@@ -45,22 +45,13 @@ pub fn key(msg_id: &str, target: &str) -> String {
 }
 
 impl Dedup {
-    /// Creates (or updates) the bucket with records kept for `ttl`.
+    /// Opens the bucket, first creating (or updating) it to `settings` the way
+    /// `herald provision` does ([`streams::ensure_notified`]).
     pub async fn open(
         js: &jetstream::Context,
-        ttl: Duration,
-        replicas: usize,
+        settings: &StreamSettings,
     ) -> Result<Self, DedupError> {
-        let kv = js
-            .create_or_update_key_value(kv::Config {
-                bucket: BUCKET.to_owned(),
-                description: "Herald notifier: (event, target) pairs already delivered".into(),
-                history: 1,
-                max_age: ttl,
-                storage: jetstream::stream::StorageType::File,
-                num_replicas: replicas,
-                ..Default::default()
-            })
+        let kv = streams::ensure_notified(js, settings)
             .await
             .map_err(DedupError::Bucket)?;
         Ok(Self { kv })

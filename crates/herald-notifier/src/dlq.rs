@@ -18,6 +18,7 @@ use async_nats::jetstream::{self, consumer, stream};
 use bytes::Bytes;
 use futures::StreamExt;
 use herald_core::names::TenantId;
+use herald_core::publish::publish_with_id;
 use herald_core::streams::DLQ_STREAM;
 use herald_core::subject::{self, DLQ_PREFIX};
 use time::OffsetDateTime;
@@ -121,12 +122,10 @@ pub async fn publish(js: &jetstream::Context, dl: NewDeadLetter<'_>) -> Result<(
         dl.consumed.1,
         dl.target.unwrap_or("-")
     );
-    headers.insert("Nats-Msg-Id", msg_id.as_str());
-    js.publish_with_headers(subject::dlq(SERVICE, dl.tenant), headers, dl.payload)
+    let subject = subject::dlq(SERVICE, dl.tenant);
+    publish_with_id(js, subject, headers, &msg_id, dl.payload)
         .await
-        .map_err(|e| nats("publish a dead letter")(e.into()))?
-        .await
-        .map_err(|e| nats("store a dead letter")(e.into()))?;
+        .map_err(|e| nats("publish a dead letter")(e.into()))?;
     Ok(())
 }
 
@@ -278,13 +277,11 @@ pub async fn replay(js: &jetstream::Context, seq: u64) -> Result<u64, DlqError> 
             headers.insert(name, v.as_str());
         }
     }
-    headers.insert("Nats-Msg-Id", format!("{REDRIVE_SERVICE}/{seq}").as_str());
-    let ack = js
-        .publish_with_headers(subject::dlq(REDRIVE_SERVICE, &tenant), headers, msg.payload)
+    let subject = subject::dlq(REDRIVE_SERVICE, &tenant);
+    let msg_id = format!("{REDRIVE_SERVICE}/{seq}");
+    let ack = publish_with_id(js, subject, headers, &msg_id, msg.payload)
         .await
-        .map_err(|e| nats("publish a re-drive")(e.into()))?
-        .await
-        .map_err(|e| nats("store a re-drive")(e.into()))?;
+        .map_err(|e| nats("publish a re-drive")(e.into()))?;
     stream
         .delete_message(seq)
         .await

@@ -24,12 +24,12 @@ enum Command {
     /// Sign a JSON payload (standard-webhooks, hmac-sha256 or bearer) and post it.
     Send(herald::send::SendArgs),
     /// Follow a tenant's events from a cursor, one JSON line each.
-    Tail(herald::ops::TailArgs),
+    Tail(herald::tail::TailArgs),
     /// List or re-drive the notifier's dead letters.
     #[command(subcommand)]
-    Dlq(herald::ops::DlqCommand),
+    Dlq(herald::dlq::DlqCommand),
     /// Create or update Herald's streams with the admin NATS identity, then exit.
-    Provision(herald::ops::ProvisionArgs),
+    Provision(herald::provision::ProvisionArgs),
     /// GET a URL and exit 0 on 2xx (container healthchecks).
     Probe(herald::probe::ProbeArgs),
 }
@@ -40,9 +40,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Up(args) => herald::up::run(args).await,
         Command::Token(args) => herald::token::run(args),
         Command::Send(args) => herald::send::run(args).await,
-        Command::Tail(args) => herald::ops::tail(args).await,
-        Command::Dlq(cmd) => herald::ops::dlq(cmd).await,
-        Command::Provision(args) => herald::ops::provision(args).await,
+        Command::Tail(args) => herald::tail::run(args).await,
+        Command::Dlq(cmd) => herald::dlq::run(cmd).await,
+        Command::Provision(args) => herald::provision::run(args).await,
         Command::Probe(args) => herald::probe::run(args).await,
     }
 }

@@ -6,8 +6,8 @@
 //! registered at, and nothing at or below it; whatever lies between its cursor and `head` comes
 //! from the ring (copied under that same lock) or from a JetStream replay that stops at `head`.
 //!
-//! The hub also keeps the current stats document of each tenant and topic, fed by the one
-//! stats watch of the process, and sends each new version to the `$stats` subscribers whose
+//! The hub also keeps the current stats document of each tenant and topic (`stats_docs`),
+//! fed by the one stats watch of the process ([`crate::stats_feed`]), and sends each new version to the `$stats` subscribers whose
 //! scope holds its topic.
 
 use std::collections::{HashMap, HashSet};
@@ -24,7 +24,7 @@ use crate::metrics::Metrics;
 
 mod index;
 mod ring;
-mod stats;
+mod stats_docs;
 
 use index::TenantIndex;
 use ring::Ring;

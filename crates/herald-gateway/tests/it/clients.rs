@@ -4,6 +4,7 @@
 use anyhow::{Context, bail};
 use futures::{SinkExt, StreamExt};
 use herald_core::cursor::Cursor;
+use herald_core::sse::{EventStream, Item};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite;
 
@@ -12,8 +13,11 @@ use crate::helpers::DEADLINE;
 /// One SSE message.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SseEvent {
+    /// The `id` it carried itself, if any.
     pub id: Option<String>,
+    /// Its type; `None` for an unnamed (`message`) event.
     pub event: Option<String>,
+    /// Its `data` lines, joined with `\n`.
     pub data: String,
 }
 
@@ -35,11 +39,10 @@ impl SseEvent {
     }
 }
 
-/// A parsing SSE client.
+/// A parsing SSE client, over [`herald_core::sse`] (the one SSE parser).
 pub struct SseClient {
-    body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
-    buf: String,
-    /// `retry:` values seen.
+    body: EventStream<futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>>,
+    /// `retry:` values seen (ms).
     pub retries: Vec<u64>,
     /// Comments (heartbeats) seen.
     pub comments: usize,
@@ -53,8 +56,7 @@ pub struct SseClient {
 impl SseClient {
     pub fn new(resp: reqwest::Response) -> Self {
         Self {
-            body: resp.bytes_stream().boxed(),
-            buf: String::new(),
+            body: EventStream::new(resp.bytes_stream().boxed()),
             retries: Vec::new(),
             comments: 0,
             last_id: None,
@@ -89,38 +91,22 @@ impl SseClient {
 
     async fn next_inner(&mut self) -> anyhow::Result<Option<SseEvent>> {
         loop {
-            if let Some(end) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..end + 2).collect();
-                let mut ev = SseEvent::default();
-                let mut any = false;
-                for line in block.lines() {
-                    if line.starts_with(':') {
-                        self.comments += 1;
-                    } else if let Some(v) = line.strip_prefix("retry: ") {
-                        self.retries.push(v.parse()?);
-                    } else if let Some(v) = line.strip_prefix("id: ") {
-                        ev.id = Some(v.to_owned());
-                        any = true;
-                    } else if let Some(v) = line.strip_prefix("event: ") {
-                        ev.event = Some(v.to_owned());
-                        any = true;
-                    } else if let Some(v) = line.strip_prefix("data: ") {
-                        ev.data.push_str(v);
-                        any = true;
-                    }
-                }
-                if any {
-                    if ev.id.is_some() {
-                        self.last_id.clone_from(&ev.id);
-                    }
-                    return Ok(Some(ev));
-                }
-                continue;
-            }
-            match self.body.next().await {
+            let item = match self.body.next_item().await {
                 None => return Ok(None),
-                Some(Err(e)) => return Err(e.into()),
-                Some(Ok(chunk)) => self.buf.push_str(std::str::from_utf8(&chunk)?),
+                Some(item) => item?,
+            };
+            let id = self.body.last_event_id();
+            self.last_id = (!id.is_empty()).then(|| id.to_owned());
+            match item {
+                Item::Comment => self.comments += 1,
+                Item::Retry(after) => self.retries.push(u64::try_from(after.as_millis())?),
+                Item::Event(ev) => {
+                    return Ok(Some(SseEvent {
+                        event: (!ev.is_message()).then(|| ev.event.into_owned()),
+                        id: ev.id,
+                        data: ev.data,
+                    }));
+                }
             }
         }
     }

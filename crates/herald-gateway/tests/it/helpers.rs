@@ -231,13 +231,9 @@ pub async fn publish(js: &jetstream::Context, tenant: &str, topic: &str, data: V
         "/test",
         data,
     );
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Nats-Msg-Id", event.msg_id().as_str());
-    js.publish_with_headers(event.subject(), headers, event.to_bytes())
+    herald_core::publish::publish_event(js, &event)
         .await
-        .expect("publish")
-        .await
-        .expect("PubAck")
+        .expect("publish, then the PubAck")
         .sequence
 }
 

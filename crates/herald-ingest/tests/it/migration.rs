@@ -25,14 +25,16 @@ async fn stored_by_old_herald(nats: &NatsServer, source: &str) -> u64 {
         source,
         msg["record"].clone(),
     );
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Nats-Msg-Id", event.legacy_msg_id().as_str());
-    js.publish_with_headers(event.subject(), headers, event.to_bytes())
-        .await
-        .unwrap()
-        .await
-        .unwrap()
-        .sequence
+    herald_core::publish::publish_with_id(
+        &js,
+        event.subject(),
+        async_nats::HeaderMap::new(),
+        &event.legacy_msg_id(),
+        event.to_bytes(),
+    )
+    .await
+    .unwrap()
+    .sequence
 }
 
 async fn crm_insert(app: &TestApp) -> Value {

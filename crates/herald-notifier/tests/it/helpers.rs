@@ -185,13 +185,9 @@ pub fn metric(text: &str, needle: &str) -> u64 {
 }
 
 pub async fn publish(js: &jetstream::Context, event: &Event) -> u64 {
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Nats-Msg-Id", event.msg_id().as_str());
-    js.publish_with_headers(event.subject(), headers, event.to_bytes())
+    herald_core::publish::publish_event(js, event)
         .await
-        .expect("publish")
-        .await
-        .expect("puback")
+        .expect("publish, then the PubAck")
         .sequence
 }
 

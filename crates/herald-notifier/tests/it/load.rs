@@ -43,14 +43,7 @@ async fn publish_all(app: &TestApp, n: u64) {
     let mut acks = Vec::new();
     for i in 0..n {
         let e = lead("insert", json!({"n": i, "chat": (i as i64 % CHATS) + 1}));
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", e.msg_id().as_str());
-        acks.push(
-            app.js
-                .publish_with_headers(e.subject(), headers, e.to_bytes())
-                .await
-                .unwrap(),
-        );
+        acks.push(herald_core::publish::send_event(&app.js, &e).await.unwrap());
     }
     for ack in acks {
         ack.await.unwrap();

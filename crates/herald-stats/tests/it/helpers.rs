@@ -199,13 +199,7 @@ pub async fn doc_at(kv: &kv::Store, t: &str, p: &str, seq: u64) -> StatsDoc {
 pub async fn publish(js: &jetstream::Context, events: &[Event]) -> Vec<u64> {
     let mut acks = Vec::with_capacity(events.len());
     for e in events {
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", e.msg_id().as_str());
-        acks.push(
-            js.publish_with_headers(e.subject(), headers, e.to_bytes())
-                .await
-                .unwrap(),
-        );
+        acks.push(herald_core::publish::send_event(js, e).await.unwrap());
     }
     let mut seqs = Vec::with_capacity(acks.len());
     for ack in acks {

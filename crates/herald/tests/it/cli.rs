@@ -226,12 +226,7 @@ impl TestApp {
             "/cli-test",
             data,
         );
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", event.msg_id().as_str());
-        self.js
-            .publish_with_headers(event.subject(), headers, event.to_bytes())
-            .await
-            .unwrap()
+        herald_core::publish::publish_event(&self.js, &event)
             .await
             .unwrap()
             .sequence

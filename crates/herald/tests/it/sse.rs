@@ -2,6 +2,7 @@
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use herald_core::sse::{EventStream, Item};
 
 /// One SSE message.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -28,18 +29,16 @@ impl Message {
     }
 }
 
-/// Reads messages off one SSE response.
+/// Reads messages off one SSE response, through [`herald_core::sse`] (the one SSE parser).
 pub struct Reader {
-    body: BoxStream<'static, reqwest::Result<Vec<u8>>>,
-    buf: String,
+    body: EventStream<BoxStream<'static, reqwest::Result<Vec<u8>>>>,
 }
 
 impl Reader {
     /// Reads `resp`'s body.
     pub fn new(resp: reqwest::Response) -> Self {
         Self {
-            body: resp.bytes_stream().map(|c| c.map(|b| b.to_vec())).boxed(),
-            buf: String::new(),
+            body: EventStream::new(resp.bytes_stream().map(|c| c.map(|b| b.to_vec())).boxed()),
         }
     }
 
@@ -47,30 +46,16 @@ impl Reader {
     /// Callers bound it with their own deadline.
     pub async fn next(&mut self) -> anyhow::Result<Option<Message>> {
         loop {
-            if let Some(end) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..end + 2).collect();
-                let mut msg = Message::default();
-                let mut any = false;
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("id: ") {
-                        msg.id = Some(v.to_owned());
-                        any = true;
-                    } else if let Some(v) = line.strip_prefix("event: ") {
-                        msg.event = Some(v.to_owned());
-                        any = true;
-                    } else if let Some(v) = line.strip_prefix("data: ") {
-                        msg.data.push_str(v);
-                        any = true;
-                    }
-                }
-                if any {
-                    return Ok(Some(msg));
-                }
-                continue;
-            }
-            match self.body.next().await {
+            match self.body.next_item().await.transpose()? {
                 None => return Ok(None),
-                Some(chunk) => self.buf.push_str(std::str::from_utf8(&chunk?)?),
+                Some(Item::Event(ev)) => {
+                    return Ok(Some(Message {
+                        event: (!ev.is_message()).then(|| ev.event.into_owned()),
+                        id: ev.id,
+                        data: ev.data,
+                    }));
+                }
+                Some(Item::Comment | Item::Retry(_)) => {}
             }
         }
     }

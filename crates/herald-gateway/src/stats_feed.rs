@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
 use futures::StreamExt;
+use herald_core::retry::{Backoff, Policy};
 use herald_stats::StatsDoc;
 use herald_stats::store::StoreError;
 use tokio_util::sync::CancellationToken;
@@ -52,33 +53,31 @@ pub struct StatsFeed {
 impl StatsFeed {
     /// Runs until shutdown, starting the watch over after any failure.
     pub async fn run(self) {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Policy::doubling(
+            Duration::from_millis(100),
+            Duration::from_secs(5),
+        ));
         loop {
-            tokio::select! {
+            let err = tokio::select! {
                 () = self.shutdown.cancelled() => return,
-                res = self.follow(&mut backoff) => {
-                    let err = match res {
-                        Ok(()) => StatsError::Ended,
-                        Err(err) => err,
-                    };
-                    tracing::warn!(error = %herald_core::error_chain(&err), retry_in = ?backoff, "stats watch interrupted");
-                }
+                res = self.follow(&mut backoff) => res.err().unwrap_or(StatsError::Ended),
+            };
+            if !backoff
+                .wait(&self.shutdown, "stats watch interrupted", &err)
+                .await
+            {
+                return;
             }
-            tokio::select! {
-                () = self.shutdown.cancelled() => return,
-                () = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
 
     /// Watches every key: the current values first, then each change.
     #[tracing::instrument(skip_all)]
-    async fn follow(&self, backoff: &mut Duration) -> Result<(), StatsError> {
+    async fn follow(&self, backoff: &mut Backoff) -> Result<(), StatsError> {
         let kv = herald_stats::store::bucket(&self.js).await?;
         let mut watch = kv.watch_with_history(">").await?;
         tracing::info!("following the stats bucket");
-        *backoff = Duration::from_millis(100);
+        backoff.reset();
         while let Some(entry) = watch.next().await {
             self.apply(entry?);
         }

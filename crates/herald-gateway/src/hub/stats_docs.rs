@@ -12,7 +12,7 @@ use crate::frame::{Frame, StatsFrame};
 impl Hub {
     /// Keeps `frame` as the current document of its tenant and topic and sends it to the
     /// tenant's `$stats` subscribers whose scope holds the topic. Fed by the one stats watch
-    /// of the process ([`crate::stats`]).
+    /// of the process ([`crate::stats_feed`]).
     pub fn publish_stats(&self, frame: Arc<StatsFrame>) {
         let mut inner = self.lock();
         let ids: Vec<u64> = inner
