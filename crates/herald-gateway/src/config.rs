@@ -10,7 +10,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use herald_core::secret::Secret;
+use herald_core::service::ServiceConfig;
 use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// The most clock skew `jwt.leeway` may tolerate.
+pub const MAX_LEEWAY: Duration = Duration::from_secs(3600);
 
 /// Gateway settings. Every field has a default.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -115,6 +121,30 @@ impl Default for Config {
     }
 }
 
+impl ServiceConfig for Config {
+    type Error = Error;
+
+    fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// Checks what serde cannot: the JWT settings ([`JwtConfig::validate`]) and the
+    /// intervals a timer ticks on, which must not be zero.
+    fn validate(&self) -> Result<(), Error> {
+        self.jwt.validate()?;
+        for (name, interval) in [
+            ("heartbeat", self.heartbeat),
+            ("connection_check", self.connection_check),
+            ("stream_check", self.stream_check),
+        ] {
+            if interval.is_zero() {
+                return Err(Error::NotPositive(name));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// JWT verification.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -164,6 +194,27 @@ impl Default for JwtConfig {
             audience: None,
             jwks_min_refresh: Duration::from_secs(30),
         }
+    }
+}
+
+impl JwtConfig {
+    /// Checks the settings that need no file or network: `leeway` is at most [`MAX_LEEWAY`],
+    /// and `jwks_url` comes with `issuer` and `audience`.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.leeway > MAX_LEEWAY {
+            return Err(Error::Jwt(format!(
+                "jwt.leeway is {:?}; at most {MAX_LEEWAY:?} is allowed",
+                self.leeway
+            )));
+        }
+        if self.jwks_url.is_some() && (self.issuer.is_none() || self.audience.is_none()) {
+            return Err(Error::Jwt(
+                "jwt.jwks_url needs jwt.issuer and jwt.audience: an identity provider's \
+                 keys sign tokens for other applications too"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -228,6 +279,20 @@ mod tests {
             !format!("{cfg:?}").contains("s3cret"),
             "the secret is never printed"
         );
+    }
+
+    #[test]
+    fn validate_refuses_zero_intervals_and_unsafe_jwt_settings() {
+        assert!(Config::default().validate().is_ok());
+        let zero_heartbeat = Config {
+            heartbeat: Duration::ZERO,
+            ..Config::default()
+        };
+        let err = zero_heartbeat.validate().unwrap_err().to_string();
+        assert_eq!(err, "heartbeat must be greater than zero");
+        let mut big_leeway = Config::default();
+        big_leeway.jwt.leeway = MAX_LEEWAY + Duration::from_secs(1);
+        assert!(matches!(big_leeway.validate(), Err(Error::Jwt(m)) if m.contains("leeway")));
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use herald_core::http::{NatsReadiness, ops_router};
-use herald_core::service::{ServiceContext, serve};
+use herald_core::service::{Service, ServiceConfig, ServiceContext, serve};
 use tokio::net::TcpListener;
 
 use crate::config::{Config, ConfigError};
@@ -84,7 +84,7 @@ impl App {
                 "no webhook sources and no API keys are configured: every request will be refused"
             );
         }
-        tracing::info!(%addr, sources = cfg.sources.len(), tenants_with_keys = cfg.api_keys.len(), "ingest listening");
+        tracing::info!(%addr, sources = cfg.sources.len(), tenants_with_keys = cfg.api_keys.len(), "ingest built");
         Ok(Self {
             listener,
             router,
@@ -140,5 +140,25 @@ impl App {
         }
         tracing::info!("ingest stopped");
         Ok(result?)
+    }
+}
+
+impl Service for App {
+    const NAME: &'static str = "herald-ingest";
+    const SECTION: &'static str = "ingest";
+    const ABOUT: &'static str = "Herald ingest: verified webhooks and CDC into NATS JetStream.";
+    type Config = Config;
+    type Error = Error;
+
+    async fn build(cfg: Config, listener: TcpListener, ctx: ServiceContext) -> Result<Self, Error> {
+        App::build(cfg, listener, ctx).await
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    async fn run_until_stopped(self) -> Result<(), Error> {
+        App::run_until_stopped(self).await
     }
 }

@@ -7,6 +7,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use herald_core::service::metrics_registry;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -46,8 +47,7 @@ impl Metrics {
             publish_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             server: herald_core::serve::ServerMetrics::default(),
         };
-        let mut registry = Registry::with_prefix("herald_ingest");
-        metrics.server.register(&mut registry);
+        let mut registry = metrics_registry("herald_ingest", Some(&metrics.server));
         registry.register(
             "requests",
             "Requests by source and HTTP status",

@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use herald_core::http::{NatsReadiness, Readiness, ReadyFuture, ops_router};
-use herald_core::service::{ServiceContext, serve};
+use herald_core::service::{Service, ServiceConfig, ServiceContext, serve};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
@@ -167,7 +167,7 @@ impl App {
                 "notification rules loaded"
             );
         }
-        tracing::info!(%addr, "notifier ops endpoints listening");
+        tracing::info!(%addr, "notifier built");
         let rules: SharedRules = Arc::new(RwLock::new(Arc::new(rules)));
         let reloader = Reloader {
             path: cfg.rules_file.clone(),
@@ -283,6 +283,27 @@ impl App {
         tracker.wait().await;
         tracing::info!("notifier stopped");
         Ok(result?)
+    }
+}
+
+impl Service for App {
+    const NAME: &'static str = "herald-notifier";
+    const SECTION: &'static str = "notifier";
+    const ABOUT: &'static str = "Herald notifier: Telegram and Slack notifications from NATS \
+                                 JetStream. SIGHUP reloads the rules file.";
+    type Config = Config;
+    type Error = Error;
+
+    async fn build(cfg: Config, listener: TcpListener, ctx: ServiceContext) -> Result<Self, Error> {
+        App::build(cfg, listener, ctx).await
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    async fn run_until_stopped(self) -> Result<(), Error> {
+        App::run_until_stopped(self).await
     }
 }
 

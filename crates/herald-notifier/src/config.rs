@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use herald_core::names::TenantId;
 use herald_core::secret::Secret;
+use herald_core::service::ServiceConfig;
 use serde::{Deserialize, Serialize};
 
 /// The Telegram Bot API's public endpoint.
@@ -213,19 +214,15 @@ pub enum ConfigError {
     Consumer(String),
 }
 
-impl Config {
-    /// Every platform token configured (global and per tenant, Telegram and Slack).
-    pub fn secrets(&self) -> impl Iterator<Item = &Secret> {
-        let (tg, slack) = (&self.telegram, &self.slack);
-        tg.bot_token
-            .iter()
-            .chain(tg.tenant_tokens.values())
-            .chain(slack.bot_token.iter())
-            .chain(slack.tenant_tokens.values())
+impl ServiceConfig for Config {
+    type Error = ConfigError;
+
+    fn listen(&self) -> SocketAddr {
+        self.listen
     }
 
     /// Checks what serde cannot.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&self) -> Result<(), ConfigError> {
         if self.max_deliver < 1 {
             return Err(ConfigError::MaxDeliver(self.max_deliver));
         }
@@ -253,6 +250,19 @@ impl Config {
         }
         Ok(())
     }
+}
+
+impl Config {
+    /// Every platform token configured (global and per tenant, Telegram and Slack).
+    pub fn secrets(&self) -> impl Iterator<Item = &Secret> {
+        let (tg, slack) = (&self.telegram, &self.slack);
+        tg.bot_token
+            .iter()
+            .chain(tg.tenant_tokens.values())
+            .chain(slack.bot_token.iter())
+            .chain(slack.tenant_tokens.values())
+    }
+
 
     /// The backoff before redelivery attempt `delivered + 1` (1-based `delivered`).
     pub fn backoff_for(&self, delivered: i64) -> Duration {

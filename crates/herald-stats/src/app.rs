@@ -5,11 +5,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use herald_core::http::{NatsReadiness, Readiness, ReadyFuture, ops_router};
-use herald_core::service::{ServiceContext, serve};
+use herald_core::names::{TenantId, Topic};
+use herald_core::service::{Command, Service, ServiceConfig, ServiceContext, serve};
 use tokio::net::TcpListener;
 
 use crate::config::{Config, ConfigError};
 use crate::consumer;
+use crate::rebuild;
 use crate::metrics::Metrics;
 
 /// Why the aggregator could not start or stopped with an error.
@@ -73,7 +75,7 @@ impl App {
         };
         let router = ops_router(registry, Arc::new(readiness));
         let fields: Vec<String> = cfg.group_by.iter().map(ToString::to_string).collect();
-        tracing::info!(%addr, consumer = %cfg.consumer, group_by = ?fields, "stats-aggregator listening");
+        tracing::info!(%addr, consumer = %cfg.consumer, group_by = ?fields, "stats-aggregator built");
         Ok(Self {
             listener,
             router,
@@ -126,5 +128,53 @@ impl App {
         }
         tracing::info!("stats-aggregator stopped");
         Ok(served?)
+    }
+}
+
+impl Service for App {
+    const NAME: &'static str = "herald-stats";
+    const SECTION: &'static str = "stats";
+    const ABOUT: &'static str = "Herald stats-aggregator: exact live counters from NATS \
+                                 JetStream into KV `herald_stats`.";
+    type Config = Config;
+    type Error = Error;
+
+    async fn build(cfg: Config, listener: TcpListener, ctx: ServiceContext) -> Result<Self, Error> {
+        App::build(cfg, listener, ctx).await
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    async fn run_until_stopped(self) -> Result<(), Error> {
+        App::run_until_stopped(self).await
+    }
+}
+
+/// What `herald-stats` runs instead of the aggregator.
+#[derive(Debug, clap::Subcommand)]
+pub enum StatsCommand {
+    /// Recount documents from the stream (all of them, or one with --tenant and --topic).
+    Rebuild {
+        /// The tenant of the one document to recount.
+        #[arg(long, requires = "topic")]
+        tenant: Option<TenantId>,
+        /// The topic of the one document to recount.
+        #[arg(long, requires = "tenant")]
+        topic: Option<Topic>,
+    },
+}
+
+impl Command<App> for StatsCommand {
+    async fn run(
+        self,
+        cfg: Config,
+        ctx: ServiceContext,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let Self::Rebuild { tenant, topic } = self;
+        let n = rebuild::run(&ctx.js, &cfg, tenant.zip(topic)).await?;
+        println!("rebuilt {n} stats documents");
+        Ok(())
     }
 }

@@ -33,7 +33,7 @@ pub mod metrics;
 pub mod rebuild;
 pub mod store;
 
-pub use app::{App, Error};
+pub use app::{App, Error, StatsCommand};
 pub use config::Config;
 pub use doc::StatsDoc;
 pub use store::{Snapshot, read, watch};
