@@ -12,16 +12,16 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::error::Error;
-use crate::{auth, routes, server, web};
-use crate::auth::Authenticator;
 use crate::hub::Hub;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::stats::StatsFeed;
 use crate::tail::Tail;
+use crate::{auth, routes, server, web};
 
 /// A built gateway, ready to run.
 pub struct App {

@@ -113,11 +113,7 @@ impl Metrics {
             m.delivered.clone(),
         );
         r.register("resumes", "Resumes served, by source", m.resumes.clone());
-        r.register(
-            "resets",
-            "Reset messages sent to clients",
-            m.resets.clone(),
-        );
+        r.register("resets", "Reset messages sent to clients", m.resets.clone());
         r.register(
             "replay_messages",
             "Messages read from JetStream by replays",

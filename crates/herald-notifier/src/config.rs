@@ -263,7 +263,6 @@ impl Config {
             .chain(slack.tenant_tokens.values())
     }
 
-
     /// The backoff before redelivery attempt `delivered + 1` (1-based `delivered`).
     pub fn backoff_for(&self, delivered: i64) -> Duration {
         let i = usize::try_from(delivered.saturating_sub(1)).unwrap_or(0);

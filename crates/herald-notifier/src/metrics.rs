@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
+use herald_core::service::metrics_registry;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use herald_core::service::metrics_registry;
 use prometheus_client::registry::Registry;
 
 /// The `kind` label.

@@ -11,8 +11,8 @@ use tokio::net::TcpListener;
 
 use crate::config::{Config, ConfigError};
 use crate::consumer;
-use crate::rebuild;
 use crate::metrics::Metrics;
+use crate::rebuild;
 
 /// Why the aggregator could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]

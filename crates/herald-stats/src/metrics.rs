@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use herald_core::service::metrics_registry;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use herald_core::service::metrics_registry;
 use prometheus_client::registry::Registry;
 
 /// The aggregator's metrics; cheap to clone (every field shares its value).

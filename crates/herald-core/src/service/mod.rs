@@ -148,4 +148,3 @@ pub fn metrics_registry(prefix: &str, server: Option<&ServerMetrics>) -> Registr
     }
     registry
 }
-

@@ -1,6 +1,6 @@
 //! The example configuration in deploy/ parses and is valid for every service.
 
-use herald_core::service::CommonConfig;
+use herald_core::service::{CommonConfig, ServiceConfig as _};
 
 #[test]
 fn the_example_config_is_valid() {
