@@ -26,7 +26,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// How clients authenticate (`HERALD_GATEWAY__JWT__*`).
     pub jwt: JwtConfig,
-    /// Interval of the SSE `: hb` comment and the WebSocket ping (`HEARTBEAT`). Default 15 s.
+    /// Interval of the SSE `: hb` comment and the WebSocket ping (`HEARTBEAT`). Not zero.
+    /// Default 15 s.
     #[serde(with = "humantime_serde")]
     pub heartbeat: Duration,
     /// The base of the SSE `retry:` hint (`RETRY_BASE`). Default 1 s.
@@ -68,12 +69,14 @@ pub struct Config {
     /// many refused frames in a row is closed (1008, `subscribe rate exceeded`). At least 1.
     /// Default 10.
     pub ws_subscribe_burst: u32,
-    /// How often the tail checks the NATS connection (`CONNECTION_CHECK`). Default 250 ms.
+    /// How often the tail checks the NATS connection (`CONNECTION_CHECK`). Not zero. Default
+    /// 250 ms.
     #[serde(with = "humantime_serde")]
     pub connection_check: Duration,
     /// How often the tail re-reads stream info: lag metric, recreated-stream detection, and a
     /// consumer that delivered nothing for a whole interval while the stream moved on (e.g.
-    /// after a stream-leader failover), which is then restarted (`STREAM_CHECK`). Default 2 s.
+    /// after a stream-leader failover), which is then restarted (`STREAM_CHECK`). Not zero.
+    /// Default 2 s.
     #[serde(with = "humantime_serde")]
     pub stream_check: Duration,
     /// Longest `wait` a long-poll may ask for (`POLL_MAX_WAIT`). Default 30 s.
