@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use herald_core::http::{Readiness, ReadyFuture, ops_router};
-use herald_core::service::{Service, ServiceConfig, ServiceContext};
+use herald_core::service::{ServiceConfig, ServiceContext};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -105,23 +105,10 @@ impl App {
             liveness: ctx.liveness.clone(),
             hub: Arc::clone(&hub),
         });
-        let mut router = routes::router(state).merge(ops_router(registry, readiness));
-        if let Some(dir) = &cfg.web_dir {
-            router = router.merge(web::router(dir));
-        }
-        let mut router = router
-            .layer(
-                // The span names the path only: the query may hold `access_token`, and no
-                // secret is ever logged.
-                tower_http::trace::TraceLayer::new_for_http().make_span_with(
-                    |req: &axum::http::Request<axum::body::Body>| {
-                        tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
-                    },
-                ),
-            );
-        if let Some(cors) = cors_layer(&cfg.cors_origins) {
-            router = router.layer(cors);
-        }
+        let router = with_layers(
+            routes::router(state).merge(ops_router(registry, readiness)),
+            &cfg,
+        );
         let stats = StatsFeed {
             js: ctx.js.clone(),
             hub: Arc::clone(&hub),
@@ -199,24 +186,32 @@ impl App {
     }
 }
 
-impl Service for App {
-    const NAME: &'static str = "herald-gateway";
-    const SECTION: &'static str = crate::SECTION;
-    const ABOUT: &'static str = "Herald gateway: SSE, WebSocket and long-poll delivery.";
-    type Config = Config;
-    type Error = Error;
+herald_core::impl_service!(App {
+    name: "herald-gateway",
+    section: crate::SECTION,
+    about: "Herald gateway: SSE, WebSocket and long-poll delivery.",
+    config: Config,
+    error: Error,
+});
 
-    async fn build(cfg: Config, listener: TcpListener, ctx: ServiceContext) -> Result<Self, Error> {
-        App::build(cfg, listener, ctx).await
+/// `router` plus `web_dir`'s files, under the tracing and CORS layers.
+fn with_layers(mut router: Router, cfg: &Config) -> Router {
+    if let Some(dir) = &cfg.web_dir {
+        router = router.merge(web::router(dir));
     }
-
-    fn local_addr(&self) -> SocketAddr {
-        self.addr
+    let mut router = router.layer(
+        // The span names the path only: the query may hold `access_token`, and no secret is
+        // ever logged.
+        tower_http::trace::TraceLayer::new_for_http().make_span_with(
+            |req: &axum::http::Request<axum::body::Body>| {
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+            },
+        ),
+    );
+    if let Some(cors) = cors_layer(&cfg.cors_origins) {
+        router = router.layer(cors);
     }
-
-    async fn run_until_stopped(self) -> Result<(), Error> {
-        App::run_until_stopped(self).await
-    }
+    router
 }
 
 /// CORS for `origins`: none → no layer; `*` → any origin; else those origins, with

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use herald_core::http::{NatsReadiness, ops_router};
-use herald_core::service::{Service, ServiceConfig, ServiceContext, serve};
+use herald_core::service::{ServiceConfig, ServiceContext, serve};
 use tokio::net::TcpListener;
 
 use crate::config::{Config, ConfigError};
@@ -15,15 +15,7 @@ use crate::publish::Publisher;
 use crate::routes::{self, AppState};
 
 /// Why ingest could not start or stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The configuration is invalid.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The listener failed.
-    #[error("HTTP server failed")]
-    Io(#[from] std::io::Error),
-}
+pub type Error = herald_core::service::ServiceError<ConfigError>;
 
 /// A built ingest service: bound, configured, not yet serving.
 pub struct App {
@@ -42,8 +34,9 @@ impl App {
         listener: TcpListener,
         ctx: ServiceContext,
     ) -> Result<Self, Error> {
-        cfg.validate()?;
-        cfg.validate_windows(ctx.streams.duplicate_window)?;
+        cfg.validate().map_err(Error::Config)?;
+        cfg.validate_windows(ctx.streams.duplicate_window)
+            .map_err(Error::Config)?;
         let addr = listener.local_addr()?;
         let secrets = cfg.sources.values().flat_map(|s| &s.secrets);
         herald_core::dev::refuse_exposed(
@@ -68,7 +61,7 @@ impl App {
             publisher = publisher.with_legacy(Arc::clone(index));
             tracing::info!(until = ?cfg.legacy_dedup_until, "honouring the old dedup key <tenant>/<id> until then");
         }
-        let state = AppState::new(&cfg, publisher, metrics)?;
+        let state = AppState::new(&cfg, publisher, metrics).map_err(Error::Config)?;
         let readiness = IngestReadiness {
             nats: NatsReadiness {
                 client: ctx.client.clone(),
@@ -143,22 +136,10 @@ impl App {
     }
 }
 
-impl Service for App {
-    const NAME: &'static str = "herald-ingest";
-    const SECTION: &'static str = "ingest";
-    const ABOUT: &'static str = "Herald ingest: verified webhooks and CDC into NATS JetStream.";
-    type Config = Config;
-    type Error = Error;
-
-    async fn build(cfg: Config, listener: TcpListener, ctx: ServiceContext) -> Result<Self, Error> {
-        App::build(cfg, listener, ctx).await
-    }
-
-    fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    async fn run_until_stopped(self) -> Result<(), Error> {
-        App::run_until_stopped(self).await
-    }
-}
+herald_core::impl_service!(App {
+    name: "herald-ingest",
+    section: "ingest",
+    about: "Herald ingest: verified webhooks and CDC into NATS JetStream.",
+    config: Config,
+    error: Error,
+});

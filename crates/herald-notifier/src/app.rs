@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use herald_core::http::{NatsReadiness, Readiness, ReadyFuture, ops_router};
-use herald_core::service::{Service, ServiceConfig, ServiceContext, serve};
+use herald_core::service::{ServiceConfig, ServiceContext, serve};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
@@ -217,68 +217,24 @@ impl App {
             ..
         } = self;
         let tracker = TaskTracker::new();
-        let shutdown = ctx.shutdown.clone();
         #[cfg(unix)]
-        tracker.spawn(reload_on_sighup(reloader, shutdown.clone()));
+        tracker.spawn(reload_on_sighup(reloader, ctx.shutdown.clone()));
         #[cfg(not(unix))]
         drop(reloader);
-        let consumers = tracker.clone();
-        let (serve_shutdown, js_ctx) = (ctx.shutdown.clone(), ctx.clone());
         let (http, server_metrics) = (ctx.http.clone(), metrics.server.clone());
-        let start = async move {
-            let ctx = js_ctx;
-            // A provisioning request in flight when shutdown comes is not waited for.
-            tokio::select! {
-                () = shutdown.cancelled() => return None,
-                p = herald_core::nats::provision_until_ready(&ctx.js, &ctx.streams, &shutdown) => p?,
-            };
-            let ttl = cfg.dedup_ttl.max(ctx.streams.duplicate_window);
-            let dedup = open_dedup(&ctx, ttl, &shutdown).await?;
-            let workers = WorkerContext {
-                senders,
-                dedup: dedup.clone(),
-                metrics: metrics.clone(),
-                rate: cfg.rate.clone(),
-                digest: cfg.digest.clone(),
-                max_hold: cfg.max_hold,
-                bots: SharedLimiters::default(),
-                shutdown: shutdown.clone(),
-                tracker: consumers.clone(),
-            };
-            let handler = Arc::new(Handler {
-                js: ctx.js.clone(),
-                rules,
-                dispatcher: Dispatcher::new(workers),
-                dedup,
-                metrics,
-                cfg,
-            });
-            let (redrive_filters_tx, redrive_filters) =
-                watch::channel(vec![consumer::redrive_filter()]);
-            let (redrive_ready, _) = watch::channel(false);
-            consumers.spawn(consumer::run(
-                handler.clone(),
-                Source::Redrive,
-                redrive_filters,
-                redrive_ready,
-                consumers.clone(),
-                shutdown.clone(),
-            ));
-            consumers.spawn(consumer::run(
-                handler,
-                Source::Events,
-                filters,
-                ready,
-                consumers.clone(),
-                shutdown.clone(),
-            ));
-            // Keep the redrive filter channel open for the consumer's lifetime.
-            shutdown.cancelled().await;
-            drop(redrive_filters_tx);
-            Some(())
+        let shutdown = ctx.shutdown.clone();
+        let consumers = Consumers {
+            cfg,
+            ctx,
+            rules,
+            filters,
+            ready,
+            metrics,
+            senders,
+            tracker: tracker.clone(),
         };
-        tracker.spawn(start);
-        let result = serve(listener, router, &http, server_metrics, serve_shutdown).await;
+        tracker.spawn(consumers.run());
+        let result = serve(listener, router, &http, server_metrics, shutdown).await;
         tracker.close();
         tracker.wait().await;
         tracing::info!("notifier stopped");
@@ -286,26 +242,91 @@ impl App {
     }
 }
 
-impl Service for App {
-    const NAME: &'static str = "herald-notifier";
-    const SECTION: &'static str = "notifier";
-    const ABOUT: &'static str = "Herald notifier: Telegram and Slack notifications from NATS \
-                                 JetStream. SIGHUP reloads the rules file.";
-    type Config = Config;
-    type Error = Error;
+/// What the notifier's consumers need, moved out of [`App`] when it runs.
+struct Consumers {
+    cfg: Arc<Config>,
+    ctx: ServiceContext,
+    rules: SharedRules,
+    filters: watch::Receiver<Vec<String>>,
+    ready: watch::Sender<bool>,
+    metrics: Metrics,
+    senders: Senders,
+    tracker: TaskTracker,
+}
 
-    async fn build(cfg: Config, listener: TcpListener, ctx: ServiceContext) -> Result<Self, Error> {
-        App::build(cfg, listener, ctx).await
-    }
-
-    fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    async fn run_until_stopped(self) -> Result<(), Error> {
-        App::run_until_stopped(self).await
+impl Consumers {
+    /// Provisions the streams and the delivery-record bucket, then runs the re-drive and the
+    /// events consumers until shutdown. `None` if shutdown came first.
+    async fn run(self) -> Option<()> {
+        let Self {
+            cfg,
+            ctx,
+            rules,
+            filters,
+            ready,
+            metrics,
+            senders,
+            tracker,
+        } = self;
+        let shutdown = ctx.shutdown.clone();
+        // A provisioning request in flight when shutdown comes is not waited for.
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            p = herald_core::nats::provision_until_ready(&ctx.js, &ctx.streams, &shutdown) => p?,
+        };
+        let ttl = cfg.dedup_ttl.max(ctx.streams.duplicate_window);
+        let dedup = open_dedup(&ctx, ttl, &shutdown).await?;
+        let workers = WorkerContext {
+            senders,
+            dedup: dedup.clone(),
+            metrics: metrics.clone(),
+            rate: cfg.rate.clone(),
+            digest: cfg.digest.clone(),
+            max_hold: cfg.max_hold,
+            bots: SharedLimiters::default(),
+            shutdown: shutdown.clone(),
+            tracker: tracker.clone(),
+        };
+        let handler = Arc::new(Handler {
+            js: ctx.js.clone(),
+            rules,
+            dispatcher: Dispatcher::new(workers),
+            dedup,
+            metrics,
+            cfg,
+        });
+        let (redrive_filters_tx, redrive_filters) =
+            watch::channel(vec![consumer::redrive_filter()]);
+        let (redrive_ready, _) = watch::channel(false);
+        for (source, filters, ready) in [
+            (Source::Redrive, redrive_filters, redrive_ready),
+            (Source::Events, filters, ready),
+        ] {
+            let (handler, tasks) = (Arc::clone(&handler), tracker.clone());
+            tracker.spawn(consumer::run(
+                handler,
+                source,
+                filters,
+                ready,
+                tasks,
+                shutdown.clone(),
+            ));
+        }
+        // Keep the redrive filter channel open for the consumer's lifetime.
+        shutdown.cancelled().await;
+        drop(redrive_filters_tx);
+        Some(())
     }
 }
+
+herald_core::impl_service!(App {
+    name: "herald-notifier",
+    section: "notifier",
+    about: "Herald notifier: Telegram and Slack notifications from NATS JetStream. \
+            SIGHUP reloads the rules file.",
+    config: Config,
+    error: Error,
+});
 
 async fn open_dedup(
     ctx: &ServiceContext,

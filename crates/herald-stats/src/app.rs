@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use herald_core::http::{NatsReadiness, Readiness, ReadyFuture, ops_router};
 use herald_core::names::{TenantId, Topic};
-use herald_core::service::{Command, Service, ServiceConfig, ServiceContext, serve};
+use herald_core::service::{Command, ServiceConfig, ServiceContext, serve};
 use tokio::net::TcpListener;
 
 use crate::config::{Config, ConfigError};
@@ -15,15 +15,7 @@ use crate::metrics::Metrics;
 use crate::rebuild;
 
 /// Why the aggregator could not start or stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The configuration is invalid.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The ops listener failed.
-    #[error("HTTP server failed")]
-    Io(#[from] std::io::Error),
-}
+pub type Error = herald_core::service::ServiceError<ConfigError>;
 
 /// A built aggregator: configured and bound, not yet consuming.
 pub struct App {
@@ -61,7 +53,7 @@ impl App {
         listener: TcpListener,
         ctx: ServiceContext,
     ) -> Result<Self, Error> {
-        cfg.validate()?;
+        cfg.validate().map_err(Error::Config)?;
         let addr = listener.local_addr()?;
         let (metrics, registry) = Metrics::new();
         let consuming = Arc::new(AtomicBool::new(false));
@@ -131,26 +123,14 @@ impl App {
     }
 }
 
-impl Service for App {
-    const NAME: &'static str = "herald-stats";
-    const SECTION: &'static str = "stats";
-    const ABOUT: &'static str = "Herald stats-aggregator: exact live counters from NATS \
-                                 JetStream into KV `herald_stats`.";
-    type Config = Config;
-    type Error = Error;
-
-    async fn build(cfg: Config, listener: TcpListener, ctx: ServiceContext) -> Result<Self, Error> {
-        App::build(cfg, listener, ctx).await
-    }
-
-    fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    async fn run_until_stopped(self) -> Result<(), Error> {
-        App::run_until_stopped(self).await
-    }
-}
+herald_core::impl_service!(App {
+    name: "herald-stats",
+    section: "stats",
+    about: "Herald stats-aggregator: exact live counters from NATS JetStream into KV \
+            `herald_stats`.",
+    config: Config,
+    error: Error,
+});
 
 /// What `herald-stats` runs instead of the aggregator.
 #[derive(Debug, clap::Subcommand)]

@@ -88,6 +88,65 @@ pub trait Service: Sized + Send + 'static {
     fn run_until_stopped(self) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
+/// Implements [`Service`] for a service's `App` from its inherent `build`, `local_addr` and
+/// `run_until_stopped` (which callers keep using without importing the trait):
+///
+/// ```ignore
+/// herald_core::impl_service!(App {
+///     name: "herald-ingest",
+///     section: "ingest",
+///     about: "Herald ingest: verified webhooks and CDC into NATS JetStream.",
+///     config: Config,
+///     error: Error,
+/// });
+/// ```
+#[macro_export]
+macro_rules! impl_service {
+    ($app:ty {
+        name: $name:expr,
+        section: $section:expr,
+        about: $about:expr,
+        config: $config:ty,
+        error: $error:ty $(,)?
+    }) => {
+        impl $crate::service::Service for $app {
+            const NAME: &'static str = $name;
+            const SECTION: &'static str = $section;
+            const ABOUT: &'static str = $about;
+            type Config = $config;
+            type Error = $error;
+
+            async fn build(
+                cfg: $config,
+                listener: ::tokio::net::TcpListener,
+                ctx: $crate::service::ServiceContext,
+            ) -> ::std::result::Result<Self, $error> {
+                <$app>::build(cfg, listener, ctx).await
+            }
+
+            fn local_addr(&self) -> ::std::net::SocketAddr {
+                <$app>::local_addr(self)
+            }
+
+            async fn run_until_stopped(self) -> ::std::result::Result<(), $error> {
+                <$app>::run_until_stopped(self).await
+            }
+        }
+    };
+}
+
+/// Why a service whose only failures are its config section and its listener could not start
+/// or stopped with an error (ingest, stats).
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError<C: std::error::Error + 'static> {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(C),
+    /// The listener failed.
+    #[error("HTTP server failed")]
+    Io(#[from] std::io::Error),
+}
+
 /// NATS, stream settings and the shutdown token, as handed to each service.
 #[derive(Clone)]
 pub struct ServiceContext {
