@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Method, header};
-use herald_core::http::{Readiness, ReadyFuture, ops_router};
+use herald_core::http::{Readiness, ReadyFuture, nats_answering, ops_router};
 use herald_core::service::{ServiceConfig, ServiceContext};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -50,12 +50,7 @@ struct GatewayReadiness {
 impl Readiness for GatewayReadiness {
     fn check(&self) -> ReadyFuture<'_> {
         Box::pin(async move {
-            if !herald_core::nats::is_connected(&self.client) {
-                return Err("NATS is not connected".into());
-            }
-            if let Some(silence) = self.liveness.current().describe() {
-                return Err(silence);
-            }
+            nats_answering(&self.client, &self.liveness)?;
             if !self.hub.is_live() {
                 return Err("not following the event stream yet".into());
             }

@@ -105,17 +105,11 @@ impl Readiness for NotifierReadiness {
 
 /// A built notifier: configured, rules compiled, ops endpoints bound; not yet consuming.
 pub struct App {
-    cfg: Arc<Config>,
     listener: TcpListener,
     router: axum::Router,
-    ctx: ServiceContext,
     addr: SocketAddr,
-    rules: SharedRules,
-    filters: watch::Receiver<Vec<String>>,
-    ready: watch::Sender<bool>,
     reloader: Reloader,
-    metrics: Metrics,
-    senders: Senders,
+    consumers: Consumers,
 }
 
 impl App {
@@ -176,17 +170,19 @@ impl App {
             metrics: metrics.clone(),
         };
         Ok(Self {
-            cfg: Arc::new(cfg),
             listener,
             router,
-            ctx,
             addr,
-            rules,
-            filters,
-            ready,
             reloader,
-            metrics,
-            senders,
+            consumers: Consumers {
+                cfg: Arc::new(cfg),
+                ctx,
+                rules,
+                filters,
+                ready,
+                metrics,
+                senders,
+            },
         })
     }
 
@@ -204,36 +200,21 @@ impl App {
     /// shutdown, then lets sends in progress finish and puts held events back.
     pub async fn run_until_stopped(self) -> Result<(), Error> {
         let Self {
-            cfg,
             listener,
             router,
-            ctx,
-            rules,
-            filters,
-            ready,
             reloader,
-            metrics,
-            senders,
+            consumers,
             ..
         } = self;
         let tracker = TaskTracker::new();
+        let shutdown = consumers.ctx.shutdown.clone();
         #[cfg(unix)]
-        tracker.spawn(reload_on_sighup(reloader, ctx.shutdown.clone()));
+        tracker.spawn(reload_on_sighup(reloader, shutdown.clone()));
         #[cfg(not(unix))]
         drop(reloader);
-        let (http, server_metrics) = (ctx.http.clone(), metrics.server.clone());
-        let shutdown = ctx.shutdown.clone();
-        let consumers = Consumers {
-            cfg,
-            ctx,
-            rules,
-            filters,
-            ready,
-            metrics,
-            senders,
-            tracker: tracker.clone(),
-        };
-        tracker.spawn(consumers.run());
+        let http = consumers.ctx.http.clone();
+        let server_metrics = consumers.metrics.server.clone();
+        tracker.spawn(consumers.run(tracker.clone()));
         let result = serve(listener, router, &http, server_metrics, shutdown).await;
         tracker.close();
         tracker.wait().await;
@@ -242,7 +223,7 @@ impl App {
     }
 }
 
-/// What the notifier's consumers need, moved out of [`App`] when it runs.
+/// What the notifier's consumers need once it runs.
 struct Consumers {
     cfg: Arc<Config>,
     ctx: ServiceContext,
@@ -251,13 +232,12 @@ struct Consumers {
     ready: watch::Sender<bool>,
     metrics: Metrics,
     senders: Senders,
-    tracker: TaskTracker,
 }
 
 impl Consumers {
     /// Provisions the streams and the delivery-record bucket, then runs the re-drive and the
     /// events consumers until shutdown. `None` if shutdown came first.
-    async fn run(self) -> Option<()> {
+    async fn run(self, tracker: TaskTracker) -> Option<()> {
         let Self {
             cfg,
             ctx,
@@ -266,7 +246,6 @@ impl Consumers {
             ready,
             metrics,
             senders,
-            tracker,
         } = self;
         let shutdown = ctx.shutdown.clone();
         // A provisioning request in flight when shutdown comes is not waited for.
