@@ -20,7 +20,7 @@
 //! | [`store`] | [`store::read`], [`store::write`], [`store::watch`]: for the gateway too |
 //! | [`rebuild`] | recounting documents from the stream while the aggregator runs |
 //! | [`metrics`] | Prometheus counters: applied, skipped, conflicts, lag |
-//! | [`app`] | [`App`]: build, then run until the shutdown token fires |
+//! | [`app`] | [`App`]: build, then run until the shutdown token fires; [`StatsCommand`] (`rebuild`) |
 
 pub mod app;
 pub mod apply;
