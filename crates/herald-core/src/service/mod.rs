@@ -2,7 +2,9 @@
 //!
 //! A service is a type that implements [`Service`]: its config section ([`Service::SECTION`])
 //! with a [`ServiceConfig`] (defaults, `listen`, `validate`), `build` on a bound listener and a
-//! [`ServiceContext`], `local_addr`, then `run_until_stopped`. Three hosts build it the same way:
+//! [`ServiceContext`], `local_addr`, then `run_until_stopped` (a service's `App` gets the trait
+//! from its inherent methods with [`impl_service!`](crate::impl_service)). Three hosts build
+//! it the same way:
 //!
 //! - a standalone binary: `main.rs` calls [`main`] (or [`main_with`] for extra subcommands),
 //!   which loads the config, binds with [`bind`], builds, runs and exits cleanly;
