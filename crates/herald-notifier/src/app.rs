@@ -238,15 +238,7 @@ impl Consumers {
     /// Provisions the streams and the delivery-record bucket, then runs the re-drive and the
     /// events consumers until shutdown. `None` if shutdown came first.
     async fn run(self, tracker: TaskTracker) -> Option<()> {
-        let Self {
-            cfg,
-            ctx,
-            rules,
-            filters,
-            ready,
-            metrics,
-            senders,
-        } = self;
+        let (ctx, cfg, metrics) = (self.ctx, self.cfg, self.metrics);
         let shutdown = ctx.shutdown.clone();
         // A provisioning request in flight when shutdown comes is not waited for.
         tokio::select! {
@@ -256,7 +248,7 @@ impl Consumers {
         let ttl = cfg.dedup_ttl.max(ctx.streams.duplicate_window);
         let dedup = open_dedup(&ctx, ttl, &shutdown).await?;
         let workers = WorkerContext {
-            senders,
+            senders: self.senders,
             dedup: dedup.clone(),
             metrics: metrics.clone(),
             rate: cfg.rate.clone(),
@@ -268,7 +260,7 @@ impl Consumers {
         };
         let handler = Arc::new(Handler {
             js: ctx.js.clone(),
-            rules,
+            rules: self.rules,
             dispatcher: Dispatcher::new(workers),
             dedup,
             metrics,
@@ -279,7 +271,7 @@ impl Consumers {
         let (redrive_ready, _) = watch::channel(false);
         for (source, filters, ready) in [
             (Source::Redrive, redrive_filters, redrive_ready),
-            (Source::Events, filters, ready),
+            (Source::Events, self.filters, self.ready),
         ] {
             let (handler, tasks) = (Arc::clone(&handler), tracker.clone());
             tracker.spawn(consumer::run(
