@@ -1,8 +1,7 @@
 //! Ingest configuration: the listener, limits, webhook sources and publish-API keys.
 //!
 //! Loaded by `herald_core::config::load(file, Some("ingest"))`: defaults, then the `[ingest]`
-//! table of the TOML file (or the whole file for the standalone binary), then `HERALD_*` /
-//! `HERALD_INGEST__*` environment variables.
+//! table of the TOML file, then `HERALD_*` / `HERALD_INGEST__*` environment variables.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
