@@ -13,7 +13,9 @@
 //! | [`track`] | per-client counters: gaps, duplicates, latency |
 //! | [`proc`] | RSS and CPU time from `/proc` |
 //! | [`report`] | machine-readable JSON plus a short table under `bench/results/` |
+//! | [`cli`] | the command line: one subcommand per scenario |
 
+pub mod cli;
 pub mod crowd;
 pub mod fanout;
 pub mod ingest;

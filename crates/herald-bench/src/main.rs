@@ -1,53 +1,10 @@
-//! `herald-bench`: Herald's benchmarks. See bench/README.md.
+//! `herald-bench`: Herald's benchmarks ([`herald_bench::cli`]). See bench/README.md.
 
-use clap::{Parser, Subcommand};
-use herald_bench::{fanout, ingest, report, stats, storm};
-
-// The allocator the service binaries use (herald-ingest's main.rs), so the in-process
-// ingest is measured as it runs in production.
+// The service binaries' allocator, so the in-process ingest is measured as in production.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Loopback-only benchmarks, bounded in count and time; results go to bench/results/.
-#[derive(Parser)]
-struct Cli {
-    #[command(subcommand)]
-    scenario: Scenario,
-}
-
-#[derive(Subcommand)]
-enum Scenario {
-    /// A and B. Fan-out and idle memory, gateway SSE next to nats-server WebSocket.
-    Fanout(fanout::Args),
-    /// C. Reconnect storm: everyone resumes by cursor while events flow.
-    Storm(storm::Args),
-    /// D. Signed webhooks/s through ingest next to raw JetStream publishes/s.
-    Ingest(ingest::Args),
-    /// E. Events/s aggregated by the stats service.
-    Stats(stats::Args),
-    /// Every scenario with its defaults.
-    All,
-    /// A, B and C with 200 clients: checks correctness only (no gaps, no duplicates), saves
-    /// nothing. For CI.
-    Quick,
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let (reports, save) = match Cli::parse().scenario {
-        Scenario::Fanout(args) => (fanout::run(args).await?, true),
-        Scenario::Storm(args) => (vec![storm::run(args).await?], true),
-        Scenario::Ingest(args) => (vec![ingest::run(args).await?], true),
-        Scenario::Stats(args) => (vec![stats::run(args).await?], true),
-        Scenario::All => (herald_bench::all().await?, true),
-        Scenario::Quick => (herald_bench::quick().await?, false),
-    };
-    for r in &reports {
-        report::write(r, save)?;
-    }
-    anyhow::ensure!(
-        reports.iter().all(report::Report::passed),
-        "a correctness check failed"
-    );
-    Ok(())
+    herald_bench::cli::main().await
 }

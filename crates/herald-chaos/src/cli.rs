@@ -89,3 +89,21 @@ impl Args {
         })
     }
 }
+
+/// The whole `herald-chaos` command: parses the arguments, runs the soak and prints the JSON
+/// report on stdout. Exit code 1 when a promise was violated (or the harness failed).
+pub async fn main() -> anyhow::Result<std::process::ExitCode> {
+    let settings = <Args as clap::Parser>::parse().settings()?;
+    tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "herald_chaos=info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let seed = settings.seed;
+    eprintln!("herald-chaos: seed {seed} (replay with --seed {seed})");
+    let report = crate::run(&settings).await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(match report.ok {
+        true => std::process::ExitCode::SUCCESS,
+        false => std::process::ExitCode::FAILURE,
+    })
+}

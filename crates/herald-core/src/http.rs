@@ -110,15 +110,25 @@ pub struct NatsReadiness {
     pub liveness: crate::liveness::Liveness,
 }
 
+/// Not ready while `client` is disconnected or the probe finds the server silent; the
+/// reason, as `/readyz` shows it.
+pub fn nats_answering(
+    client: &async_nats::Client,
+    liveness: &crate::liveness::Liveness,
+) -> Result<(), String> {
+    if !crate::nats::is_connected(client) {
+        return Err("NATS is not connected".into());
+    }
+    match liveness.current().describe() {
+        Some(silence) => Err(silence),
+        None => Ok(()),
+    }
+}
+
 impl Readiness for NatsReadiness {
     fn check(&self) -> ReadyFuture<'_> {
         Box::pin(async move {
-            if !crate::nats::is_connected(&self.client) {
-                return Err("NATS is not connected".into());
-            }
-            if let Some(silence) = self.liveness.current().describe() {
-                return Err(silence);
-            }
+            nats_answering(&self.client, &self.liveness)?;
             // A real STREAM.INFO request: a lookup that does not ask the server would say
             // ready before the streams exist. Bounded by the probe's deadline, so `/readyz`
             // answers promptly when the server has just gone silent.

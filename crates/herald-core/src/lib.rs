@@ -17,7 +17,7 @@
 //! | [`config`] | defaults → TOML file → `HERALD_*` environment |
 //! | [`signature`] | Standard Webhooks and HMAC-SHA256 signing and verification primitives |
 //! | [`serve`] | the HTTP server: header timeout, connection caps, refusals |
-//! | [`service`] | `CommonConfig`, `ServiceContext`, `serve`: what hosts hand each service |
+//! | [`service`] | the `Service` trait, `service::main`, `bind`, `CommonConfig`, `ServiceContext`: one shape for every service |
 //! | [`sse`] | the one Server-Sent Events client parser (WHATWG), sans-IO plus a stream adapter |
 //! | [`secret`] | a string whose `Debug` prints `[redacted]` |
 //! | [`telemetry`] | tracing initialisation (JSON or pretty) |

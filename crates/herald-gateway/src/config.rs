@@ -10,7 +10,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use herald_core::secret::Secret;
+use herald_core::service::ServiceConfig;
 use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// The most clock skew `jwt.leeway` may tolerate.
+pub const MAX_LEEWAY: Duration = Duration::from_secs(3600);
 
 /// Gateway settings. Every field has a default.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -20,7 +26,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// How clients authenticate (`HERALD_GATEWAY__JWT__*`).
     pub jwt: JwtConfig,
-    /// Interval of the SSE `: hb` comment and the WebSocket ping (`HEARTBEAT`). Default 15 s.
+    /// Interval of the SSE `: hb` comment and the WebSocket ping (`HEARTBEAT`). Not zero.
+    /// Default 15 s.
     #[serde(with = "humantime_serde")]
     pub heartbeat: Duration,
     /// The base of the SSE `retry:` hint (`RETRY_BASE`). Default 1 s.
@@ -62,12 +69,14 @@ pub struct Config {
     /// many refused frames in a row is closed (1008, `subscribe rate exceeded`). At least 1.
     /// Default 10.
     pub ws_subscribe_burst: u32,
-    /// How often the tail checks the NATS connection (`CONNECTION_CHECK`). Default 250 ms.
+    /// How often the tail checks the NATS connection (`CONNECTION_CHECK`). Not zero. Default
+    /// 250 ms.
     #[serde(with = "humantime_serde")]
     pub connection_check: Duration,
     /// How often the tail re-reads stream info: lag metric, recreated-stream detection, and a
     /// consumer that delivered nothing for a whole interval while the stream moved on (e.g.
-    /// after a stream-leader failover), which is then restarted (`STREAM_CHECK`). Default 2 s.
+    /// after a stream-leader failover), which is then restarted (`STREAM_CHECK`). Not zero.
+    /// Default 2 s.
     #[serde(with = "humantime_serde")]
     pub stream_check: Duration,
     /// Longest `wait` a long-poll may ask for (`POLL_MAX_WAIT`). Default 30 s.
@@ -112,6 +121,30 @@ impl Default for Config {
             cors_origins: Vec::new(),
             web_dir: None,
         }
+    }
+}
+
+impl ServiceConfig for Config {
+    type Error = Error;
+
+    fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// Checks what serde cannot: the JWT settings ([`JwtConfig::validate`]) and the
+    /// intervals a timer ticks on, which must not be zero.
+    fn validate(&self) -> Result<(), Error> {
+        self.jwt.validate()?;
+        for (name, interval) in [
+            ("heartbeat", self.heartbeat),
+            ("connection_check", self.connection_check),
+            ("stream_check", self.stream_check),
+        ] {
+            if interval.is_zero() {
+                return Err(Error::NotPositive(name));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -164,6 +197,27 @@ impl Default for JwtConfig {
             audience: None,
             jwks_min_refresh: Duration::from_secs(30),
         }
+    }
+}
+
+impl JwtConfig {
+    /// Checks the settings that need no file or network: `leeway` is at most [`MAX_LEEWAY`],
+    /// and `jwks_url` comes with `issuer` and `audience`.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.leeway > MAX_LEEWAY {
+            return Err(Error::Jwt(format!(
+                "jwt.leeway is {:?}; at most {MAX_LEEWAY:?} is allowed",
+                self.leeway
+            )));
+        }
+        if self.jwks_url.is_some() && (self.issuer.is_none() || self.audience.is_none()) {
+            return Err(Error::Jwt(
+                "jwt.jwks_url needs jwt.issuer and jwt.audience: an identity provider's \
+                 keys sign tokens for other applications too"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -228,6 +282,20 @@ mod tests {
             !format!("{cfg:?}").contains("s3cret"),
             "the secret is never printed"
         );
+    }
+
+    #[test]
+    fn validate_refuses_zero_intervals_and_unsafe_jwt_settings() {
+        assert!(Config::default().validate().is_ok());
+        let zero_heartbeat = Config {
+            heartbeat: Duration::ZERO,
+            ..Config::default()
+        };
+        let err = zero_heartbeat.validate().unwrap_err().to_string();
+        assert_eq!(err, "heartbeat must be greater than zero");
+        let mut big_leeway = Config::default();
+        big_leeway.jwt.leeway = MAX_LEEWAY + Duration::from_secs(1);
+        assert!(matches!(big_leeway.validate(), Err(Error::Jwt(m)) if m.contains("leeway")));
     }
 
     #[test]

@@ -144,4 +144,7 @@ pub enum Error {
     /// The JWT key configuration is unusable.
     #[error("invalid JWT configuration: {0}")]
     Jwt(String),
+    /// A setting that must be positive is zero.
+    #[error("{0} must be greater than zero")]
+    NotPositive(&'static str),
 }

@@ -1,6 +1,9 @@
 //! The gateway's Prometheus metrics, registered in a registry of its own.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
+
+use herald_core::service::metrics_registry;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -95,84 +98,82 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Registers every metric under `herald_gateway_*`.
-    pub fn register(&self, registry: &mut Registry) {
-        let r = registry.sub_registry_with_prefix("herald_gateway");
+    /// The metrics and a registry of their own that holds them (prefix `herald_gateway`).
+    pub fn new() -> (Self, Arc<Registry>) {
+        let m = Self::default();
+        let mut r = metrics_registry("herald_gateway", None);
         r.register(
             "connections",
             "Open client connections",
-            self.connections.clone(),
+            m.connections.clone(),
         );
         r.register(
             "events_delivered",
             "Events written to clients",
-            self.delivered.clone(),
+            m.delivered.clone(),
         );
-        r.register("resumes", "Resumes served, by source", self.resumes.clone());
-        r.register(
-            "resets",
-            "Reset messages sent to clients",
-            self.resets.clone(),
-        );
+        r.register("resumes", "Resumes served, by source", m.resumes.clone());
+        r.register("resets", "Reset messages sent to clients", m.resets.clone());
         r.register(
             "replay_messages",
             "Messages read from JetStream by replays",
-            self.replay_messages.clone(),
+            m.replay_messages.clone(),
         );
         r.register(
             "overflows",
             "Clients disconnected for being too slow",
-            self.overflows.clone(),
+            m.overflows.clone(),
         );
         r.register(
             "rejected_connections",
             "Connections refused by a limit",
-            self.rejected.clone(),
+            m.rejected.clone(),
         );
         r.register(
             "lag_events",
             "Events in the stream the tail has not seen yet",
-            self.lag.clone(),
+            m.lag.clone(),
         );
         r.register(
             "tailed_events",
             "Events received from JetStream by the tail",
-            self.tailed.clone(),
+            m.tailed.clone(),
         );
         r.register(
             "stats_documents",
             "Stats document versions received from herald_stats",
-            self.stats_documents.clone(),
+            m.stats_documents.clone(),
         );
         r.register(
             "head_timeouts",
             "Connections closed for sending no whole request head in time",
-            self.head_timeouts.clone(),
+            m.head_timeouts.clone(),
         );
         r.register(
             "write_timeouts",
             "Connections closed because a write made no progress in time",
-            self.write_timeouts.clone(),
+            m.write_timeouts.clone(),
         );
         r.register(
             "silent_peers",
             "WebSocket connections closed after 2.5 heartbeats without a frame or pong",
-            self.silent_peers.clone(),
+            m.silent_peers.clone(),
         );
         r.register(
             "refused_connections",
             "Connections refused at accept because a connection cap was full, by cap",
-            self.refused_connections.clone(),
+            m.refused_connections.clone(),
         );
+        (m, Arc::new(r))
     }
 
     /// Counts one open connection of `transport` until the guard drops.
-    pub fn connection(self: &std::sync::Arc<Self>, transport: Transport) -> ConnectionGuard {
+    pub fn connection(self: &Arc<Self>, transport: Transport) -> ConnectionGuard {
         self.connections
             .get_or_create(&TransportLabels { transport })
             .inc();
         ConnectionGuard {
-            metrics: std::sync::Arc::clone(self),
+            metrics: Arc::clone(self),
             transport,
         }
     }
@@ -192,7 +193,7 @@ impl Metrics {
 
 /// Decrements the connection gauge on drop.
 pub struct ConnectionGuard {
-    metrics: std::sync::Arc<Metrics>,
+    metrics: Arc<Metrics>,
     transport: Transport,
 }
 

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use herald_core::http::{NatsReadiness, ops_router};
-use herald_core::service::{ServiceContext, serve};
+use herald_core::service::{ServiceConfig, ServiceContext, serve};
 use tokio::net::TcpListener;
 
 use crate::config::{Config, ConfigError};
@@ -15,15 +15,7 @@ use crate::publish::Publisher;
 use crate::routes::{self, AppState};
 
 /// Why ingest could not start or stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The configuration is invalid.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The listener failed.
-    #[error("HTTP server failed")]
-    Io(#[from] std::io::Error),
-}
+pub type Error = herald_core::service::ServiceError<ConfigError>;
 
 /// A built ingest service: bound, configured, not yet serving.
 pub struct App {
@@ -42,8 +34,9 @@ impl App {
         listener: TcpListener,
         ctx: ServiceContext,
     ) -> Result<Self, Error> {
-        cfg.validate()?;
-        cfg.validate_windows(ctx.streams.duplicate_window)?;
+        cfg.validate().map_err(Error::Config)?;
+        cfg.validate_windows(ctx.streams.duplicate_window)
+            .map_err(Error::Config)?;
         let addr = listener.local_addr()?;
         let secrets = cfg.sources.values().flat_map(|s| &s.secrets);
         herald_core::dev::refuse_exposed(
@@ -68,7 +61,7 @@ impl App {
             publisher = publisher.with_legacy(Arc::clone(index));
             tracing::info!(until = ?cfg.legacy_dedup_until, "honouring the old dedup key <tenant>/<id> until then");
         }
-        let state = AppState::new(&cfg, publisher, metrics)?;
+        let state = AppState::new(&cfg, publisher, metrics).map_err(Error::Config)?;
         let readiness = IngestReadiness {
             nats: NatsReadiness {
                 client: ctx.client.clone(),
@@ -84,7 +77,7 @@ impl App {
                 "no webhook sources and no API keys are configured: every request will be refused"
             );
         }
-        tracing::info!(%addr, sources = cfg.sources.len(), tenants_with_keys = cfg.api_keys.len(), "ingest listening");
+        tracing::info!(%addr, sources = cfg.sources.len(), tenants_with_keys = cfg.api_keys.len(), "ingest built");
         Ok(Self {
             listener,
             router,
@@ -142,3 +135,11 @@ impl App {
         Ok(result?)
     }
 }
+
+herald_core::impl_service!(App {
+    name: "herald-ingest",
+    section: "ingest",
+    about: "Herald ingest: verified webhooks and CDC into NATS JetStream.",
+    config: Config,
+    error: Error,
+});

@@ -1,8 +1,7 @@
 //! Ingest configuration: the listener, limits, webhook sources and publish-API keys.
 //!
 //! Loaded by `herald_core::config::load(file, Some("ingest"))`: defaults, then the `[ingest]`
-//! table of the TOML file (or the whole file for the standalone binary), then `HERALD_*` /
-//! `HERALD_INGEST__*` environment variables.
+//! table of the TOML file, then `HERALD_*` / `HERALD_INGEST__*` environment variables.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -10,6 +9,7 @@ use std::time::Duration;
 
 use herald_core::names::{Action, TenantId, Topic, validate_token};
 use herald_core::secret::Secret;
+use herald_core::service::ServiceConfig;
 use serde::{Deserialize, Serialize};
 
 /// Ingest settings. Every field has a default.
@@ -205,9 +205,15 @@ pub enum ConfigError {
 /// The shortest HMAC key accepted, in bytes (after base64-decoding for standard-webhooks).
 pub const MIN_HMAC_KEY_LEN: usize = 16;
 
-impl Config {
+impl ServiceConfig for Config {
+    type Error = ConfigError;
+
+    fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+
     /// Checks what serde cannot: names, secrets (none empty or weak), header names.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&self) -> Result<(), ConfigError> {
         for (name, src) in &self.sources {
             validate_token("source", name).map_err(|_| ConfigError::SourceName(name.clone()))?;
             validate_secrets(name, src)?;
@@ -240,7 +246,9 @@ impl Config {
         }
         Ok(())
     }
+}
 
+impl Config {
     /// Checks every signature tolerance against the stream's duplicate window
     /// (`stream.duplicate_window`): twice the tolerance must be shorter, because a signed
     /// timestamp verifies from `tolerance` before it to `tolerance` after it, and a replay

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use herald_core::service::metrics_registry;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -46,8 +47,7 @@ impl Metrics {
             publish_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             server: herald_core::serve::ServerMetrics::default(),
         };
-        let mut registry = Registry::with_prefix("herald_ingest");
-        metrics.server.register(&mut registry);
+        let mut registry = metrics_registry("herald_ingest", Some(&metrics.server));
         registry.register(
             "requests",
             "Requests by source and HTTP status",

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use herald_core::http::{NatsReadiness, Readiness, ReadyFuture, ops_router};
 use herald_core::retry::{Policy, with_backoff};
-use herald_core::service::{ServiceContext, serve};
+use herald_core::service::{ServiceConfig, ServiceContext, serve};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
@@ -106,17 +106,11 @@ impl Readiness for NotifierReadiness {
 
 /// A built notifier: configured, rules compiled, ops endpoints bound; not yet consuming.
 pub struct App {
-    cfg: Arc<Config>,
     listener: TcpListener,
     router: axum::Router,
-    ctx: ServiceContext,
     addr: SocketAddr,
-    rules: SharedRules,
-    filters: watch::Receiver<Vec<String>>,
-    ready: watch::Sender<bool>,
     reloader: Reloader,
-    metrics: Metrics,
-    senders: Senders,
+    consumers: Consumers,
 }
 
 impl App {
@@ -168,7 +162,7 @@ impl App {
                 "notification rules loaded"
             );
         }
-        tracing::info!(%addr, "notifier ops endpoints listening");
+        tracing::info!(%addr, "notifier built");
         let rules: SharedRules = Arc::new(RwLock::new(Arc::new(rules)));
         let reloader = Reloader {
             path: cfg.rules_file.clone(),
@@ -177,17 +171,19 @@ impl App {
             metrics: metrics.clone(),
         };
         Ok(Self {
-            cfg: Arc::new(cfg),
             listener,
             router,
-            ctx,
             addr,
-            rules,
-            filters,
-            ready,
             reloader,
-            metrics,
-            senders,
+            consumers: Consumers {
+                cfg: Arc::new(cfg),
+                ctx,
+                rules,
+                filters,
+                ready,
+                metrics,
+                senders,
+            },
         })
     }
 
@@ -205,86 +201,103 @@ impl App {
     /// shutdown, then lets sends in progress finish and puts held events back.
     pub async fn run_until_stopped(self) -> Result<(), Error> {
         let Self {
-            cfg,
             listener,
             router,
-            ctx,
-            rules,
-            filters,
-            ready,
             reloader,
-            metrics,
-            senders,
+            consumers,
             ..
         } = self;
         let tracker = TaskTracker::new();
-        let shutdown = ctx.shutdown.clone();
+        let shutdown = consumers.ctx.shutdown.clone();
         #[cfg(unix)]
         tracker.spawn(reload_on_sighup(reloader, shutdown.clone()));
         #[cfg(not(unix))]
         drop(reloader);
-        let consumers = tracker.clone();
-        let (serve_shutdown, js_ctx) = (ctx.shutdown.clone(), ctx.clone());
-        let (http, server_metrics) = (ctx.http.clone(), metrics.server.clone());
-        let start = async move {
-            let ctx = js_ctx;
-            // A provisioning request in flight when shutdown comes is not waited for.
-            tokio::select! {
-                () = shutdown.cancelled() => return None,
-                p = herald_core::nats::provision_until_ready(&ctx.js, &ctx.streams, &shutdown) => p?,
-            };
-            let dedup = open_dedup(&ctx, &shutdown).await?;
-            let workers = WorkerContext {
-                senders,
-                dedup: dedup.clone(),
-                metrics: metrics.clone(),
-                rate: cfg.rate.clone(),
-                digest: cfg.digest.clone(),
-                max_hold: cfg.max_hold,
-                bots: SharedLimiters::default(),
-                shutdown: shutdown.clone(),
-                tracker: consumers.clone(),
-            };
-            let handler = Arc::new(Handler {
-                js: ctx.js.clone(),
-                rules,
-                dispatcher: Dispatcher::new(workers),
-                dedup,
-                metrics,
-                cfg,
-            });
-            let (redrive_filters_tx, redrive_filters) =
-                watch::channel(vec![consumer::redrive_filter()]);
-            let (redrive_ready, _) = watch::channel(false);
-            consumers.spawn(consumer::run(
-                handler.clone(),
-                Source::Redrive,
-                redrive_filters,
-                redrive_ready,
-                consumers.clone(),
-                shutdown.clone(),
-            ));
-            consumers.spawn(consumer::run(
-                handler,
-                Source::Events,
-                filters,
-                ready,
-                consumers.clone(),
-                shutdown.clone(),
-            ));
-            // Keep the redrive filter channel open for the consumer's lifetime.
-            shutdown.cancelled().await;
-            drop(redrive_filters_tx);
-            Some(())
-        };
-        tracker.spawn(start);
-        let result = serve(listener, router, &http, server_metrics, serve_shutdown).await;
+        let http = consumers.ctx.http.clone();
+        let server_metrics = consumers.metrics.server.clone();
+        tracker.spawn(consumers.run(tracker.clone()));
+        let result = serve(listener, router, &http, server_metrics, shutdown).await;
         tracker.close();
         tracker.wait().await;
         tracing::info!("notifier stopped");
         Ok(result?)
     }
 }
+
+/// What the notifier's consumers need once it runs.
+struct Consumers {
+    cfg: Arc<Config>,
+    ctx: ServiceContext,
+    rules: SharedRules,
+    filters: watch::Receiver<Vec<String>>,
+    ready: watch::Sender<bool>,
+    metrics: Metrics,
+    senders: Senders,
+}
+
+impl Consumers {
+    /// Provisions the streams and the delivery-record bucket, then runs the re-drive and the
+    /// events consumers until shutdown. `None` if shutdown came first.
+    async fn run(self, tracker: TaskTracker) -> Option<()> {
+        let (ctx, cfg, metrics) = (self.ctx, self.cfg, self.metrics);
+        let shutdown = ctx.shutdown.clone();
+        // A provisioning request in flight when shutdown comes is not waited for.
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            p = herald_core::nats::provision_until_ready(&ctx.js, &ctx.streams, &shutdown) => p?,
+        };
+        let dedup = open_dedup(&ctx, &shutdown).await?;
+        let workers = WorkerContext {
+            senders: self.senders,
+            dedup: dedup.clone(),
+            metrics: metrics.clone(),
+            rate: cfg.rate.clone(),
+            digest: cfg.digest.clone(),
+            max_hold: cfg.max_hold,
+            bots: SharedLimiters::default(),
+            shutdown: shutdown.clone(),
+            tracker: tracker.clone(),
+        };
+        let handler = Arc::new(Handler {
+            js: ctx.js.clone(),
+            rules: self.rules,
+            dispatcher: Dispatcher::new(workers),
+            dedup,
+            metrics,
+            cfg,
+        });
+        let (redrive_filters_tx, redrive_filters) =
+            watch::channel(vec![consumer::redrive_filter()]);
+        let (redrive_ready, _) = watch::channel(false);
+        for (source, filters, ready) in [
+            (Source::Redrive, redrive_filters, redrive_ready),
+            (Source::Events, self.filters, self.ready),
+        ] {
+            let (handler, tasks) = (Arc::clone(&handler), tracker.clone());
+            tracker.spawn(consumer::run(
+                handler,
+                source,
+                filters,
+                ready,
+                tasks,
+                shutdown.clone(),
+            ));
+        }
+        // Keep the redrive filter channel open for the consumer's lifetime.
+        shutdown.cancelled().await;
+        drop(redrive_filters_tx);
+        Some(())
+    }
+}
+
+herald_core::impl_service!(App {
+    name: "herald-notifier",
+    section: "notifier",
+    about: "Herald notifier: Telegram and Slack notifications from NATS JetStream. \
+            SIGHUP reloads the rules file.",
+    config: Config,
+    error: Error,
+});
 
 async fn open_dedup(
     ctx: &ServiceContext,

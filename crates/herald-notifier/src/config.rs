@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use herald_core::names::TenantId;
 use herald_core::secret::Secret;
+use herald_core::service::ServiceConfig;
 use serde::{Deserialize, Serialize};
 
 /// The Telegram Bot API's public endpoint.
@@ -50,6 +51,11 @@ pub struct Config {
     /// blocked target cannot use up `max_in_flight`. Default 1 min.
     #[serde(with = "humantime_serde")]
     pub max_hold: Duration,
+    /// Moved to `[stream] dedup_ttl` (`HERALD_STREAM__DEDUP_TTL`), where `herald provision`
+    /// reads it too. Still accepted by the parser so that an old config is refused by
+    /// [`ServiceConfig::validate`] with a message, instead of its value being silently ignored.
+    #[serde(rename = "dedup_ttl", skip_serializing)]
+    pub moved_dedup_ttl: Option<serde::de::IgnoredAny>,
     /// Telegram settings (`HERALD_NOTIFIER__TELEGRAM__*`).
     pub telegram: TelegramConfig,
     /// Slack settings (`HERALD_NOTIFIER__SLACK__*`).
@@ -74,6 +80,7 @@ impl Default for Config {
                 .collect(),
             max_in_flight: 1000,
             max_hold: Duration::from_secs(60),
+            moved_dedup_ttl: None,
             telegram: TelegramConfig::default(),
             slack: SlackConfig::default(),
             rate: RateConfig::default(),
@@ -205,21 +212,26 @@ pub enum ConfigError {
     /// The consumer name is not a valid token.
     #[error("consumer name {0:?} must match [A-Za-z0-9_-]{{1,64}}")]
     Consumer(String),
+    /// A key that has moved to another section.
+    #[error("{0} has moved to {1}: set it there (the old key would be ignored)")]
+    Moved(&'static str, &'static str),
 }
 
-impl Config {
-    /// Every platform token configured (global and per tenant, Telegram and Slack).
-    pub fn secrets(&self) -> impl Iterator<Item = &Secret> {
-        let (tg, slack) = (&self.telegram, &self.slack);
-        tg.bot_token
-            .iter()
-            .chain(tg.tenant_tokens.values())
-            .chain(slack.bot_token.iter())
-            .chain(slack.tenant_tokens.values())
+impl ServiceConfig for Config {
+    type Error = ConfigError;
+
+    fn listen(&self) -> SocketAddr {
+        self.listen
     }
 
     /// Checks what serde cannot.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.moved_dedup_ttl.is_some() {
+            return Err(ConfigError::Moved(
+                "notifier.dedup_ttl",
+                "stream.dedup_ttl (HERALD_STREAM__DEDUP_TTL)",
+            ));
+        }
         if self.max_deliver < 1 {
             return Err(ConfigError::MaxDeliver(self.max_deliver));
         }
@@ -246,6 +258,18 @@ impl Config {
             reqwest::Url::parse(url).map_err(|_| ConfigError::Url(url.clone()))?;
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// Every platform token configured (global and per tenant, Telegram and Slack).
+    pub fn secrets(&self) -> impl Iterator<Item = &Secret> {
+        let (tg, slack) = (&self.telegram, &self.slack);
+        tg.bot_token
+            .iter()
+            .chain(tg.tenant_tokens.values())
+            .chain(slack.bot_token.iter())
+            .chain(slack.tenant_tokens.values())
     }
 
     /// The backoff before redelivery attempt `delivered + 1` (1-based `delivered`).
@@ -297,6 +321,13 @@ mod tests {
         assert_eq!(cfg.backoff_for(1), Duration::from_secs(1));
         assert_eq!(cfg.backoff_for(2), Duration::from_secs(5));
         assert_eq!(cfg.backoff_for(99), Duration::from_secs(600));
+    }
+
+    #[test]
+    fn the_moved_dedup_ttl_key_is_refused_with_where_it_went() {
+        let cfg: Config = toml::from_str(r#"dedup_ttl = "24h""#).unwrap();
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("stream.dedup_ttl"), "{err}");
     }
 
     #[test]

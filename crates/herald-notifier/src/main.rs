@@ -1,41 +1,6 @@
-//! The `herald-notifier` binary: load config, init telemetry, run the service.
-
-use std::path::PathBuf;
-
-use anyhow::Context as _;
-use clap::Parser;
-use herald_core::config::{self, file_from_env};
-use herald_core::service::{CommonConfig, ServiceContext};
-use herald_notifier::{App, Config};
-
-/// Herald notifier: Telegram and Slack notifications from NATS JetStream.
-///
-/// Configuration: defaults, then the TOML file, then HERALD_* environment variables
-/// (nested keys with `__`, e.g. HERALD_NATS__URL). SIGHUP reloads the rules file.
-/// See docs/notifier.md.
-#[derive(Parser)]
-#[command(version)]
-struct Args {
-    /// TOML config file (also HERALD_CONFIG).
-    #[arg(long)]
-    config: Option<PathBuf>,
-}
+//! The `herald-notifier` binary: `herald_core::service::main` with the notifier's `App`.
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let file = args.config.or_else(file_from_env);
-    let common: CommonConfig = config::load(file.as_deref(), None)?;
-    let cfg: Config = config::load(file.as_deref(), Some("notifier"))?;
-    herald_core::telemetry::init(&common.log);
-    let shutdown = herald_core::shutdown::on_signals();
-    let ctx = ServiceContext::connect(&common, "herald-notifier", shutdown).await?;
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-    App::build(cfg, listener, ctx)
-        .await?
-        .run_until_stopped()
-        .await?;
-    Ok(())
+async fn main() -> std::process::ExitCode {
+    herald_core::service::main::<herald_notifier::App>().await
 }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use herald_core::service::metrics_registry;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -51,8 +52,7 @@ impl Metrics {
     /// The metrics and a registry of their own that holds them.
     pub fn new() -> (Self, Arc<Registry>) {
         let m = Self::default();
-        let mut r = Registry::with_prefix("herald_notifier");
-        m.server.register(&mut r);
+        let mut r = metrics_registry("herald_notifier", Some(&m.server));
         r.register("sent", "Messages the platform accepted", m.sent.clone());
         r.register(
             "events_delivered",

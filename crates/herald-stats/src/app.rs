@@ -5,23 +5,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use herald_core::http::{NatsReadiness, Readiness, ReadyFuture, ops_router};
-use herald_core::service::{ServiceContext, serve};
+use herald_core::names::{TenantId, Topic};
+use herald_core::service::{Command, ServiceConfig, ServiceContext, serve};
 use tokio::net::TcpListener;
 
 use crate::config::{Config, ConfigError};
 use crate::consumer;
 use crate::metrics::Metrics;
+use crate::rebuild;
 
 /// Why the aggregator could not start or stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The configuration is invalid.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The ops listener failed.
-    #[error("HTTP server failed")]
-    Io(#[from] std::io::Error),
-}
+pub type Error = herald_core::service::ServiceError<ConfigError>;
 
 /// A built aggregator: configured and bound, not yet consuming.
 pub struct App {
@@ -59,7 +53,7 @@ impl App {
         listener: TcpListener,
         ctx: ServiceContext,
     ) -> Result<Self, Error> {
-        cfg.validate()?;
+        cfg.validate().map_err(Error::Config)?;
         let addr = listener.local_addr()?;
         let (metrics, registry) = Metrics::new();
         let consuming = Arc::new(AtomicBool::new(false));
@@ -73,7 +67,7 @@ impl App {
         };
         let router = ops_router(registry, Arc::new(readiness));
         let fields: Vec<String> = cfg.group_by.iter().map(ToString::to_string).collect();
-        tracing::info!(%addr, consumer = %cfg.consumer, group_by = ?fields, "stats-aggregator listening");
+        tracing::info!(%addr, consumer = %cfg.consumer, group_by = ?fields, "stats-aggregator built");
         Ok(Self {
             listener,
             router,
@@ -126,5 +120,41 @@ impl App {
         }
         tracing::info!("stats-aggregator stopped");
         Ok(served?)
+    }
+}
+
+herald_core::impl_service!(App {
+    name: "herald-stats",
+    section: "stats",
+    about: "Herald stats-aggregator: exact live counters from NATS JetStream into KV \
+            `herald_stats`.",
+    config: Config,
+    error: Error,
+});
+
+/// What `herald-stats` runs instead of the aggregator.
+#[derive(Debug, clap::Subcommand)]
+pub enum StatsCommand {
+    /// Recount documents from the stream (all of them, or one with --tenant and --topic).
+    Rebuild {
+        /// The tenant of the one document to recount.
+        #[arg(long, requires = "topic")]
+        tenant: Option<TenantId>,
+        /// The topic of the one document to recount.
+        #[arg(long, requires = "tenant")]
+        topic: Option<Topic>,
+    },
+}
+
+impl Command<App> for StatsCommand {
+    async fn run(
+        self,
+        cfg: Config,
+        ctx: ServiceContext,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let Self::Rebuild { tenant, topic } = self;
+        let n = rebuild::run(&ctx.js, &cfg, tenant.zip(topic)).await?;
+        println!("rebuilt {n} stats documents");
+        Ok(())
     }
 }

@@ -10,6 +10,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use herald_core::names::{NameError, Topic, validate_token};
+use herald_core::service::ServiceConfig;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Stats-aggregator settings. Every field has a default.
@@ -78,9 +79,15 @@ pub enum ConfigError {
     NotPositive(&'static str),
 }
 
-impl Config {
+impl ServiceConfig for Config {
+    type Error = ConfigError;
+
+    fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+
     /// Checks the settings once at start-up.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&self) -> Result<(), ConfigError> {
         validate_token("consumer", &self.consumer).map_err(ConfigError::Consumer)?;
         for (name, value) in [
             ("batch_size", self.batch_size),
@@ -99,7 +106,9 @@ impl Config {
         }
         Ok(())
     }
+}
 
+impl Config {
     /// The group-by fields configured for `topic`, sorted and without duplicates.
     pub fn fields_for(&self, topic: &Topic) -> Vec<String> {
         let mut fields: Vec<String> = self

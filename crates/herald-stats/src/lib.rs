@@ -20,7 +20,7 @@
 //! | [`store`] | [`store::read`], [`store::write`], [`store::watch`]: for the gateway too |
 //! | [`rebuild`] | recounting documents from the stream while the aggregator runs |
 //! | [`metrics`] | Prometheus counters: applied, skipped, conflicts, lag |
-//! | [`app`] | [`App`]: build, then run until the shutdown token fires |
+//! | [`app`] | [`App`]: build, then run until the shutdown token fires; [`StatsCommand`] (`rebuild`) |
 
 pub mod app;
 pub mod apply;
@@ -33,7 +33,7 @@ pub mod metrics;
 pub mod rebuild;
 pub mod store;
 
-pub use app::{App, Error};
+pub use app::{App, Error, StatsCommand};
 pub use config::Config;
 pub use doc::StatsDoc;
 pub use store::{Snapshot, read, watch};

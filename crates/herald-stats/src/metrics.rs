@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use herald_core::service::metrics_registry;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -55,8 +56,7 @@ impl Metrics {
             batch_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             server: herald_core::serve::ServerMetrics::default(),
         };
-        let mut r = Registry::with_prefix("herald_stats");
-        m.server.register(&mut r);
+        let mut r = metrics_registry("herald_stats", Some(&m.server));
         r.register(
             "messages_received",
             "Messages received from the durable consumer",

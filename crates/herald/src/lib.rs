@@ -2,6 +2,7 @@
 //!
 //! | module | command |
 //! |---|---|
+//! | [`cli`] | the command line: parses and dispatches to the modules below |
 //! | [`up`] | `herald up`: nats-server plus every service in one process |
 //! | [`demo`] | `herald up --demo`: Sequin-style traffic for a fake `leads` table |
 //! | [`token`] | `herald token`: mint a gateway JWT |
@@ -14,6 +15,7 @@
 //! | [`nats_server`] | spawning the local nats-server |
 //! | [`dev`] | the demo tenant, sources and keys used when nothing is configured |
 
+pub mod cli;
 pub mod demo;
 pub mod dev;
 pub mod dlq;

@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use herald_core::config::{self, file_from_env};
-use herald_core::service::{CommonConfig, ServiceContext};
+use herald_core::service::{CommonConfig, Service, ServiceConfig, ServiceContext};
 use herald_core::telemetry::{LogConfig, LogFormat};
-use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -61,13 +60,13 @@ impl Stack {
                 ..common.log
             };
         }
-        let mut ingest: herald_ingest::Config = config::load(file, Some("ingest"))?;
-        let mut gateway: herald_gateway::Config = config::load(file, Some("gateway"))?;
+        let mut ingest = section::<herald_ingest::App>(file)?;
+        let mut gateway = section::<herald_gateway::App>(file)?;
         let dev_credentials = dev::apply_defaults(&mut ingest, &mut gateway);
         if gateway.web_dir.is_none() && Path::new("web/index.html").exists() {
             gateway.web_dir = Some(PathBuf::from("web"));
         }
-        let mut stats: herald_stats::Config = config::load(file, Some("stats"))?;
+        let mut stats = section::<herald_stats::App>(file)?;
         if dev_credentials && stats.group_by.is_empty() {
             // The demo's `leads` rows move through statuses: count them live.
             stats.group_by = vec!["leads.status".parse()?];
@@ -76,7 +75,7 @@ impl Stack {
             common,
             ingest,
             gateway,
-            notifier: config::load(file, Some("notifier"))?,
+            notifier: section::<herald_notifier::App>(file)?,
             stats,
             dev_credentials,
         };
@@ -104,6 +103,11 @@ impl Stack {
             None => Ok(()),
         }
     }
+}
+
+/// `S`'s config section of `file` and the environment.
+fn section<S: Service>(file: Option<&Path>) -> anyhow::Result<S::Config> {
+    Ok(config::load(file, Some(S::SECTION))?)
 }
 
 /// `herald up` would serve the public dev credentials on a non-loopback address.
@@ -145,15 +149,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     result
 }
 
-async fn bind(name: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| {
-        format!(
-            "{name} cannot listen on {addr} (in use? set HERALD_{}__LISTEN)",
-            name.to_ascii_uppercase()
-        )
-    })
-}
-
 /// Where the services ended up listening.
 struct Addrs {
     ingest: SocketAddr,
@@ -162,52 +157,27 @@ struct Addrs {
     stats: SocketAddr,
 }
 
+/// The services' tasks: each returns when its service has stopped.
+type Tasks = JoinSet<anyhow::Result<()>>;
+
 async fn serve(stack: Stack, demo: bool, shutdown: &CancellationToken) -> anyhow::Result<()> {
     let ctx = ServiceContext::connect(&stack.common, "herald", shutdown.clone()).await?;
-    let provisioned = tokio::time::timeout(
-        Duration::from_secs(30),
-        herald_core::nats::provision_until_ready(&ctx.js, &ctx.streams, shutdown),
-    )
-    .await
-    .with_context(|| format!("NATS at {} is not reachable", stack.common.nats.url))?;
-    let Some(provisioned) = provisioned else {
+    if !provision(&ctx, &stack.common.nats.url).await? {
         return Ok(()); // shut down before NATS was ready
-    };
-    tracing::info!(epoch = %provisioned.epoch, "streams ready");
-
-    let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
-    let ingest_listener = bind("ingest", stack.ingest.listen).await?;
-    let ingest = herald_ingest::App::build(stack.ingest, ingest_listener, ctx.clone()).await?;
-    let listener = bind("gateway", stack.gateway.listen).await?;
-    let gateway = herald_gateway::App::build(stack.gateway, listener, ctx.clone()).await?;
-    let listener = bind("notifier", stack.notifier.listen).await?;
-    let notifier = herald_notifier::App::build(stack.notifier, listener, ctx.clone()).await?;
-    let listener = bind("stats", stack.stats.listen).await?;
-    let stats = herald_stats::App::build(stack.stats, listener, ctx.clone()).await?;
-    let addrs = Addrs {
-        ingest: ingest.local_addr(),
-        gateway: gateway.local_addr(),
-        notifier: notifier.local_addr(),
-        stats: stats.local_addr(),
-    };
-    tasks.spawn(async move { ingest.run_until_stopped().await.context("ingest") });
-    tasks.spawn(async move { gateway.run_until_stopped().await.context("gateway") });
-    tasks.spawn(async move { notifier.run_until_stopped().await.context("notifier") });
-    tasks.spawn(async move { stats.run_until_stopped().await.context("stats") });
-    if demo {
-        let (addr, token) = (addrs.ingest, shutdown.clone());
-        if stack.dev_credentials {
-            tasks.spawn(async move {
-                crate::demo::run(addr, token).await;
-                Ok(())
-            });
-        } else {
-            tracing::warn!(
-                "--demo needs the demo source; it is off because sources are configured"
-            );
-        }
     }
-
+    let mut tasks = Tasks::new();
+    let addrs = match start(&mut tasks, &stack, &ctx).await {
+        Ok(addrs) => addrs,
+        Err(err) => {
+            // Stop the services already running before saying why.
+            shutdown.cancel();
+            while tasks.join_next().await.is_some() {}
+            return Err(err);
+        }
+    };
+    if demo {
+        spawn_demo(&mut tasks, addrs.ingest, stack.dev_credentials, shutdown);
+    }
     // Only the public dev secret ever signs a token here: a real one is never used to mint
     // (let alone print) a long-lived token for every topic.
     let dashboard_token = stack.dev_credentials.then(dashboard_token).flatten();
@@ -217,8 +187,69 @@ async fn serve(stack: Stack, demo: bool, shutdown: &CancellationToken) -> anyhow
         stack.dev_credentials,
         dashboard_token.as_deref(),
     );
+    supervise(tasks, shutdown).await
+}
 
-    // Run until shutdown, or until any service fails (then stop the others).
+/// Provisions the streams (30 s at most); `false` if shutdown came first.
+async fn provision(ctx: &ServiceContext, url: &str) -> anyhow::Result<bool> {
+    let provisioned = tokio::time::timeout(
+        Duration::from_secs(30),
+        herald_core::nats::provision_until_ready(&ctx.js, &ctx.streams, &ctx.shutdown),
+    )
+    .await
+    .with_context(|| format!("NATS at {url} is not reachable"))?;
+    if let Some(provisioned) = &provisioned {
+        tracing::info!(epoch = %provisioned.epoch, "streams ready");
+    }
+    Ok(provisioned.is_some())
+}
+
+/// Builds and spawns every service, in this order, on the one shared context.
+async fn start(tasks: &mut Tasks, stack: &Stack, ctx: &ServiceContext) -> anyhow::Result<Addrs> {
+    Ok(Addrs {
+        ingest: spawn::<herald_ingest::App>(tasks, stack.ingest.clone(), ctx).await?,
+        gateway: spawn::<herald_gateway::App>(tasks, stack.gateway.clone(), ctx).await?,
+        notifier: spawn::<herald_notifier::App>(tasks, stack.notifier.clone(), ctx).await?,
+        stats: spawn::<herald_stats::App>(tasks, stack.stats.clone(), ctx).await?,
+    })
+}
+
+/// Binds `S`'s `listen` address, builds `S` and runs it in `tasks`; where it listens.
+async fn spawn<S: Service>(
+    tasks: &mut Tasks,
+    cfg: S::Config,
+    ctx: &ServiceContext,
+) -> anyhow::Result<SocketAddr> {
+    let (name, addr) = (S::SECTION, cfg.listen());
+    let listener = herald_core::service::bind(addr)
+        .map_err(|err| err.source)
+        .with_context(|| {
+            format!(
+                "{name} cannot listen on {addr} (in use? set HERALD_{}__LISTEN)",
+                name.to_ascii_uppercase()
+            )
+        })?;
+    let service = S::build(cfg, listener, ctx.clone()).await?;
+    let local = service.local_addr();
+    tasks.spawn(async move { service.run_until_stopped().await.context(name) });
+    Ok(local)
+}
+
+/// `--demo`: posts demo traffic to ingest at `addr`, if the demo source is there.
+fn spawn_demo(tasks: &mut Tasks, addr: SocketAddr, dev: bool, shutdown: &CancellationToken) {
+    if !dev {
+        tracing::warn!("--demo needs the demo source; it is off because sources are configured");
+        return;
+    }
+    let token = shutdown.clone();
+    tasks.spawn(async move {
+        crate::demo::run(addr, token).await;
+        Ok(())
+    });
+}
+
+/// Runs until shutdown, or until any service fails (then stops the others); the first error.
+async fn supervise(mut tasks: Tasks, shutdown: &CancellationToken) -> anyhow::Result<()> {
     let mut first_error = None;
     while let Some(joined) = tasks.join_next().await {
         let outcome = joined.context("a service panicked").and_then(|r| r);

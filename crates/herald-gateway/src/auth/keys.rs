@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::RwLock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::http::{HeaderMap, header};
 use jsonwebtoken::errors::ErrorKind;
@@ -16,8 +16,7 @@ use super::jwks::Remote;
 use crate::config::JwtConfig;
 use crate::error::{AuthError, Error};
 
-/// The most clock skew `jwt.leeway` may tolerate.
-pub const MAX_LEEWAY: Duration = Duration::from_secs(3600);
+pub use crate::config::MAX_LEEWAY;
 
 /// Where a request's token came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,24 +65,10 @@ impl Authenticator {
     /// (plain `http` only to a loopback host) and needs `issuer` and `audience`; `leeway` is
     /// at most [`MAX_LEEWAY`].
     pub fn new(cfg: &JwtConfig) -> Result<Self, Error> {
-        if cfg.leeway > MAX_LEEWAY {
-            return Err(Error::Jwt(format!(
-                "jwt.leeway is {:?}; at most {MAX_LEEWAY:?} is allowed",
-                cfg.leeway
-            )));
-        }
+        cfg.validate()?;
         let remote = match &cfg.jwks_url {
             None => None,
-            Some(url) => {
-                if cfg.issuer.is_none() || cfg.audience.is_none() {
-                    return Err(Error::Jwt(
-                        "jwt.jwks_url needs jwt.issuer and jwt.audience: an identity provider's \
-                         keys sign tokens for other applications too"
-                            .into(),
-                    ));
-                }
-                Some(Remote::new(url, cfg.jwks_min_refresh)?)
-            }
+            Some(url) => Some(Remote::new(url, cfg.jwks_min_refresh)?),
         };
         let auth = Self {
             hmac: cfg

@@ -11,30 +11,24 @@ use herald_core::event::{Event, EventId};
 use herald_core::names::{Action, TenantId, Topic};
 use herald_core::nats::NatsConfig;
 use herald_core::secret::Secret;
-use herald_core::service::{CommonConfig, ServiceContext};
+use herald_core::service::CommonConfig;
 use herald_core::streams::{EVENTS_STREAM, StreamSettings};
 use herald_gateway::auth::Claims;
 use herald_gateway::{App, Config};
+use herald_test_support::service::TestService;
 use herald_test_support::{NatsServer, wait};
 
 pub use crate::clients::{SseClient, SseEvent, WsClient};
 use serde_json::Value;
-use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_util::sync::CancellationToken;
 
 /// The HS256 secret every test gateway uses.
 pub const SECRET: &str = "test-secret-0123456789";
 /// How long any single awaited condition may take.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
-/// One gateway process (in-process): its address and the token that stops it.
-pub struct Gateway {
-    /// Where it listens.
-    pub addr: SocketAddr,
-    shutdown: CancellationToken,
-    handle: JoinHandle<Result<(), herald_gateway::Error>>,
-}
+/// One gateway (in-process): its address, the token that stops it, its task.
+pub type Gateway = TestService<App>;
 
 /// A test environment: NATS, a gateway, a publisher.
 pub struct TestApp {
@@ -93,13 +87,7 @@ impl TestApp {
 
     /// Stops the gateway and waits for it to finish.
     pub async fn stop_gateway(&mut self) {
-        self.gw.shutdown.cancel();
-        let handle = std::mem::replace(&mut self.gw.handle, tokio::spawn(async { Ok(()) }));
-        let res = tokio::time::timeout(DEADLINE, handle).await;
-        assert!(
-            matches!(res, Ok(Ok(Ok(())))),
-            "gateway stops cleanly: {res:?}"
-        );
+        self.gw.stop(DEADLINE).await;
     }
 
     /// Waits until `/readyz` answers 200.
@@ -269,19 +257,7 @@ async fn start_gateway_at(url: String, cfg: &Config, settings: &StreamSettings) 
         stream: settings.clone(),
         ..CommonConfig::default()
     };
-    let shutdown = CancellationToken::new();
-    let ctx = ServiceContext::connect(&common, "herald-gateway-test", shutdown.clone())
-        .await
-        .expect("connect");
-    let listener = herald_test_support::net::listener().await;
-    let app = App::build(cfg.clone(), listener, ctx).await.expect("build");
-    let addr = app.local_addr();
-    let handle = tokio::spawn(app.run_until_stopped());
-    Gateway {
-        addr,
-        shutdown,
-        handle,
-    }
+    TestService::start_with(cfg.clone(), &common).await
 }
 
 /// Counts of each value, to find duplicates.
@@ -319,14 +295,16 @@ impl KillableGateway {
                 .enable_all()
                 .build()
                 .expect("a runtime");
-            rt.block_on(async move {
+            let gw = rt.block_on(async move {
                 let gw = start_gateway_at(url, &cfg, &settings).await;
                 let _ = addr_tx.send(gw.addr);
                 let _ = kill_rx.await;
+                gw
             });
             // Drops every task of the gateway (server, connections, tail) without running
-            // any of its shutdown paths.
+            // any of its shutdown paths (its token is cancelled only once they are gone).
             rt.shutdown_background();
+            drop(gw);
         });
         let addr = tokio::time::timeout(DEADLINE, addr_rx)
             .await

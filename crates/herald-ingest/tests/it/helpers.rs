@@ -10,8 +10,8 @@ use herald_core::secret::Secret;
 use herald_core::streams::EVENTS_STREAM;
 use herald_ingest::config::{Format, SourceConfig, Verify};
 use herald_ingest::{App, Config};
-use herald_test_support::{NatsServer, net, service, wait, webhook};
-use tokio_util::sync::CancellationToken;
+use herald_test_support::service::{self, TestService};
+use herald_test_support::{NatsServer, wait, webhook};
 
 pub const SEQUIN_TOKEN: &str = "sequin-bearer-token";
 pub const STD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -25,8 +25,7 @@ pub struct TestApp {
     pub nats: NatsServer,
     pub http: reqwest::Client,
     pub js: jetstream::Context,
-    shutdown: CancellationToken,
-    task: Option<tokio::task::JoinHandle<Result<(), herald_ingest::Error>>>,
+    service: TestService<App>,
 }
 
 fn source(tenant: &str, format: Format, verify: Verify, secrets: &[&str]) -> SourceConfig {
@@ -128,22 +127,15 @@ impl TestApp {
         common: herald_core::service::CommonConfig,
     ) -> Self {
         herald_core::telemetry::init_for_tests();
-        let shutdown = CancellationToken::new();
-        let ctx =
-            herald_core::service::ServiceContext::connect(&common, "ingest-test", shutdown.clone())
-                .await
-                .unwrap();
-        let app = App::build(cfg, net::listener().await, ctx).await.unwrap();
-        let base = net::http_url(app.local_addr());
-        let task = Some(tokio::spawn(app.run_until_stopped()));
+        let service = TestService::<App>::start_with(cfg, &common).await;
+        let base = service.url("");
         let js = nats.jetstream().await;
         let app = Self {
             base,
             nats,
             http: reqwest::Client::new(),
             js,
-            shutdown,
-            task,
+            service,
         };
         app.wait_ready().await;
         app
@@ -233,10 +225,7 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
+        self.service.abort();
     }
 }
 

@@ -9,8 +9,8 @@ use herald_core::event::{Event, EventId};
 use herald_core::names::{Action, TenantId, Topic};
 use herald_notifier::{App, Config, Reloader};
 use herald_test_support::fake::{FakeSlack, FakeTelegram};
+use herald_test_support::service::{self, TestService};
 use herald_test_support::{NatsServer, wait};
-use tokio_util::sync::CancellationToken;
 
 /// How long any single wait in these tests may take.
 pub const DEADLINE: Duration = Duration::from_secs(20);
@@ -27,8 +27,7 @@ pub struct TestApp {
     pub reloader: Reloader,
     pub rules_file: PathBuf,
     pub http: reqwest::Client,
-    shutdown: CancellationToken,
-    run: Option<tokio::task::JoinHandle<Result<(), herald_notifier::Error>>>,
+    service: TestService<App>,
     _dir: tempfile::TempDir,
 }
 
@@ -72,12 +71,11 @@ impl TestApp {
         std::fs::write(&rules_file, rules_for(rules, &slack)).expect("write rules");
         let mut cfg = test_config(&tg, &slack, rules_file.clone());
         tweak(&mut cfg);
-        let (ctx, shutdown) = herald_test_support::service::context(&nats, "notifier-test").await;
-        let listener = herald_test_support::net::listener().await;
-        let app = App::build(cfg, listener, ctx).await.expect("build");
-        let addr = app.local_addr();
+        let common = service::common_config(&nats);
+        let (app, shutdown) = service::build::<App>(cfg, &common).await.expect("build");
         let reloader = app.reloader();
-        let run = tokio::spawn(app.run_until_stopped());
+        let service = TestService::run(app, shutdown);
+        let addr = service.addr;
         let js = nats.jetstream().await;
         let test = Self {
             nats,
@@ -88,8 +86,7 @@ impl TestApp {
             reloader,
             rules_file,
             http: reqwest::Client::new(),
-            shutdown,
-            run: Some(run),
+            service,
             _dir: dir,
         };
         test.wait_ready().await;
@@ -161,17 +158,7 @@ impl TestApp {
 
     /// Stops the notifier and waits for it to finish.
     pub async fn stop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(run) = self.run.take() {
-            let result = tokio::time::timeout(DEADLINE, run).await;
-            assert!(matches!(result, Ok(Ok(Ok(())))), "clean stop: {result:?}");
-        }
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
+        self.service.stop(DEADLINE).await;
     }
 }
 

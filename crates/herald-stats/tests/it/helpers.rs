@@ -10,14 +10,12 @@ use async_nats::jetstream::{self, consumer::pull::OrderedConfig, kv};
 use futures::StreamExt;
 use herald_core::event::{Event, EventId};
 use herald_core::names::{TenantId, Topic};
-use herald_core::service::{CommonConfig, ServiceContext};
 use herald_core::streams::{EVENTS_STREAM, StreamSettings};
 use herald_core::subject;
 use herald_stats::{App, Config, StatsDoc};
 pub use herald_test_support::NatsServer;
-use herald_test_support::net;
+use herald_test_support::service::{self, TestService};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 /// How long any awaited condition may take.
 pub const DEADLINE: Duration = Duration::from_secs(60);
@@ -53,29 +51,18 @@ pub async fn nats() -> NatsServer {
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
-    shutdown: CancellationToken,
-    task: Option<tokio::task::JoinHandle<Result<(), herald_stats::Error>>>,
+    service: TestService<App>,
 }
 
 impl TestApp {
     /// The aggregator against `url` (which need not be reachable).
     pub async fn spawn(url: &str, cfg: Config) -> Self {
         herald_core::telemetry::init_for_tests();
-        let mut common = CommonConfig::default();
-        common.nats.url = url.to_owned();
-        common.nats.request_timeout = Duration::from_secs(2);
-        let shutdown = CancellationToken::new();
-        let ctx = ServiceContext::connect(&common, "stats-test", shutdown.clone())
-            .await
-            .unwrap();
-        let app = App::build(cfg, net::listener().await, ctx).await.unwrap();
-        let base = net::http_url(app.local_addr());
-        let task = Some(tokio::spawn(app.run_until_stopped()));
+        let service = TestService::start_with(cfg, &service::common_config_at(url)).await;
         Self {
-            base,
+            base: service.url(""),
             http: reqwest::Client::new(),
-            shutdown,
-            task,
+            service,
         }
     }
 
@@ -118,20 +105,7 @@ impl TestApp {
 
     /// Cancels the shutdown token and waits for the app to finish its batch and return.
     pub async fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(DEADLINE, task)
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap();
-        }
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
+        self.service.stop(DEADLINE).await;
     }
 }
 

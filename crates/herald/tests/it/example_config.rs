@@ -9,6 +9,7 @@
 //! `ingest.api_keys`, the tenant tokens) is written as an empty table, with its example
 //! commented out below it.
 
+use herald_core::service::ServiceConfig as _;
 use std::collections::BTreeSet;
 use std::path::Path;
 

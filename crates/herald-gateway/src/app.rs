@@ -1,0 +1,239 @@
+//! Building and running the gateway.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use herald_core::http::{Readiness, ReadyFuture, nats_answering, ops_router};
+use herald_core::service::{ServiceConfig, ServiceContext};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::error::Error;
+use crate::hub::Hub;
+use crate::limits::Limiter;
+use crate::metrics::Metrics;
+use crate::state::AppState;
+use crate::stats_feed::StatsFeed;
+use crate::tail::Tail;
+use crate::{auth, routes, server, web};
+
+/// A built gateway, ready to run.
+pub struct App {
+    listener: TcpListener,
+    addr: SocketAddr,
+    router: Router,
+    timeouts: server::Timeouts,
+    metrics: Arc<Metrics>,
+    hub: Arc<Hub>,
+    tail: Tail,
+    stats: StatsFeed,
+    jwks: Option<JwksTask>,
+    background: CancellationToken,
+    ctx: ServiceContext,
+}
+
+/// The JWK Set refresher, if `jwt.jwks_url` is set.
+type JwksTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+struct GatewayReadiness {
+    client: async_nats::Client,
+    liveness: herald_core::liveness::Liveness,
+    hub: Arc<Hub>,
+}
+
+impl Readiness for GatewayReadiness {
+    fn check(&self) -> ReadyFuture<'_> {
+        Box::pin(async move {
+            nats_answering(&self.client, &self.liveness)?;
+            if !self.hub.is_live() {
+                return Err("not following the event stream yet".into());
+            }
+            Ok(())
+        })
+    }
+}
+
+impl App {
+    /// Builds the gateway on `listener`. Does not wait for NATS: the tail provisions and
+    /// connects in the background, and `/readyz` says not-ready until it follows the stream.
+    pub async fn build(
+        cfg: Config,
+        listener: TcpListener,
+        ctx: ServiceContext,
+    ) -> Result<App, Error> {
+        let addr = listener.local_addr()?;
+        herald_core::dev::refuse_exposed("gateway", addr, &cfg.jwt.secret)?;
+        cfg.validate()?;
+        let (metrics, registry) = Metrics::new();
+        let metrics = Arc::new(metrics);
+        let hub = Hub::new(cfg.ring_events, cfg.ring_bytes, Arc::clone(&metrics));
+        let auth = Arc::new(Authenticator::new(&cfg.jwt)?);
+        // Background work stops on a child token: when serving ends (or fails) without
+        // stopping the other services that share `ctx.shutdown` under `herald up`.
+        let background = ctx.shutdown.child_token();
+        let jwks = cfg.jwt.jwks_url.clone().map(|url| {
+            auth::refresh_jwks(
+                Arc::clone(&auth),
+                url,
+                cfg.jwt.jwks_refresh,
+                background.clone(),
+            )
+        });
+        let state = AppState {
+            hub: Arc::clone(&hub),
+            js: ctx.js.clone(),
+            auth,
+            limiter: Limiter::new(cfg.limits.clone()),
+            metrics: Arc::clone(&metrics),
+            replay_slots: Arc::new(Semaphore::new(cfg.max_replays.max(1))),
+            shutdown: ctx.shutdown.clone(),
+            cfg: Arc::new(cfg.clone()),
+        };
+        let readiness = Arc::new(GatewayReadiness {
+            client: ctx.client.clone(),
+            liveness: ctx.liveness.clone(),
+            hub: Arc::clone(&hub),
+        });
+        let router = with_layers(
+            routes::router(state).merge(ops_router(registry, readiness)),
+            &cfg,
+        );
+        let stats = StatsFeed {
+            js: ctx.js.clone(),
+            hub: Arc::clone(&hub),
+            metrics: Arc::clone(&metrics),
+            shutdown: background.clone(),
+        };
+        let tail = Tail {
+            client: ctx.client.clone(),
+            liveness: ctx.liveness.clone(),
+            js: ctx.js.clone(),
+            settings: ctx.streams.clone(),
+            hub: Arc::clone(&hub),
+            metrics: Arc::clone(&metrics),
+            connection_check: cfg.connection_check,
+            stream_check: cfg.stream_check,
+            shutdown: background.clone(),
+        };
+        Ok(App {
+            listener,
+            addr,
+            router,
+            timeouts: server::Timeouts {
+                head: cfg.head_timeout,
+                write: cfg.write_timeout,
+                caps: ctx.http.clone(),
+                per_ip: cfg.limits.per_ip,
+            },
+            metrics,
+            hub,
+            tail,
+            stats,
+            jwks: jwks.map(|f| Box::pin(f) as JwksTask),
+            background,
+            ctx,
+        })
+    }
+
+    /// The address the gateway listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `ctx.shutdown` is cancelled, then drains: every open stream is told to
+    /// `reconnect` within the drain window, and this returns once they are closed.
+    pub async fn run_until_stopped(self) -> Result<(), Error> {
+        let tail = tokio::spawn(self.tail.run());
+        let stats = tokio::spawn(self.stats.run());
+        if let Some(jwks) = self.jwks {
+            tokio::spawn(jwks);
+        }
+        let drain = {
+            let (hub, shutdown) = (self.hub, self.ctx.shutdown.clone());
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                hub.drain();
+            })
+        };
+        let served = server::serve(
+            self.listener,
+            self.router,
+            self.timeouts,
+            self.metrics,
+            self.ctx.shutdown.clone(),
+        )
+        .await;
+        drain.abort();
+        self.background.cancel();
+        if let Err(err) = tail.await {
+            tracing::error!(%err, "the event tail panicked");
+        }
+        if let Err(err) = stats.await {
+            tracing::error!(%err, "the stats watch panicked");
+        }
+        served.map_err(Error::Io)
+    }
+}
+
+herald_core::impl_service!(App {
+    name: "herald-gateway",
+    section: crate::SECTION,
+    about: "Herald gateway: SSE, WebSocket and long-poll delivery.",
+    config: Config,
+    error: Error,
+});
+
+/// `router` plus `web_dir`'s files, under the tracing and CORS layers.
+fn with_layers(mut router: Router, cfg: &Config) -> Router {
+    if let Some(dir) = &cfg.web_dir {
+        router = router.merge(web::router(dir));
+    }
+    let mut router = router.layer(
+        // The span names the path only: the query may hold `access_token`, and no secret is
+        // ever logged.
+        tower_http::trace::TraceLayer::new_for_http().make_span_with(
+            |req: &axum::http::Request<axum::body::Body>| {
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+            },
+        ),
+    );
+    if let Some(cors) = cors_layer(&cfg.cors_origins) {
+        router = router.layer(cors);
+    }
+    router
+}
+
+/// CORS for `origins`: none → no layer; `*` → any origin; else those origins, with
+/// credentials.
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let base = CorsLayer::new()
+        .allow_methods([Method::GET, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("last-event-id"),
+        ]);
+    if origins.iter().any(|o| o == "*") {
+        return Some(base.allow_origin(AllowOrigin::any()));
+    }
+    let list: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| match HeaderValue::from_str(o) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                tracing::warn!(origin = %o, "ignoring an invalid CORS origin");
+                None
+            }
+        })
+        .collect();
+    Some(base.allow_origin(list).allow_credentials(true))
+}
