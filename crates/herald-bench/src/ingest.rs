@@ -289,26 +289,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     let lean = Phase::measure(nats_pid, drive_raw_http(app_addr, wire, args.concurrency)).await?;
     let floor = http_floor(&args, nats_pid).await?;
 
-    let js = ctx.js.clone();
-    let payload = bytes::Bytes::from(sequin_body(0));
-    let raw = Phase::measure(
-        nats_pid,
-        drive(args.requests, args.concurrency, move |i| {
-            let (js, payload) = (js.clone(), payload.clone());
-            async move {
-                herald_core::publish::publish_with_id(
-                    &js,
-                    "herald.events.raw.leads.insert".into(),
-                    async_nats::HeaderMap::new(),
-                    &format!("raw/{i}"),
-                    payload,
-                )
-                .await?;
-                Ok(())
-            }
-        }),
-    )
-    .await?;
+    let raw = raw_publishes(&ctx.js, &args, nats_pid).await?;
 
     let mut stream = ctx
         .js
@@ -325,6 +306,35 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         raw,
     };
     phases.report(&args, stored)
+}
+
+/// The raw JetStream baseline: the same payloads published straight to the stream, each
+/// with its own `Nats-Msg-Id`, so ingest's cost can be read as a ratio to it.
+async fn raw_publishes(
+    js: &async_nats::jetstream::Context,
+    args: &Args,
+    nats_pid: u32,
+) -> anyhow::Result<Phase> {
+    let js = js.clone();
+    let payload = bytes::Bytes::from(sequin_body(0));
+    Phase::measure(
+        nats_pid,
+        drive(args.requests, args.concurrency, move |i| {
+            let (js, payload) = (js.clone(), payload.clone());
+            async move {
+                herald_core::publish::publish_with_id(
+                    &js,
+                    "herald.events.raw.leads.insert".into(),
+                    async_nats::HeaderMap::new(),
+                    &format!("raw/{i}"),
+                    payload,
+                )
+                .await?;
+                Ok(())
+            }
+        }),
+    )
+    .await
 }
 
 /// The one source the benchmark posts to: Sequin webhooks signed the Standard Webhooks way.
