@@ -234,28 +234,18 @@ pub async fn settle<H: History>(
             None => store::read_key(env.kv, &key).await?,
         };
         let revision = stored.revision();
+        let fresh = || {
+            let (tenant, topic) = (work.tenant.clone(), work.topic.clone());
+            StatsDoc::new(tenant, topic, env.epoch, &work.fields)
+        };
         let (mut doc, recount) = match stored {
             Stored::Doc(s) if s.doc.matches(env.epoch, &work.fields) => (s.doc, false),
             Stored::Undecodable { error, .. } => {
                 tracing::warn!(error = %herald_core::error_chain(&error), "recounting over a value that is not a stats document");
-                let fresh = StatsDoc::new(
-                    work.tenant.clone(),
-                    work.topic.clone(),
-                    env.epoch,
-                    &work.fields,
-                );
-                (fresh, true)
+                (fresh(), true)
             }
             // Never counted, deleted, of another stream, or counting other fields: recount.
-            _ => {
-                let fresh = StatsDoc::new(
-                    work.tenant.clone(),
-                    work.topic.clone(),
-                    env.epoch,
-                    &work.fields,
-                );
-                (fresh, true)
-            }
+            _ => (fresh(), true),
         };
         let counts = catch_up(
             &mut doc,

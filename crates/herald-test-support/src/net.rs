@@ -11,6 +11,17 @@ pub async fn listener() -> TcpListener {
         .expect("bind a loopback listener")
 }
 
+/// Serves `app` on a fresh loopback listener in the background (a fake upstream: Telegram,
+/// Slack, a JWKS endpoint); the server stops when the handle is aborted or the runtime ends.
+pub async fn serve_router(app: axum::Router) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = listener().await;
+    let addr = listener.local_addr().expect("the listener's address");
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, server)
+}
+
 /// The `http://` base URL of `addr`.
 pub fn http_url(addr: SocketAddr) -> String {
     format!("http://{addr}")

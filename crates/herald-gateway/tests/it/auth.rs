@@ -80,8 +80,6 @@ async fn token_expiry_sends_reconnect_and_a_fresh_token_resumes_losslessly() {
 async fn es256_tokens_verify_against_a_jwks_url() {
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let jwks = std::fs::read_to_string(fixtures.join("jwks.json")).unwrap();
-    let listener = herald_test_support::net::listener().await;
-    let jwks_addr = listener.local_addr().unwrap();
     let router = axum::Router::new().route(
         "/.well-known/jwks.json",
         axum::routing::get(move || {
@@ -89,7 +87,7 @@ async fn es256_tokens_verify_against_a_jwks_url() {
             async move { ([("content-type", "application/json")], body) }
         }),
     );
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let (jwks_addr, _server) = herald_test_support::net::serve_router(router).await;
     let mut cfg = crate::helpers::test_config();
     cfg.jwt.jwks_url = Some(format!("http://{jwks_addr}/.well-known/jwks.json"));
     cfg.jwt.issuer = Some("https://idp.example.com/".into());

@@ -45,9 +45,7 @@ impl JwksServer {
                 }),
             )
             .with_state(served.clone());
-        let listener = herald_test_support::net::listener().await;
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let (addr, _server) = herald_test_support::net::serve_router(app).await;
         Self {
             url: format!("http://{addr}/jwks"),
             body: served.body,

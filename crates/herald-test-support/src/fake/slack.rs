@@ -30,11 +30,7 @@ impl FakeSlack {
             .route("/hooks/{name}", post(webhook))
             .route("/api/chat.postMessage", post(post_message))
             .with_state(recorder.clone());
-        let listener = crate::net::listener().await;
-        let addr = listener.local_addr().expect("local addr");
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (addr, server) = crate::net::serve_router(app).await;
         Self {
             addr,
             recorder,

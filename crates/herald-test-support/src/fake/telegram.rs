@@ -44,11 +44,7 @@ impl FakeTelegram {
         let app = Router::new()
             .route("/{bot}/{method}", post(handle))
             .with_state(state);
-        let listener = crate::net::listener().await;
-        let addr = listener.local_addr().expect("local addr");
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (addr, server) = crate::net::serve_router(app).await;
         Self {
             addr,
             recorder,
