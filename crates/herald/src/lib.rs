@@ -8,12 +8,10 @@
 //! | [`send`] | `herald send`: sign a payload with any scheme and post it |
 //! | [`ops`] | `herald tail`, `herald dlq list|replay`, `herald provision` |
 //! | [`probe`] | `herald probe`: the container healthcheck |
-//! | [`nats_server`] | spawning the local nats-server |
 //! | [`dev`] | the demo tenant, sources and keys used when nothing is configured |
 
 pub mod demo;
 pub mod dev;
-pub mod nats_server;
 pub mod ops;
 pub mod probe;
 pub mod send;
