@@ -6,29 +6,22 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Stdio;
 
 use herald_test_support::fake::{FakeSlack, FakeTelegram, Received};
+use herald_test_support::process::{self, ServiceProcess, ServiceSpec};
 use herald_test_support::{NatsServer, wait};
 use serde_json::json;
-use tokio::process::{Child, Command};
 
 use crate::helpers::{DEADLINE, TG_TOKEN, lead, publish, wait_for};
 
 const CHATS: i64 = 4;
 const EVENTS: u64 = 120;
 
-pub fn spawn(config: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_herald-notifier"))
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn herald-notifier")
+/// The real `herald-notifier` reading `config` (killed on drop).
+pub fn spawn(config: &Path) -> ServiceProcess {
+    process::spawn(
+        ServiceSpec::new("notifier", env!("CARGO_BIN_EXE_herald-notifier")).config(config),
+    )
 }
 
 fn markers(received: &[Received]) -> BTreeMap<u64, usize> {
@@ -111,7 +104,7 @@ enabled = false
         tg.accepted().len() >= (EVENTS / 4) as usize
     })
     .await;
-    child.kill().await.expect("SIGKILL");
+    child.kill().await;
     let at_kill = (tg.accepted().len(), slack.accepted().len());
     assert!(
         at_kill.1 < at_kill.0,
@@ -136,7 +129,7 @@ enabled = false
         },
     )
     .await;
-    child.kill().await.ok();
+    child.kill().await;
 
     let (tg_seen, slack_seen) = (markers(&tg.accepted()), markers(&slack.accepted()));
     let dups = |seen: &BTreeMap<u64, usize>| seen.values().map(|c| c - 1).sum::<usize>();

@@ -86,10 +86,10 @@ async fn sigterm_mid_batch_exits_0_and_nothing_is_lost_or_sent_twice() {
     .await;
 
     sigterm(&child);
-    let status = tokio::time::timeout(EXIT_BOUND, child.wait())
+    let status = child
+        .wait_exit(EXIT_BOUND)
         .await
-        .expect("the notifier exits within the bound after SIGTERM")
-        .unwrap();
+        .expect("the notifier exits within the bound after SIGTERM");
     assert!(status.success(), "exit status {status}");
     let at_stop = (tg.accepted().len(), slack.accepted().len());
     assert!(
@@ -115,7 +115,7 @@ async fn sigterm_mid_batch_exits_0_and_nothing_is_lost_or_sent_twice() {
         },
     )
     .await;
-    child.kill().await.ok();
+    child.kill().await;
 
     let twice = |seen: BTreeMap<u64, usize>| -> Vec<u64> {
         seen.into_iter()
