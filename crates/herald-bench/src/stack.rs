@@ -87,7 +87,7 @@ impl Stack {
         let dir = tempfile::Builder::new().prefix("herald-bench-").tempdir()?;
         let (nats, ws_url) = websocket_options(dir.path())?;
         let mut launched = herald_launch::Stack::start_nats(StackOptions {
-            dir: dir.path().to_owned(),
+            log_dir: dir.path().join("logs"),
             bin_dir: bin_dir(),
             log_filter: "error".to_owned(),
             nats,

@@ -63,6 +63,8 @@ pub struct Fakes {
 /// The running system.
 pub struct Stack {
     inner: herald_launch::Stack,
+    /// The run directory.
+    dir: std::path::PathBuf,
     /// One proxy per service between it and nats-server (see [`Stack::proxy`]).
     proxies: BTreeMap<Component, Proxy>,
     /// The fake chat platforms.
@@ -93,7 +95,7 @@ impl Stack {
         }
         let config = dir.join("herald.toml");
         let mut inner = herald_launch::Stack::start_nats(StackOptions {
-            dir: dir.to_owned(),
+            log_dir: dir.join("logs"),
             bin_dir: bin_dir.to_owned(),
             log_filter: log_filter.to_owned(),
             nats: NatsOptions::deploy(),
@@ -130,6 +132,7 @@ impl Stack {
         inner.start_all().await?;
         Ok(Self {
             inner,
+            dir: dir.to_owned(),
             proxies,
             fakes,
         })
@@ -154,7 +157,7 @@ impl Stack {
 
     /// The run directory (config, rules, logs).
     pub fn dir(&self) -> &Path {
-        self.inner.dir()
+        &self.dir
     }
 
     /// Ingest's base URL.

@@ -174,9 +174,10 @@ impl ServiceProcess {
         Self { spec, child: None }
     }
 
-    /// Starts the process again if it is not running (on the same address).
+    /// Starts the process again if it is not running (on the same address), also after it
+    /// exited by itself.
     pub fn start(&mut self) -> Result<(), SpawnError> {
-        if self.child.is_some() {
+        if self.is_running() {
             return Ok(());
         }
         let child = self

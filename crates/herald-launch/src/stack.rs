@@ -6,7 +6,7 @@
 //! service with its extra environment; [`Stack::start_all`] starts every service and waits
 //! until each answers `/readyz`. Every service gets `HERALD_LISTEN`, `HERALD_NATS__URL`
 //! (overridable, e.g. to a proxy), its own NATS identity on a deploy/ config,
-//! `HERALD_LOG__FILTER` and, if given, `--config`. Output goes to `<dir>/logs/<component>.log`.
+//! `HERALD_LOG__FILTER` and, if given, `--config`. Output goes to `<log_dir>/<component>.log`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -104,8 +104,8 @@ pub enum StackError {
 /// How to build a [`Stack`].
 #[derive(Debug, Clone)]
 pub struct StackOptions {
-    /// Where logs go (`<dir>/logs/`).
-    pub dir: PathBuf,
+    /// Where logs go (`<log_dir>/<component>.log`).
+    pub log_dir: PathBuf,
     /// Where the service binaries are (see [`crate::service::bin_dir`]).
     pub bin_dir: PathBuf,
     /// Every service's `HERALD_LOG__FILTER`.
@@ -124,10 +124,10 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Starts nats-server (its log in `<dir>/logs/nats-server.log`); on a deploy/ config,
+    /// Starts nats-server (its log in `<log_dir>/nats-server.log`); on a deploy/ config,
     /// provisions the streams as admin.
     pub async fn start_nats(mut opts: StackOptions) -> Result<Self, StackError> {
-        let logs = opts.dir.join("logs");
+        let logs = opts.log_dir.clone();
         std::fs::create_dir_all(&logs)
             .map_err(|e| StackError::Io(logs.display().to_string(), e))?;
         if opts.nats.log_file.is_none() {
@@ -167,7 +167,7 @@ impl Stack {
         )
         .listen(listen)
         .log_filter(&self.opts.log_filter)
-        .log_file(self.opts.dir.join("logs").join(format!("{component}.log")))
+        .log_file(self.opts.log_dir.join(format!("{component}.log")))
         .env("HERALD_NATS__URL", self.nats.url());
         if let Some(ids) = self.nats.identities() {
             spec = spec.envs(ids.service_env(component.nats_user()));
@@ -206,9 +206,9 @@ impl Stack {
             .ok_or(StackError::Unknown(component))
     }
 
-    /// The run directory.
-    pub fn dir(&self) -> &std::path::Path {
-        &self.opts.dir
+    /// Where the logs are.
+    pub fn log_dir(&self) -> &std::path::Path {
+        &self.opts.log_dir
     }
 
     /// A component's address (`None` for nats-server or one not added).

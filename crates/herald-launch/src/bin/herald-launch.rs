@@ -48,9 +48,9 @@ struct Args {
     /// Every service's log filter.
     #[arg(long, default_value = "info")]
     log_filter: String,
-    /// Where logs go (`<dir>/logs/`); a temp dir if unset.
+    /// Where logs go (`<log-dir>/<component>.log`); a temp dir if unset.
     #[arg(long)]
-    dir: Option<PathBuf>,
+    log_dir: Option<PathBuf>,
     /// Where the service binaries are (default: next to this one, or $HERALD_BIN_DIR).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -91,7 +91,10 @@ async fn main() -> anyhow::Result<()> {
         .prefix("herald-launch-")
         .tempdir()?;
     let opts = StackOptions {
-        dir: args.dir.clone().unwrap_or_else(|| temp.path().to_owned()),
+        log_dir: args
+            .log_dir
+            .clone()
+            .unwrap_or_else(|| temp.path().to_owned()),
         bin_dir: args.bin_dir.clone().unwrap_or_else(bin_dir),
         log_filter: args.log_filter.clone(),
         nats: if args.deploy {
@@ -127,7 +130,7 @@ fn describe(stack: &Stack) -> Value {
     let mut out = json!({
         "nats": stack.nats().url(),
         "nats_port": stack.nats().port(),
-        "dir": stack.dir(),
+        "log_dir": stack.log_dir(),
     });
     let gateways: Vec<String> = stack
         .services()
