@@ -12,14 +12,14 @@ use async_nats::jetstream;
 use herald_core::cursor::{Cursor, Epoch};
 use herald_core::event::{Event, EventId};
 use herald_core::names::{Action, TenantId, Topic};
-use herald_core::service::ServiceContext;
 use herald_core::streams::{DLQ_STREAM, EVENTS_STREAM};
 use herald_test_support::fake::{FakeTelegram, Reply};
 use herald_test_support::{NatsServer, wait};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{ChildStdout, Command};
-use tokio_util::sync::CancellationToken;
+
+use crate::services::InProcess;
 
 const JWT_SECRET: &str = "cli-jwt-secret";
 const BEARER: &str = "cli-bearer-token";
@@ -39,7 +39,7 @@ struct TestApp {
     notifier: String,
     tg: FakeTelegram,
     http: reqwest::Client,
-    shutdown: CancellationToken,
+    _services: InProcess,
     _dir: tempfile::TempDir,
 }
 
@@ -49,18 +49,7 @@ impl TestApp {
         let nats = NatsServer::start().await;
         let tg = FakeTelegram::start().await;
         let dir = tempfile::tempdir().unwrap();
-        let shutdown = CancellationToken::new();
-        let ctx = |name: &'static str| {
-            let (common, shutdown) = (
-                herald_test_support::service::common_config(&nats),
-                shutdown.clone(),
-            );
-            async move {
-                ServiceContext::connect(&common, name, shutdown)
-                    .await
-                    .unwrap()
-            }
-        };
+        let mut services = InProcess::new(herald_test_support::service::common_config(&nats));
 
         let ingest_cfg: herald_ingest::Config = toml::from_str(&format!(
             r#"
@@ -83,19 +72,13 @@ impl TestApp {
             "#
         ))
         .unwrap();
-        let listener = herald_test_support::net::listener().await;
-        let ingest = herald_ingest::App::build(ingest_cfg, listener, ctx("cli-ingest").await)
-            .await
-            .unwrap();
+        let ingest = services.ingest(ingest_cfg).await;
 
         let gateway_cfg: herald_gateway::Config = toml::from_str(&format!(
             "listen = \"127.0.0.1:0\"\ndrain_window = \"0s\"\n[jwt]\nsecret = \"{JWT_SECRET}\"\n"
         ))
         .unwrap();
-        let listener = herald_test_support::net::listener().await;
-        let gateway = herald_gateway::App::build(gateway_cfg, listener, ctx("cli-gateway").await)
-            .await
-            .unwrap();
+        let gateway = services.gateway(gateway_cfg, None).await;
 
         let rules = dir.path().join("rules.toml");
         std::fs::write(
@@ -114,39 +97,21 @@ impl TestApp {
         .unwrap();
         notifier_cfg.telegram.api_url = tg.url();
         notifier_cfg.telegram.bot_token = Some(herald_core::secret::Secret::new(TG_TOKEN));
-        let listener = herald_test_support::net::listener().await;
-        let notifier =
-            herald_notifier::App::build(notifier_cfg, listener, ctx("cli-notifier").await)
-                .await
-                .unwrap();
+        let notifier = services.notifier(notifier_cfg).await;
+        services.wait_all_ready().await;
 
         let app = Self {
             js: nats.jetstream().await,
             nats,
-            ingest: format!("http://{}", ingest.local_addr()),
-            gateway: format!("http://{}", gateway.local_addr()),
-            notifier: format!("http://{}", notifier.local_addr()),
+            ingest: format!("http://{ingest}"),
+            gateway: format!("http://{gateway}"),
+            notifier: format!("http://{notifier}"),
             tg,
             http: reqwest::Client::new(),
-            shutdown,
+            _services: services,
             _dir: dir,
         };
-        tokio::spawn(ingest.run_until_stopped());
-        tokio::spawn(gateway.run_until_stopped());
-        tokio::spawn(notifier.run_until_stopped());
-        for base in [&app.ingest, &app.gateway, &app.notifier] {
-            app.wait_ready(base).await;
-        }
         app
-    }
-
-    async fn wait_ready(&self, base: &str) {
-        let what = format!("{base}/readyz to answer 200");
-        wait::until(&what, DEADLINE, || async {
-            let r = self.http.get(format!("{base}/readyz")).send().await;
-            r.is_ok_and(|r| r.status() == 200)
-        })
-        .await;
     }
 
     /// The `herald` binary with NATS configured by environment, as an operator would.
@@ -252,12 +217,6 @@ impl TestApp {
     async fn epoch(&self) -> Epoch {
         let mut stream = self.js.get_stream(EVENTS_STREAM).await.unwrap();
         Epoch::from_created(stream.info().await.unwrap().created)
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
     }
 }
 

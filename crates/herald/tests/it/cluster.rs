@@ -16,15 +16,14 @@ use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
 use futures::StreamExt;
 use herald_core::names::TenantId;
 use herald_core::secret::Secret;
-use herald_core::service::{CommonConfig, ServiceContext};
+use herald_core::service::CommonConfig;
 use herald_core::streams::{EVENTS_STREAM, StreamSettings};
 use herald_test_support::cluster::NatsCluster;
 use herald_test_support::wait;
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
+use crate::services::InProcess;
 use crate::sse;
 
 pub(crate) const TENANT: &str = "acme";
@@ -44,8 +43,7 @@ const RETRY_PAUSE: Duration = Duration::from_millis(50);
 pub(crate) struct Services {
     pub(crate) ingest: SocketAddr,
     pub(crate) gateway: SocketAddr,
-    shutdown: CancellationToken,
-    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+    services: InProcess,
 }
 
 impl Services {
@@ -64,7 +62,7 @@ impl Services {
         common.nats.url = ingest_url;
         common.nats.request_timeout = Duration::from_secs(2);
         common.stream = settings.clone();
-        let shutdown = CancellationToken::new();
+        let mut services = InProcess::new(common);
 
         let mut ingest_cfg = herald_ingest::Config {
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -73,13 +71,7 @@ impl Services {
         };
         ingest_cfg.api_keys =
             BTreeMap::from([(TenantId::parse(TENANT).unwrap(), vec![Secret::new(API_KEY)])]);
-        let ctx = ServiceContext::connect(&common, "cluster-ingest", shutdown.clone())
-            .await
-            .unwrap();
-        let ingest =
-            herald_ingest::App::build(ingest_cfg, herald_test_support::net::listener().await, ctx)
-                .await
-                .unwrap();
+        let ingest = services.ingest(ingest_cfg).await;
 
         let mut gateway_cfg = herald_gateway::Config {
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -91,54 +83,18 @@ impl Services {
             ..Default::default()
         };
         gateway_cfg.jwt.secret = Some(Secret::new(JWT_SECRET));
-        let mut gateway_common = common.clone();
-        gateway_common.nats.url = gateway_url;
-        let ctx = ServiceContext::connect(&gateway_common, "cluster-gateway", shutdown.clone())
-            .await
-            .unwrap();
-        let gateway = herald_gateway::App::build(
-            gateway_cfg,
-            herald_test_support::net::listener().await,
-            ctx,
-        )
-        .await
-        .unwrap();
-
-        let services = Self {
-            ingest: ingest.local_addr(),
-            gateway: gateway.local_addr(),
-            shutdown,
-            tasks: vec![
-                tokio::spawn(async move { Ok(ingest.run_until_stopped().await?) }),
-                tokio::spawn(async move { Ok(gateway.run_until_stopped().await?) }),
-            ],
-        };
-        let http = reqwest::Client::new();
-        for addr in [services.ingest, services.gateway] {
-            wait_ready(&http, addr).await;
+        let gateway = services.gateway(gateway_cfg, Some(&gateway_url)).await;
+        services.wait_all_ready().await;
+        Self {
+            ingest,
+            gateway,
+            services,
         }
-        services
     }
 
     pub(crate) async fn stop(self) {
-        self.shutdown.cancel();
-        for task in self.tasks {
-            let res = tokio::time::timeout(Duration::from_secs(10), task).await;
-            assert!(
-                matches!(res, Ok(Ok(Ok(())))),
-                "a service stops cleanly: {res:?}"
-            );
-        }
+        self.services.stop().await;
     }
-}
-
-async fn wait_ready(http: &reqwest::Client, addr: SocketAddr) {
-    let what = format!("{addr} to become ready");
-    wait::until(&what, Duration::from_secs(20), || async {
-        let status = http.get(format!("http://{addr}/readyz")).send().await;
-        status.is_ok_and(|r| r.status().is_success())
-    })
-    .await;
 }
 
 /// What the producer learned: each acknowledged event id with the sequence ingest reported.

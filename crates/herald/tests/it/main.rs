@@ -10,6 +10,7 @@ mod dev_credentials;
 mod docs;
 mod nats_auth;
 mod partition;
+mod services;
 mod shutdown;
 mod slowloris;
 mod sse;

@@ -1,0 +1,158 @@
+//! The one in-process stack of the CLI crate's tests: ingest, gateway(s), notifier and stats
+//! built from their configs in this process, on one NATS URL (a server, or a cluster's URLs),
+//! each optionally as its own NATS identity.
+//!
+//! The in-process counterpart of `herald_launch::Stack`: Cargo gives a test only its own
+//! package's binaries (`CARGO_BIN_EXE_herald`), not the services', so these tests host the
+//! services' libraries; the service crates' own tests and chaos, bench and the browser e2e run
+//! the real binaries through `herald_launch`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use herald_core::service::{CommonConfig, ServiceContext};
+use herald_test_support::nats::Identities;
+use herald_test_support::{net, wait};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How long a service may take to answer `/readyz` with 200.
+const READY_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Services running in this process; cancelled on drop.
+pub(crate) struct InProcess {
+    common: CommonConfig,
+    identities: Option<Identities>,
+    addrs: Vec<SocketAddr>,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl InProcess {
+    /// No services yet; each connects with `common` (its NATS URL, stream settings, timeouts).
+    pub(crate) fn new(common: CommonConfig) -> Self {
+        Self {
+            common,
+            identities: None,
+            addrs: Vec::new(),
+            shutdown: CancellationToken::new(),
+            tasks: Vec::new(),
+        }
+    }
+
+    /// Each service connects as its own identity of `ids` (deploy/nats/auth.conf).
+    pub(crate) fn as_identities(mut self, ids: Identities) -> Self {
+        self.identities = Some(ids);
+        self
+    }
+
+    /// A context for `user` on `url` (the stack's URL if `None`).
+    async fn context(&self, user: &str, url: Option<&str>) -> ServiceContext {
+        let mut common = self.common.clone();
+        if let Some(url) = url {
+            common.nats.url = url.to_owned();
+        }
+        if let Some(ids) = &self.identities {
+            let timeout = common.nats.request_timeout;
+            common.nats = ids.nats_config(user, &common.nats.url);
+            common.nats.request_timeout = timeout;
+        }
+        ServiceContext::connect(&common, &format!("it-{user}"), self.shutdown.clone())
+            .await
+            .expect("a NATS client")
+    }
+
+    fn run<F>(&mut self, addr: SocketAddr, run: F) -> SocketAddr
+    where
+        F: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        self.addrs.push(addr);
+        self.tasks.push(tokio::spawn(run));
+        addr
+    }
+
+    /// Starts ingest; returns its address.
+    pub(crate) async fn ingest(&mut self, cfg: herald_ingest::Config) -> SocketAddr {
+        let ctx = self.context("ingest", None).await;
+        let app = herald_ingest::App::build(cfg, net::listener().await, ctx)
+            .await
+            .expect("ingest builds");
+        self.run(app.local_addr(), async move {
+            Ok(app.run_until_stopped().await?)
+        })
+    }
+
+    /// Starts a gateway on `url` (the stack's URL if `None`); returns its address.
+    pub(crate) async fn gateway(
+        &mut self,
+        cfg: herald_gateway::Config,
+        url: Option<&str>,
+    ) -> SocketAddr {
+        let ctx = self.context("gateway", url).await;
+        let app = herald_gateway::App::build(cfg, net::listener().await, ctx)
+            .await
+            .expect("the gateway builds");
+        self.run(app.local_addr(), async move {
+            Ok(app.run_until_stopped().await?)
+        })
+    }
+
+    /// Starts the notifier; returns its address.
+    pub(crate) async fn notifier(&mut self, cfg: herald_notifier::Config) -> SocketAddr {
+        let ctx = self.context("notifier", None).await;
+        let app = herald_notifier::App::build(cfg, net::listener().await, ctx)
+            .await
+            .expect("the notifier builds");
+        self.run(app.local_addr(), async move {
+            Ok(app.run_until_stopped().await?)
+        })
+    }
+
+    /// Starts stats; returns its address.
+    pub(crate) async fn stats(&mut self, cfg: herald_stats::Config) -> SocketAddr {
+        let ctx = self.context("stats", None).await;
+        let app = herald_stats::App::build(cfg, net::listener().await, ctx)
+            .await
+            .expect("stats builds");
+        self.run(app.local_addr(), async move {
+            Ok(app.run_until_stopped().await?)
+        })
+    }
+
+    /// Waits until each of `addrs` answers `/readyz` with 200.
+    pub(crate) async fn wait_ready(addrs: &[SocketAddr]) {
+        let http = reqwest::Client::new();
+        for addr in addrs {
+            let what = format!("{addr}/readyz to answer 200");
+            let url = format!("http://{addr}/readyz");
+            wait::until(&what, READY_DEADLINE, || async {
+                let r = http.get(&url).send().await;
+                r.is_ok_and(|r| r.status().is_success())
+            })
+            .await;
+        }
+    }
+
+    /// Waits until every service answers `/readyz` with 200.
+    pub(crate) async fn wait_all_ready(&self) {
+        Self::wait_ready(&self.addrs).await;
+    }
+
+    /// Stops every service and asserts each stopped cleanly.
+    pub(crate) async fn stop(mut self) {
+        self.shutdown.cancel();
+        for task in std::mem::take(&mut self.tasks) {
+            let res = tokio::time::timeout(Duration::from_secs(10), task).await;
+            assert!(
+                matches!(res, Ok(Ok(Ok(())))),
+                "a service stops cleanly: {res:?}"
+            );
+        }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
