@@ -15,6 +15,21 @@ pub fn free_port() -> u16 {
     herald_launch::process::free_port().expect("a free loopback port")
 }
 
+/// A free loopback address (bound, then released: for a child process to listen on).
+pub fn free_addr() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+/// A `herald.toml` in a fresh temp dir (deleted with it): `[nats] url = "<nats_url>"`, then
+/// `rest` (a service's section).
+pub fn config_file(nats_url: &str, rest: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config = dir.path().join("herald.toml");
+    std::fs::write(&config, format!("[nats]\nurl = \"{nats_url}\"\n{rest}"))
+        .expect("write herald.toml");
+    (dir, config)
+}
+
 /// Spawns `spec` (the test fails if it cannot start).
 pub fn spawn(spec: ServiceSpec) -> ServiceProcess {
     let name = spec.name.clone();

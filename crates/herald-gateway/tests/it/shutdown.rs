@@ -8,7 +8,7 @@ use herald_test_support::NatsServer;
 use serde_json::json;
 
 use crate::helpers::{SECRET, SseClient, TestApp, publish};
-use herald_test_support::process::{self, ServiceSpec, free_port, sigterm};
+use herald_test_support::process::{self, ServiceSpec, sigterm};
 use herald_test_support::wait;
 
 /// The drain window the binary is configured with.
@@ -27,22 +27,18 @@ fn spec(config: &std::path::Path) -> ServiceSpec {
 #[tokio::test]
 async fn sigterm_spreads_reconnects_over_the_drain_window_then_exits_0() {
     let nats = NatsServer::start().await;
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("herald.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[nats]\nurl = \"{}\"\n[gateway]\nlisten = \"127.0.0.1:{port}\"\n\
-             drain_window = \"{}ms\"\n[gateway.jwt]\nsecret = \"{SECRET}\"\n",
-            nats.url(),
+    let addr = process::free_addr();
+    let port = addr.port();
+    let (_dir, config) = process::config_file(
+        &nats.url(),
+        &format!(
+            "[gateway]\nlisten = \"{addr}\"\ndrain_window = \"{}ms\"\n\
+             [gateway.jwt]\nsecret = \"{SECRET}\"\n",
             DRAIN_WINDOW.as_millis()
         ),
-    )
-    .unwrap();
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    );
     let mut child = process::spawn_ready(spec(&config).listen(addr)).await;
-    let base = format!("http://127.0.0.1:{port}");
+    let base = format!("http://{addr}");
     let http = reqwest::Client::new();
 
     let token = TestApp::token("acme", &["leads"], 600);

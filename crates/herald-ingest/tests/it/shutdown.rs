@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use herald_core::streams::EVENTS_STREAM;
-use herald_test_support::process::{self, ServiceSpec, free_port, sigterm};
+use herald_test_support::process::{self, ServiceSpec, sigterm};
 use herald_test_support::{NatsServer, wait};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -33,21 +33,15 @@ async fn read_head(conn: &mut BufReader<TcpStream>) -> String {
 #[tokio::test]
 async fn sigterm_finishes_the_request_in_flight_then_exits_0() {
     let nats = NatsServer::start().await;
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("herald.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[nats]\nurl = \"{}\"\n[ingest]\nlisten = \"127.0.0.1:{port}\"\n\
-             [ingest.api_keys]\nacme = [\"{API_KEY}\"]\n",
-            nats.url()
-        ),
-    )
-    .unwrap();
+    let addr = process::free_addr();
+    let port = addr.port();
+    let (dir, config) = process::config_file(
+        &nats.url(),
+        &format!("[ingest]\nlisten = \"{addr}\"\n[ingest.api_keys]\nacme = [\"{API_KEY}\"]\n"),
+    );
     let spec = ServiceSpec::new("ingest", env!("CARGO_BIN_EXE_herald-ingest"))
         .config(&config)
-        .listen(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .listen(addr)
         .log_file(dir.path().join("ingest.log"));
     let mut child = process::spawn(spec);
     let ready = child.wait_ready(DEADLINE).await;

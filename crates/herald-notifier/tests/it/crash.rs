@@ -24,7 +24,8 @@ pub fn spawn(config: &Path) -> ServiceProcess {
     )
 }
 
-fn markers(received: &[Received]) -> BTreeMap<u64, usize> {
+/// How many times each `e<n>` message arrived.
+pub fn markers(received: &[Received]) -> BTreeMap<u64, usize> {
     let mut seen = BTreeMap::new();
     for r in received {
         if let Some(n) = r.text.strip_prefix('e').and_then(|n| n.parse().ok()) {
@@ -34,14 +35,11 @@ fn markers(received: &[Received]) -> BTreeMap<u64, usize> {
     seen
 }
 
-#[tokio::test]
-async fn sigkill_mid_batch_loses_nothing_and_resends_at_most_the_in_flight() {
-    let nats = NatsServer::start().await;
-    let tg = FakeTelegram::start().await;
-    let slack = FakeSlack::start().await;
-    let dir = tempfile::tempdir().unwrap();
+/// Writes `rules.toml` into `dir`: for each of `chats` chats, event `data.chat == c` goes to
+/// Telegram chat `c` and Slack webhook `s<c>` as `e<data.n>`. Returns its path.
+pub fn write_rules(dir: &Path, chats: i64, slack: &FakeSlack) -> std::path::PathBuf {
     let mut rules = String::new();
-    for c in 1..=CHATS {
+    for c in 1..=chats {
         rules.push_str(&format!(
             "[targets.c{c}]\nkind = \"telegram\"\nchat_id = {c}\nmarkup = \"plain\"\n\
              [targets.s{c}]\nkind = \"slack_webhook\"\nurl = \"{hook}\"\n\
@@ -50,8 +48,18 @@ async fn sigkill_mid_batch_loses_nothing_and_resends_at_most_the_in_flight() {
             hook = slack.webhook_url(&format!("s{c}")),
         ));
     }
-    let rules_file = dir.path().join("rules.toml");
-    std::fs::write(&rules_file, rules).unwrap();
+    let rules_file = dir.join("rules.toml");
+    std::fs::write(&rules_file, rules).expect("write rules.toml");
+    rules_file
+}
+
+#[tokio::test]
+async fn sigkill_mid_batch_loses_nothing_and_resends_at_most_the_in_flight() {
+    let nats = NatsServer::start().await;
+    let tg = FakeTelegram::start().await;
+    let slack = FakeSlack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules_file = write_rules(dir.path(), CHATS, &slack);
     let config = dir.path().join("herald.toml");
     std::fs::write(
         &config,

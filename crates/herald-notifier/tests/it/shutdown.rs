@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use herald_test_support::fake::{FakeSlack, FakeTelegram, Received};
+use herald_test_support::fake::{FakeSlack, FakeTelegram};
 use herald_test_support::{NatsServer, wait};
 use serde_json::json;
 
-use crate::crash::spawn;
+use crate::crash::{markers, spawn, write_rules};
 use crate::helpers::{DEADLINE, TG_TOKEN, lead, publish, wait_for};
 use herald_test_support::process::sigterm;
 
@@ -18,35 +18,13 @@ const EVENTS: u64 = 45;
 /// How long the process may take to exit after SIGTERM.
 const EXIT_BOUND: Duration = Duration::from_secs(10);
 
-/// How many times each `e<n>` message arrived.
-fn counts(received: &[Received]) -> BTreeMap<u64, usize> {
-    let mut seen = BTreeMap::new();
-    for r in received {
-        if let Some(n) = r.text.strip_prefix('e').and_then(|n| n.parse().ok()) {
-            *seen.entry(n).or_insert(0) += 1;
-        }
-    }
-    seen
-}
-
 #[tokio::test]
 async fn sigterm_mid_batch_exits_0_and_nothing_is_lost_or_sent_twice() {
     let nats = NatsServer::start().await;
     let tg = FakeTelegram::start().await;
     let slack = FakeSlack::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut rules = String::new();
-    for c in 1..=CHATS {
-        rules.push_str(&format!(
-            "[targets.c{c}]\nkind = \"telegram\"\nchat_id = {c}\nmarkup = \"plain\"\n\
-             [targets.s{c}]\nkind = \"slack_webhook\"\nurl = \"{hook}\"\n\
-             [[rules]]\nname = \"r{c}\"\nwhen = [{{ field = \"data.chat\", eq = {c} }}]\n\
-             targets = [\"c{c}\", \"s{c}\"]\ntemplate = \"e{{{{ data.n }}}}\"\n",
-            hook = slack.webhook_url(&format!("s{c}")),
-        ));
-    }
-    let rules_file = dir.path().join("rules.toml");
-    std::fs::write(&rules_file, rules).unwrap();
+    let rules_file = write_rules(dir.path(), CHATS, &slack);
     let config = dir.path().join("herald.toml");
     // Slack is rate-limited to 3/s per target, so at SIGTERM most Slack sends are held.
     std::fs::write(
@@ -99,8 +77,8 @@ async fn sigterm_mid_batch_exits_0_and_nothing_is_lost_or_sent_twice() {
 
     let mut child = spawn(&config);
     wait_for("every event delivered", || {
-        counts(&tg.accepted()).len() as u64 == EVENTS
-            && counts(&slack.accepted()).len() as u64 == EVENTS
+        markers(&tg.accepted()).len() as u64 == EVENTS
+            && markers(&slack.accepted()).len() as u64 == EVENTS
     })
     .await;
     // Anything to be resent would be resent within one ack_wait of the restart; wait until
@@ -123,6 +101,14 @@ async fn sigterm_mid_batch_exits_0_and_nothing_is_lost_or_sent_twice() {
             .map(|(n, _)| n)
             .collect()
     };
-    assert_eq!(twice(counts(&tg.accepted())), Vec::<u64>::new(), "Telegram");
-    assert_eq!(twice(counts(&slack.accepted())), Vec::<u64>::new(), "Slack");
+    assert_eq!(
+        twice(markers(&tg.accepted())),
+        Vec::<u64>::new(),
+        "Telegram"
+    );
+    assert_eq!(
+        twice(markers(&slack.accepted())),
+        Vec::<u64>::new(),
+        "Slack"
+    );
 }

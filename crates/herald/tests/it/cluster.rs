@@ -8,22 +8,21 @@
 //! gateway only to the surviving nodes, so its ordered consumer dies with the leader while its
 //! connection lives: the gateway must notice the stall and follow the new leader in seconds.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
 use futures::StreamExt;
-use herald_core::names::TenantId;
-use herald_core::secret::Secret;
 use herald_core::service::CommonConfig;
 use herald_core::streams::{EVENTS_STREAM, StreamSettings};
 use herald_test_support::cluster::NatsCluster;
 use herald_test_support::wait;
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
-use crate::services::InProcess;
+use crate::services::{self, InProcess};
 use crate::sse;
 
 pub(crate) const TENANT: &str = "acme";
@@ -64,25 +63,19 @@ impl Services {
         common.stream = settings.clone();
         let mut services = InProcess::new(common);
 
-        let mut ingest_cfg = herald_ingest::Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
+        let ingest_cfg = herald_ingest::Config {
             publish_timeout: Duration::from_secs(2),
-            ..Default::default()
+            ..services::ingest_config(TENANT, API_KEY)
         };
-        ingest_cfg.api_keys =
-            BTreeMap::from([(TenantId::parse(TENANT).unwrap(), vec![Secret::new(API_KEY)])]);
         let ingest = services.ingest(ingest_cfg).await;
 
-        let mut gateway_cfg = herald_gateway::Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            drain_window: Duration::ZERO,
+        let gateway_cfg = herald_gateway::Config {
             connection_check: Duration::from_millis(50),
             stream_check: Duration::from_millis(200),
             retry_base: Duration::from_millis(100),
             retry_jitter: Duration::from_millis(50),
-            ..Default::default()
+            ..services::gateway_config(JWT_SECRET)
         };
-        gateway_cfg.jwt.secret = Some(Secret::new(JWT_SECRET));
         let gateway = services.gateway(gateway_cfg, Some(&gateway_url)).await;
         services.wait_all_ready().await;
         Self {
@@ -95,6 +88,31 @@ impl Services {
     pub(crate) async fn stop(self) {
         self.services.stop().await;
     }
+
+    /// Starts the flow: an SSE client following `leads` (as `sub`) and the producer.
+    pub(crate) fn flow(&self, sub: &str) -> Flow {
+        let token = services::token(JWT_SECRET, sub, TENANT, &["leads"]);
+        let (seen_tx, seen) = mpsc::unbounded_channel();
+        let (progress_tx, progress) = watch::channel(0);
+        Flow {
+            follower: tokio::spawn(follow(self.gateway, token, seen_tx)),
+            seen,
+            producer: tokio::spawn(produce(self.ingest, progress_tx)),
+            progress,
+        }
+    }
+}
+
+/// An SSE client and a producer running against [`Services`].
+pub(crate) struct Flow {
+    /// The SSE client.
+    pub(crate) follower: JoinHandle<()>,
+    /// What it saw.
+    pub(crate) seen: mpsc::UnboundedReceiver<Seen>,
+    /// The producer.
+    pub(crate) producer: JoinHandle<Produced>,
+    /// How many events are acknowledged so far.
+    pub(crate) progress: watch::Receiver<u64>,
 }
 
 /// What the producer learned: each acknowledged event id with the sequence ingest reported.
@@ -295,18 +313,12 @@ async fn scenario(gateway_avoids_leader: bool) -> Duration {
         .clone();
     assert_eq!(info.config.num_replicas, 3);
 
-    let token = herald::token::mint(
-        JWT_SECRET,
-        "cluster-test",
-        &TenantId::parse(TENANT).unwrap(),
-        &["leads".to_owned()],
-        Duration::from_secs(600),
-    )
-    .unwrap();
-    let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
-    let follower = tokio::spawn(follow(services.gateway, token, seen_tx));
-    let (progress_tx, mut progress) = watch::channel(0);
-    let producer = tokio::spawn(produce(services.ingest, progress_tx));
+    let Flow {
+        follower,
+        seen: mut seen_rx,
+        producer,
+        mut progress,
+    } = services.flow("cluster-test");
 
     // Mid-flow: kill the node leading HERALD_EVENTS (any node if no leader is reported).
     progress.wait_for(|n| *n >= KILL_AT).await.unwrap();

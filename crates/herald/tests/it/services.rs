@@ -7,9 +7,12 @@
 //! services' libraries; the service crates' own tests and chaos, bench and the browser e2e run
 //! the real binaries through `herald_launch`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use herald_core::names::TenantId;
+use herald_core::secret::Secret;
 use herald_core::service::{CommonConfig, ServiceContext};
 use herald_test_support::nats::Identities;
 use herald_test_support::{net, wait};
@@ -18,6 +21,43 @@ use tokio_util::sync::CancellationToken;
 
 /// How long a service may take to answer `/readyz` with 200.
 const READY_DEADLINE: Duration = Duration::from_secs(20);
+
+/// A token for `tenant`'s `topics`, signed with `secret`, valid for ten minutes.
+pub(crate) fn token(secret: &str, sub: &str, tenant: &str, topics: &[&str]) -> String {
+    let topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
+    herald::token::mint(
+        secret,
+        sub,
+        &TenantId::parse(tenant).expect("a tenant id"),
+        &topics,
+        Duration::from_secs(600),
+    )
+    .expect("a token")
+}
+
+/// Ingest on 127.0.0.1:0 with one API key for `tenant`.
+pub(crate) fn ingest_config(tenant: &str, api_key: &str) -> herald_ingest::Config {
+    let mut cfg = herald_ingest::Config {
+        listen: "127.0.0.1:0".parse().expect("an address"),
+        ..Default::default()
+    };
+    cfg.api_keys = BTreeMap::from([(
+        TenantId::parse(tenant).expect("a tenant id"),
+        vec![Secret::new(api_key)],
+    )]);
+    cfg
+}
+
+/// A gateway on 127.0.0.1:0 trusting HS256 tokens signed with `secret`, with no drain window.
+pub(crate) fn gateway_config(secret: &str) -> herald_gateway::Config {
+    let mut cfg = herald_gateway::Config {
+        listen: "127.0.0.1:0".parse().expect("an address"),
+        drain_window: Duration::ZERO,
+        ..Default::default()
+    };
+    cfg.jwt.secret = Some(Secret::new(secret));
+    cfg
+}
 
 /// Services running in this process; cancelled on drop.
 pub(crate) struct InProcess {

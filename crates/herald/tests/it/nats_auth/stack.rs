@@ -1,12 +1,9 @@
 //! The real services, each as its own NATS identity: they wait for an admin to provision the
 //! streams (never crash-looping on a refused create), then deliver a webhook to SSE.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use herald_core::names::TenantId;
-use herald_core::secret::Secret;
 use herald_core::service::CommonConfig;
 use herald_core::streams::{self, StreamSettings};
 use herald_test_support::nats::Identities;
@@ -14,7 +11,7 @@ use herald_test_support::{NatsServer, wait};
 use serde_json::json;
 
 use super::DEADLINE;
-use crate::services::InProcess;
+use crate::services::{self, InProcess};
 use crate::sse;
 
 const TENANT: &str = "acme";
@@ -40,20 +37,12 @@ impl Stack {
         common.nats.url = url.to_owned();
         common.nats.request_timeout = Duration::from_secs(2);
         let mut services = InProcess::new(common).as_identities(ids.clone());
-        let mut ingest_cfg = herald_ingest::Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..Default::default()
-        };
-        ingest_cfg.api_keys =
-            BTreeMap::from([(TenantId::parse(TENANT).unwrap(), vec![Secret::new(API_KEY)])]);
-        let ingest = services.ingest(ingest_cfg).await;
-        let mut gateway_cfg = herald_gateway::Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            drain_window: Duration::ZERO,
-            ..Default::default()
-        };
-        gateway_cfg.jwt.secret = Some(Secret::new(JWT_SECRET));
-        let gateway = services.gateway(gateway_cfg, None).await;
+        let ingest = services
+            .ingest(services::ingest_config(TENANT, API_KEY))
+            .await;
+        let gateway = services
+            .gateway(services::gateway_config(JWT_SECRET), None)
+            .await;
         services
             .stats(herald_stats::Config {
                 listen: "127.0.0.1:0".parse().unwrap(),
@@ -80,14 +69,7 @@ impl Stack {
 
     /// Posts one event and asserts an SSE client of its tenant receives it.
     pub async fn delivers_a_webhook_to_sse(&self) {
-        let token = herald::token::mint(
-            JWT_SECRET,
-            "auth-test",
-            &TenantId::parse(TENANT).unwrap(),
-            &["orders".to_owned()],
-            Duration::from_secs(600),
-        )
-        .unwrap();
+        let token = services::token(JWT_SECRET, "auth-test", TENANT, &["orders"]);
         let http = reqwest::Client::new();
         let resp = http
             .get(format!("http://{}/v1/stream?topics=orders", self.gateway))
