@@ -100,7 +100,7 @@ impl TestApp {
         let notifier = services.notifier(notifier_cfg).await;
         services.wait_all_ready().await;
 
-        let app = Self {
+        Self {
             js: nats.jetstream().await,
             nats,
             ingest: format!("http://{ingest}"),
@@ -110,8 +110,7 @@ impl TestApp {
             http: reqwest::Client::new(),
             _services: services,
             _dir: dir,
-        };
-        app
+        }
     }
 
     /// The `herald` binary with NATS configured by environment, as an operator would.

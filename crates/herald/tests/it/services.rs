@@ -81,7 +81,7 @@ impl InProcess {
     }
 
     /// Each service connects as its own identity of `ids` (deploy/nats/auth.conf).
-    pub(crate) fn as_identities(mut self, ids: Identities) -> Self {
+    pub(crate) fn with_identities(mut self, ids: Identities) -> Self {
         self.identities = Some(ids);
         self
     }

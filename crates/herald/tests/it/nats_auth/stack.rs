@@ -36,7 +36,7 @@ impl Stack {
         };
         common.nats.url = url.to_owned();
         common.nats.request_timeout = Duration::from_secs(2);
-        let mut services = InProcess::new(common).as_identities(ids.clone());
+        let mut services = InProcess::new(common).with_identities(ids.clone());
         let ingest = services
             .ingest(services::ingest_config(TENANT, API_KEY))
             .await;
