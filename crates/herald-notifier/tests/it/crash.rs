@@ -53,18 +53,32 @@ pub fn write_rules(dir: &Path, chats: i64, slack: &FakeSlack) -> std::path::Path
     rules_file
 }
 
-#[tokio::test]
-async fn sigkill_mid_batch_loses_nothing_and_resends_at_most_the_in_flight() {
-    let nats = NatsServer::start().await;
-    let tg = FakeTelegram::start().await;
-    let slack = FakeSlack::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let rules_file = write_rules(dir.path(), CHATS, &slack);
-    let config = dir.path().join("herald.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
+/// A notifier (the real binary) mid-batch: `chats` chats, each event going to a Telegram chat
+/// (fast) and a Slack webhook (rate-limited to 3/s per target, so Slack lags), its consumer
+/// created, then `events` events published round-robin over the chats.
+pub struct MidBatch {
+    _nats: NatsServer,
+    pub tg: FakeTelegram,
+    pub slack: FakeSlack,
+    pub js: async_nats::jetstream::Context,
+    pub child: ServiceProcess,
+    /// Its config file (to start it again).
+    pub config: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl MidBatch {
+    pub async fn start(chats: i64, events: u64) -> Self {
+        let nats = NatsServer::start().await;
+        let tg = FakeTelegram::start().await;
+        let slack = FakeSlack::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let rules_file = write_rules(dir.path(), chats, &slack);
+        let config = dir.path().join("herald.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
 [nats]
 url = "{nats}"
 [log]
@@ -84,59 +98,77 @@ slack_target_per_sec = 3
 [notifier.digest]
 enabled = false
 "#,
-            nats = nats.url(),
-            rules = rules_file.display(),
-            tg = tg.url(),
-        ),
-    )
-    .unwrap();
-
-    let js = nats.jetstream().await;
-    let mut child = spawn(&config);
-    wait::until("the notifier to create its consumer", DEADLINE, || async {
-        match js.get_stream("HERALD_EVENTS").await {
-            Ok(s) => s.consumer_info("notifier").await.is_ok(),
-            Err(_) => false,
+                nats = nats.url(),
+                rules = rules_file.display(),
+                tg = tg.url(),
+            ),
+        )
+        .unwrap();
+        let js = nats.jetstream().await;
+        let child = spawn(&config);
+        wait::until("the notifier to create its consumer", DEADLINE, || async {
+            match js.get_stream("HERALD_EVENTS").await {
+                Ok(s) => s.consumer_info("notifier").await.is_ok(),
+                Err(_) => false,
+            }
+        })
+        .await;
+        for i in 0..events {
+            publish(
+                &js,
+                &lead("insert", json!({"n": i, "chat": (i as i64 % chats) + 1})),
+            )
+            .await;
         }
-    })
-    .await;
+        Self {
+            _nats: nats,
+            tg,
+            slack,
+            js,
+            child,
+            config,
+            _dir: dir,
+        }
+    }
 
-    for i in 0..EVENTS {
-        publish(
-            &js,
-            &lead("insert", json!({"n": i, "chat": (i as i64 % CHATS) + 1})),
+    /// Waits until the consumer has nothing pending or unacknowledged (anything to be resent
+    /// is resent within one ack_wait of a restart).
+    pub async fn settled(&self) {
+        let stream = self.js.get_stream("HERALD_EVENTS").await.unwrap();
+        wait::until(
+            "the consumer to have nothing pending or unacknowledged",
+            DEADLINE,
+            || async {
+                let info = stream.consumer_info("notifier").await.unwrap();
+                info.num_pending == 0 && info.num_ack_pending == 0
+            },
         )
         .await;
     }
+}
+
+#[tokio::test]
+async fn sigkill_mid_batch_loses_nothing_and_resends_at_most_the_in_flight() {
+    let mut app = MidBatch::start(CHATS, EVENTS).await;
+    let (tg, slack) = (&app.tg, &app.slack);
     wait_for("a quarter delivered", || {
         tg.accepted().len() >= (EVENTS / 4) as usize
     })
     .await;
-    child.kill().await;
+    app.child.kill().await;
     let at_kill = (tg.accepted().len(), slack.accepted().len());
     assert!(
         at_kill.1 < at_kill.0,
         "killed while Slack lagged behind: {at_kill:?}"
     );
 
-    let mut child = spawn(&config);
+    let mut child = spawn(&app.config);
     wait_for("every event delivered", || {
         markers(&tg.accepted()).len() as u64 == EVENTS
             && markers(&slack.accepted()).len() as u64 == EVENTS
     })
     .await;
-    // Anything still to be resent is resent within one ack_wait of the restart; wait until
-    // the consumer has nothing pending or unacknowledged.
-    let stream = js.get_stream("HERALD_EVENTS").await.unwrap();
-    wait::until(
-        "the consumer to have nothing pending or unacknowledged",
-        DEADLINE,
-        || async {
-            let info = stream.consumer_info("notifier").await.unwrap();
-            info.num_pending == 0 && info.num_ack_pending == 0
-        },
-    )
-    .await;
+    app.settled().await;
     child.kill().await;
 
     let (tg_seen, slack_seen) = (markers(&tg.accepted()), markers(&slack.accepted()));

@@ -103,6 +103,22 @@ impl Services {
     }
 }
 
+/// Provisions the streams with three replicas on `cluster`; their settings and a JetStream
+/// context on the cluster.
+pub(crate) async fn r3_streams(
+    cluster: &NatsCluster,
+) -> (StreamSettings, async_nats::jetstream::Context) {
+    let settings = StreamSettings {
+        replicas: 3,
+        ..StreamSettings::default()
+    };
+    let js = cluster.jetstream().await;
+    herald_core::streams::provision(&js, &settings)
+        .await
+        .expect("R3 streams on the cluster");
+    (settings, js)
+}
+
 /// An SSE client and a producer running against [`Services`].
 pub(crate) struct Flow {
     /// The SSE client.
@@ -285,14 +301,7 @@ async fn scenario(gateway_avoids_leader: bool) -> Duration {
     let started = Instant::now();
     let mut cluster = NatsCluster::start(3).await;
     let cluster_up = started.elapsed();
-    let settings = StreamSettings {
-        replicas: 3,
-        ..StreamSettings::default()
-    };
-    let js = cluster.jetstream().await;
-    herald_core::streams::provision(&js, &settings)
-        .await
-        .expect("R3 streams on the cluster");
+    let (settings, js) = r3_streams(&cluster).await;
     let initial_leader = cluster.stream_leader(&js, EVENTS_STREAM).await;
     let gateway_url = match initial_leader {
         Some(leader) if gateway_avoids_leader => (0..cluster.len())

@@ -16,14 +16,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use herald_core::streams::{EVENTS_STREAM, StreamSettings};
+use herald_core::streams::EVENTS_STREAM;
 use herald_test_support::cluster::{NatsCluster, free_ports};
 use herald_test_support::proxy::{Mode, Proxy};
 use herald_test_support::wait;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::cluster::{API_KEY, EVENTS, Flow, Seen, Services, stored};
+use crate::cluster::{API_KEY, EVENTS, Flow, Seen, Services, r3_streams, stored};
 
 /// The partition starts once this many events are acknowledged.
 const CUT_AT: u64 = 40;
@@ -105,14 +105,7 @@ async fn scenario() {
     }
     let cluster = NatsCluster::start_routed(ports, |from, to| links[&(from, to)].url()).await;
     let cluster_up = started.elapsed();
-    let settings = StreamSettings {
-        replicas: 3,
-        ..StreamSettings::default()
-    };
-    let js = cluster.jetstream().await;
-    herald_core::streams::provision(&js, &settings)
-        .await
-        .expect("R3 streams on the cluster");
+    let (settings, js) = r3_streams(&cluster).await;
     let leader = cluster
         .stream_leader(&js, EVENTS_STREAM)
         .await
