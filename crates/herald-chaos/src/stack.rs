@@ -255,19 +255,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_chaos_stack_has_every_component_and_two_gateways() {
-        // Their names (what the report uses) are tested in herald-launch.
+    fn component_names_are_what_the_report_uses() {
+        let names: Vec<String> = Component::all().iter().map(ToString::to_string).collect();
         assert_eq!(
-            Component::all(),
-            [
-                Component::Nats,
-                Component::Ingest,
-                Component::Gateway(0),
-                Component::Gateway(1),
-                Component::Notifier,
-                Component::Stats,
-            ]
+            names.join(" "),
+            "nats-server ingest gateway-0 gateway-1 notifier stats"
         );
-        assert_eq!(GATEWAYS, 2);
     }
 }
