@@ -15,6 +15,27 @@ pub fn free_port() -> u16 {
     herald_launch::process::free_port().expect("a free loopback port")
 }
 
+/// The directory of the running test binary's profile (`target/<profile>`), after building
+/// the four service binaries into it. Cargo gives a test only its own package's binaries
+/// (`CARGO_BIN_EXE_*`), so the services' are built here (a no-op when they are fresh) for
+/// tests that run a [`herald_launch::Stack`].
+pub fn service_binaries() -> std::path::PathBuf {
+    let profile_dir = herald_launch::service::bin_dir();
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.current_dir(crate::workspace_root())
+        .args(["build", "--bins", "--quiet"])
+        .args(["-p", "herald-ingest", "-p", "herald-gateway"])
+        .args(["-p", "herald-notifier", "-p", "herald-stats"]);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("run cargo build");
+    assert!(status.success(), "building the service binaries failed");
+    profile_dir
+}
+
 /// A free loopback address (bound, then released: for a child process to listen on).
 pub fn free_addr() -> std::net::SocketAddr {
     std::net::SocketAddr::from(([127, 0, 0, 1], free_port()))
