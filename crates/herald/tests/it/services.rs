@@ -1,11 +1,11 @@
-//! The one in-process stack of the CLI crate's tests: ingest, gateway(s), notifier and stats
-//! built from their configs in this process, on one NATS URL (a server, or a cluster's URLs),
-//! each optionally as its own NATS identity.
+//! The in-process stack of the cluster, partition and nats_auth tests: ingest, gateway(s),
+//! notifier and stats built from their configs in this process, on one NATS URL (a server, or
+//! a cluster's URLs, or a proxy's), each optionally as its own NATS identity.
 //!
-//! The in-process counterpart of `herald_launch::Stack`: Cargo gives a test only its own
-//! package's binaries (`CARGO_BIN_EXE_herald`), not the services', so these tests host the
-//! services' libraries; the service crates' own tests and chaos, bench and the browser e2e run
-//! the real binaries through `herald_launch`.
+//! `herald_launch::Stack` (real binaries, used by the CLI tests, the service crates' tests,
+//! chaos, bench and the browser e2e) runs one nats-server it starts itself; these tests need
+//! what it does not model: a NATS cluster, per-service URLs to a subset of its nodes or to
+//! proxies, and services started before an admin provisions the streams.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
