@@ -2,7 +2,7 @@
 //! notifier and stats built from their configs in this process, on one NATS URL (a server, or
 //! a cluster's URLs, or a proxy's), each optionally as its own NATS identity.
 //!
-//! `herald_launch::Stack` (real binaries, used by the CLI tests, the service crates' tests,
+//! `herald_launch::Stack` (real binaries, used by the CLI tests,
 //! chaos, bench and the browser e2e) runs one nats-server it starts itself; these tests need
 //! what it does not model: a NATS cluster, per-service URLs to a subset of its nodes or to
 //! proxies, and services started before an admin provisions the streams.
