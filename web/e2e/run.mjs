@@ -1,5 +1,5 @@
 // Browser tests: the real stack (nats-server, herald-ingest, herald-gateway, herald-stats as
-// processes) and one headless Chromium, driven by playwright-core. Prints `N passed, N failed`; exits 1 on
+// processes, started by `herald-launch`) and one headless Chromium, driven by playwright-core. Prints `N passed, N failed`; exits 1 on
 // any failure. Screenshots and service logs go to e2e/artifacts/.
 //
 //   npm run e2e                 every scenario
@@ -49,7 +49,7 @@ async function main() {
         clearTimeout(timer);
       }
       // A scenario that failed mid-outage must not break the next one.
-      await restore(stack);
+      await stack.restore();
     }
   } catch (err) {
     failed++;
@@ -61,14 +61,6 @@ async function main() {
   console.log(`${passed} passed, ${failed} failed`);
   console.log(`artifacts: ${ARTIFACTS}`);
   process.exit(failed === 0 && passed === chosen.length ? 0 : 1);
-}
-
-async function restore(stack) {
-  const alive = (p) => p.child && p.child.exitCode === null && p.child.signalCode === null;
-  if (!alive(stack.nats)) await stack.startNats();
-  if (!alive(stack.gateway)) await stack.startGateway();
-  if (!alive(stack.ingest)) await stack.startIngest();
-  if (!alive(stack.stats)) await stack.startStats();
 }
 
 main();

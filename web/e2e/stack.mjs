@@ -1,14 +1,17 @@
 // The real Herald stack for browser tests: nats-server, herald-ingest, herald-gateway and
 // herald-stats (counting `leads` by `status`) as separate processes, each on a free port, each
 // killable and restartable on the same port.
-// Readiness is observed (nats-server's "Server is ready", `GET /readyz` → 200), never slept on.
+//
+// This is a thin client of `herald-launch` (crates/herald-launch), the one Stack the Rust tests,
+// chaos and bench use: it starts the stack from flags, prints one JSON line with the URLs, then
+// obeys line commands on stdin (`kill gateway`, `start nats`, …), answering one JSON line each.
+// Readiness is observed by it (nats-server's "Server is ready", `GET /readyz` → 200), never slept on.
 
 import { spawn, spawnSync } from "node:child_process";
 import { createHmac, randomUUID } from "node:crypto";
-import { createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
+import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
 export const WEB_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -37,18 +40,6 @@ export async function until(what, check, { ms = 20_000, every = 100 } = {}) {
   }
 }
 
-export async function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 /** An HS256 JWT for the gateway, made with node:crypto. */
 export function token({ sub = "e2e", topics = ["*"], ttl = 3600 } = {}) {
   const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
@@ -56,110 +47,102 @@ export function token({ sub = "e2e", topics = ["*"], ttl = 3600 } = {}) {
   return `${head}.${createHmac("sha256", JWT_SECRET).update(head).digest("base64url")}`;
 }
 
-class Proc {
-  constructor(name, cmd, args, env, logDir) {
-    Object.assign(this, { name, cmd, args, env, logDir, child: null, starts: 0 });
-  }
-
-  start(readyLine) {
-    this.starts += 1;
-    const log = createWriteStream(join(this.logDir, `${this.name}.log`), { flags: "a" });
-    log.write(`\n--- start #${this.starts} ${new Date().toISOString()} ---\n`);
-    const child = spawn(this.cmd, this.args, { env: { ...process.env, ...this.env }, stdio: ["ignore", "pipe", "pipe"] });
-    this.child = child;
-    child.stdout.pipe(log, { end: false });
-    child.stderr.pipe(log, { end: false });
-    this.exited = new Promise((r) => child.once("exit", (code, sig) => r({ code, sig })));
-    if (!readyLine) return Promise.resolve();
-    return new Promise((resolveReady, reject) => {
-      let seen = "";
-      const onData = (b) => {
-        seen = (seen + b.toString()).slice(-4096);
-        if (seen.includes(readyLine)) {
-          child.stderr.off("data", onData);
-          child.stdout.off("data", onData);
-          resolveReady();
-        }
-      };
-      child.stderr.on("data", onData);
-      child.stdout.on("data", onData);
-      child.once("exit", (code) => reject(new Error(`${this.name} exited (${code}) before "${readyLine}"`)));
-      setTimeout(() => reject(new Error(`${this.name}: no "${readyLine}" within 20 s`)), 20_000).unref();
-    });
+/** One component of the stack, as the scenarios use it: `stop("SIGKILL")` or `stop("SIGTERM")`. */
+class Component {
+  constructor(stack, name) {
+    Object.assign(this, { stack, name });
   }
 
   /** SIGKILL (a crash) or SIGTERM (a clean stop), and waits for the exit. */
-  async stop(signal = "SIGKILL") {
-    if (!this.child || this.child.exitCode !== null || this.child.signalCode !== null) return;
-    this.child.kill(signal);
-    await this.exited;
+  stop(signal = "SIGKILL") {
+    return this.stack.command(`${signal === "SIGKILL" ? "kill" : "stop"} ${this.name}`);
+  }
+
+  /** Starts it again on its port (if it is not running) and waits until it is ready. */
+  start() {
+    return this.stack.command(`start ${this.name}`);
   }
 }
 
 export class Stack {
   constructor({ logDir = join(ARTIFACTS, "logs") } = {}) {
-    this.tmp = mkdtempSync(join(tmpdir(), "herald-e2e-"));
     this.logDir = logDir;
     mkdirSync(this.logDir, { recursive: true });
+    this.nats = new Component(this, "nats");
+    this.ingest = new Component(this, "ingest");
+    this.gateway = new Component(this, "gateway");
+    this.stats = new Component(this, "stats");
   }
 
   static build() {
     if (process.env.HERALD_E2E_NO_BUILD) return;
-    const r = spawnSync("cargo", ["build", "-p", "herald-ingest", "-p", "herald-gateway", "-p", "herald-stats"], { cwd: REPO, stdio: "inherit" });
+    const r = spawnSync("cargo", ["build", "-p", "herald-launch", "-p", "herald-ingest", "-p", "herald-gateway", "-p", "herald-stats"], { cwd: REPO, stdio: "inherit" });
     if (r.status !== 0) throw new Error("cargo build failed");
   }
 
   async start() {
-    const natsBin = process.env.HERALD_NATS_SERVER ?? join(REPO, ".venv", "bin", "nats-server");
-    if (!existsSync(natsBin)) throw new Error(`nats-server not found at ${natsBin} (set HERALD_NATS_SERVER, or run ./dev once)`);
-    const bin = (name) => join(process.env.CARGO_TARGET_DIR ?? join(REPO, "target"), "debug", name);
-    const [natsPort, ingestPort, gatewayPort, statsPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
-    this.nats = new Proc("nats-server", natsBin, ["-js", "-a", "127.0.0.1", "-p", String(natsPort), "-sd", join(this.tmp, "js")], {}, this.logDir);
-    const common = { HERALD_NATS__URL: `nats://127.0.0.1:${natsPort}`, RUST_LOG: "info" };
-    this.ingestUrl = `http://127.0.0.1:${ingestPort}`;
-    this.ingest = new Proc("herald-ingest", bin("herald-ingest"), [], {
-      ...common,
-      HERALD_INGEST__LISTEN: `127.0.0.1:${ingestPort}`,
-      HERALD_INGEST__SOURCES: `{crm={tenant="${TENANT}",format="sequin",verify={scheme="bearer"},secrets=["t0k"]}}`,
-      HERALD_INGEST__API_KEYS: `{${TENANT}=["${API_KEY}"]}`,
-    }, this.logDir);
-    this.gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
-    this.gateway = new Proc("herald-gateway", bin("herald-gateway"), [], {
-      ...common,
-      HERALD_GATEWAY__LISTEN: `127.0.0.1:${gatewayPort}`,
-      HERALD_GATEWAY__WEB_DIR: WEB_DIR,
-      HERALD_GATEWAY__JWT__SECRET: JWT_SECRET,
-      HERALD_GATEWAY__HEARTBEAT: `${HEARTBEAT_MS}ms`,
-      HERALD_GATEWAY__DRAIN_WINDOW: "100ms",
-    }, this.logDir);
-    this.statsUrl = `http://127.0.0.1:${statsPort}`;
-    this.stats = new Proc("herald-stats", bin("herald-stats"), [], {
-      ...common,
-      HERALD_STATS__LISTEN: `127.0.0.1:${statsPort}`,
-      HERALD_STATS__GROUP_BY: '["leads.status"]',
-      HERALD_STATS__FLUSH_INTERVAL: "20ms",
-    }, this.logDir);
-    await this.startNats();
-    await Promise.all([this.startIngest(), this.startGateway(), this.startStats()]);
+    const bin = join(process.env.CARGO_TARGET_DIR ?? join(REPO, "target"), "debug", "herald-launch");
+    if (!existsSync(bin)) throw new Error(`${bin} not found (cargo build -p herald-launch)`);
+    const env = (component, vars) => Object.entries(vars).flatMap(([k, v]) => ["--env", `${component}:${k}=${v}`]);
+    const args = [
+      "--ingest", "--gateways", "1", "--stats", "--log-filter", "info", "--log-dir", this.logDir,
+      ...env("ingest", {
+        HERALD_INGEST__SOURCES: `{crm={tenant="${TENANT}",format="sequin",verify={scheme="bearer"},secrets=["t0k"]}}`,
+        HERALD_INGEST__API_KEYS: `{${TENANT}=["${API_KEY}"]}`,
+      }),
+      ...env("gateway", {
+        HERALD_GATEWAY__WEB_DIR: WEB_DIR,
+        HERALD_GATEWAY__JWT__SECRET: JWT_SECRET,
+        HERALD_GATEWAY__HEARTBEAT: `${HEARTBEAT_MS}ms`,
+        HERALD_GATEWAY__DRAIN_WINDOW: "100ms",
+      }),
+      ...env("stats", { HERALD_STATS__GROUP_BY: '["leads.status"]', HERALD_STATS__FLUSH_INTERVAL: "20ms" }),
+    ];
+    this.child = spawn(bin, args, { stdio: ["pipe", "pipe", "inherit"] });
+    this.exited = new Promise((r) => this.child.once("exit", (code, sig) => r({ code, sig })));
+    const lines = createInterface({ input: this.child.stdout });
+    this.waiting = [];
+    lines.on("line", (line) => this.waiting.shift()?.resolve(line));
+    this.child.once("exit", (code) => {
+      for (const w of this.waiting.splice(0)) w.reject(new Error(`herald-launch exited (${code})`));
+    });
+    const up = JSON.parse(await this.next());
+    Object.assign(this, { natsUrl: up.nats, ingestUrl: up.ingest, gatewayUrl: up.gateway, statsUrl: up.stats });
   }
 
-  async startStats() {
-    await this.stats.start();
-    await until("stats /readyz", () => ready(this.statsUrl));
+  /** The next line herald-launch prints. */
+  next() {
+    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
+  }
+
+  /** Sends one command line; resolves once herald-launch did it (throws what it answered). */
+  async command(line) {
+    const answer = this.next();
+    this.child.stdin.write(`${line}\n`);
+    const reply = JSON.parse(await answer);
+    if (!reply.ok) throw new Error(`herald-launch: ${line}: ${reply.error}`);
+    return reply;
   }
 
   startNats() {
-    return this.nats.start("Server is ready");
+    return this.nats.start();
   }
 
-  async startIngest() {
-    await this.ingest.start();
-    await until("ingest /readyz", () => ready(this.ingestUrl));
+  startIngest() {
+    return this.ingest.start();
   }
 
-  async startGateway() {
-    await this.gateway.start();
-    await until("gateway /readyz", () => ready(this.gatewayUrl));
+  startGateway() {
+    return this.gateway.start();
+  }
+
+  startStats() {
+    return this.stats.start();
+  }
+
+  /** Starts whatever is not running (after a scenario that failed mid-outage). */
+  async restore() {
+    for (const c of [this.nats, this.gateway, this.ingest, this.stats]) await c.start();
   }
 
   /** Publishes events through ingest's publish API; resolves once JetStream stored them. */
@@ -203,18 +186,11 @@ export class Stack {
     return out;
   }
 
+  /** Closes herald-launch's stdin: it stops every service with SIGTERM, then nats-server. */
   async stop() {
-    await Promise.all([this.gateway?.stop("SIGTERM"), this.ingest?.stop("SIGTERM"), this.stats?.stop("SIGTERM")]);
-    await this.nats?.stop("SIGTERM");
-    rmSync(this.tmp, { recursive: true, force: true });
-  }
-}
-
-async function ready(base) {
-  try {
-    return (await fetch(`${base}/readyz`)).status === 200;
-  } catch {
-    return false;
+    if (!this.child || this.child.exitCode !== null) return;
+    this.child.stdin.end();
+    await this.exited;
   }
 }
 

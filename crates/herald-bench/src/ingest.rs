@@ -11,7 +11,6 @@ use axum::http::StatusCode;
 use bytes::{Buf, BytesMut};
 use herald_core::names::TenantId;
 use herald_core::secret::Secret;
-use herald_core::service::{CommonConfig, ServiceContext};
 use herald_ingest::config::{Format, SourceConfig, Verify};
 use herald_test_support::{NatsServer, net, webhook};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -20,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::proc::{CpuMeter, find_pid};
+use crate::proc::CpuMeter;
 use crate::report::Report;
 
 /// A pre-signed request: the body and its signature headers.
@@ -247,12 +246,10 @@ fn signed_wire(addr: SocketAddr, first: u64, count: u64) -> Arc<Vec<Vec<u8>>> {
 /// Runs scenario D.
 pub async fn run(args: Args) -> anyhow::Result<Report> {
     let nats = NatsServer::start().await;
-    let nats_pid = find_pid(nats.store_dir())?;
-    let mut common = CommonConfig::default();
-    common.nats.url = nats.url();
-    let shutdown = CancellationToken::new();
-    let ctx = ServiceContext::connect(&common, "bench-ingest", shutdown.clone()).await?;
-    herald_core::streams::provision(&ctx.js, &ctx.streams).await?;
+    let nats_pid = nats
+        .pid()
+        .ok_or_else(|| anyhow::anyhow!("nats-server exited at once"))?;
+    let (ctx, shutdown) = crate::stack::connect_ingest(&nats.url()).await?;
     let mut cfg = herald_ingest::Config::default();
     cfg.sources.insert("crm".into(), crm_source()?);
     let app = herald_ingest::App::build(cfg, net::listener().await, ctx.clone()).await?;

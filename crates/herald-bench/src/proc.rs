@@ -1,6 +1,5 @@
 //! What `/proc` says about a process: resident memory and CPU time, and the load average.
 
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -61,28 +60,6 @@ impl CpuMeter {
     }
 }
 
-/// The process whose command line mentions `needle` (e.g. a nats-server's store directory).
-pub fn find_pid(needle: &Path) -> anyhow::Result<u32> {
-    let needle = needle.to_string_lossy();
-    for entry in std::fs::read_dir("/proc")? {
-        let entry = entry?;
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        if String::from_utf8_lossy(&cmdline).contains(needle.as_ref()) {
-            return Ok(pid);
-        }
-    }
-    anyhow::bail!("no process mentions {needle}")
-}
-
 /// The 1-minute load average.
 pub fn load_average() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
@@ -110,12 +87,5 @@ mod tests {
             meter.used().unwrap() > Duration::ZERO,
             "a busy 100 ms shows up"
         );
-    }
-
-    #[test]
-    fn finds_a_process_by_its_command_line() {
-        let me = std::env::current_exe().unwrap();
-        assert!(find_pid(&me).is_ok());
-        assert!(find_pid(Path::new("/no/such/herald/binary")).is_err());
     }
 }

@@ -1,27 +1,27 @@
-//! The system under test: a nats-server (JetStream, plus its own WebSocket listener for the
-//! peer), ingest in this process (events are published through its API, as producers do),
-//! and the gateway as a separate release process (its CPU and memory are its own).
+//! The system under test: a [`herald_launch::Stack`] of nats-server (JetStream, plus its own
+//! WebSocket listener for the peer) and the gateway as a separate release process (its CPU
+//! and memory are its own, its binary next to `herald-bench` or in `$HERALD_BIN_DIR`); ingest
+//! runs in this process (events are published through its API, as producers do).
 
 use std::net::SocketAddr;
-use std::process::Stdio;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use herald_core::names::TenantId;
 use herald_core::secret::Secret;
 use herald_core::service::{CommonConfig, ServiceContext};
+use herald_launch::service::bin_dir;
+use herald_launch::{Component, NatsOptions, StackOptions};
 use herald_test_support::{NatsServer, net};
-use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
 use crate::track::now_ns;
 
 /// The HS256 secret the bench's gateway trusts.
 const JWT_SECRET: &str = "bench-secret-not-for-production";
-/// How long a service may take to become ready.
-const READY_DEADLINE: Duration = Duration::from_secs(30);
 
 /// How clients spread over tenants and topics: client `i` belongs to group `i % groups`,
 /// and each group is one (tenant, topic).
@@ -57,9 +57,9 @@ impl Layout {
 
 /// The running system.
 pub struct Stack {
-    /// The nats-server.
-    pub nats: NatsServer,
-    /// Its process id.
+    /// nats-server and the gateway binary.
+    launched: herald_launch::Stack,
+    /// nats-server's process id.
     pub nats_pid: u32,
     /// Its WebSocket listener, `ws://127.0.0.1:<port>`.
     pub ws_url: String,
@@ -69,25 +69,36 @@ pub struct Stack {
     pub gateway_addr: SocketAddr,
     /// The gateway's process id.
     pub gateway_pid: u32,
-    gateway: Child,
     ingest_url: String,
     ingest: tokio::task::JoinHandle<Result<(), herald_ingest::Error>>,
     shutdown: CancellationToken,
     http: reqwest::Client,
     layout: Layout,
+    /// The nats-server config and every log, deleted on drop.
+    _dir: tempfile::TempDir,
 }
+
+/// The gateway's instance in the stack.
+const GATEWAY: Component = Component::Gateway(0);
 
 impl Stack {
     /// Starts everything and waits until ingest and the gateway are ready.
     pub async fn start(layout: Layout) -> anyhow::Result<Self> {
-        let (nats, ws_url) = nats_with_websocket().await?;
-        let nats_pid = crate::proc::find_pid(nats.store_dir())?;
-
-        let mut common = CommonConfig::default();
-        common.nats.url = nats.url();
-        let shutdown = CancellationToken::new();
-        let ctx = ServiceContext::connect(&common, "bench-ingest", shutdown.clone()).await?;
-        herald_core::streams::provision(&ctx.js, &ctx.streams).await?;
+        let dir = tempfile::Builder::new().prefix("herald-bench-").tempdir()?;
+        let (nats, ws_url) = websocket_options(dir.path())?;
+        let mut launched = herald_launch::Stack::start_nats(StackOptions {
+            log_dir: dir.path().join("logs"),
+            bin_dir: bin_dir(),
+            log_filter: "error".to_owned(),
+            nats,
+            config: None,
+        })
+        .await?;
+        let nats_pid = launched
+            .nats()
+            .pid()
+            .context("nats-server exited at once")?;
+        let (ctx, shutdown) = connect_ingest(&launched.nats().url()).await?;
         let mut cfg = herald_ingest::Config::default();
         for t in 0..layout.tenants {
             let g = t; // group t has tenant t
@@ -100,45 +111,29 @@ impl Stack {
         let ingest_url = format!("{}/v1/events", net::http_url(app.local_addr()));
         let ingest = tokio::spawn(app.run_until_stopped());
 
-        let gateway_addr = net::listener().await.local_addr()?;
-        let gateway = spawn_gateway(&nats.url(), gateway_addr)?;
-        let gateway_pid = gateway.id().context("gateway exited at once")?;
+        let gateway_addr = launched.add(GATEWAY, gateway_env())?;
+        launched.start_all().await?;
+        let gateway_pid = launched
+            .service(GATEWAY)
+            .and_then(|g| g.pid())
+            .context("gateway exited at once")?;
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
             .build()?;
-        let stack = Self {
+        Ok(Self {
             client: ctx.client.clone(),
-            nats,
+            launched,
             nats_pid,
             ws_url,
             gateway_addr,
             gateway_pid,
-            gateway,
             ingest_url,
             ingest,
             shutdown,
             http,
             layout,
-        };
-        stack.wait_ready().await?;
-        Ok(stack)
-    }
-
-    async fn wait_ready(&self) -> anyhow::Result<()> {
-        let url = format!("http://{}/readyz", self.gateway_addr);
-        let deadline = Instant::now() + READY_DEADLINE;
-        loop {
-            if let Ok(r) = self.http.get(&url).send().await
-                && r.status().is_success()
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("the gateway was not ready within {READY_DEADLINE:?}");
-            }
-            // Polling a condition under a deadline: the gateway is another process.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            _dir: dir,
+        })
     }
 
     /// The SSE path of a client of group `g` (its own `sub`, so per-user limits do not bite).
@@ -196,76 +191,76 @@ impl Stack {
 
     /// Stops the gateway (the peer runs without it).
     pub async fn stop_gateway(&mut self) -> anyhow::Result<()> {
-        self.gateway.kill().await?;
+        self.launched.kill(GATEWAY).await?;
         Ok(())
     }
 
     /// Stops everything.
     pub async fn stop(mut self) -> anyhow::Result<()> {
-        let _ = self.gateway.kill().await;
+        self.launched.kill(GATEWAY).await?;
         self.shutdown.cancel();
         self.ingest.await??;
         Ok(())
     }
 }
 
-/// A nats-server with JetStream and its WebSocket listener (plain, loopback); returns it
-/// and `ws://127.0.0.1:<port>`.
-pub async fn nats_with_websocket() -> anyhow::Result<(NatsServer, String)> {
-    let ws_port = net::listener().await.local_addr()?.port();
-    let conf = tempfile_path(&format!("nats-ws-{ws_port}.conf"));
+/// A service context for the bench's in-process ingest on `nats_url`, with the streams
+/// provisioned, and the token that stops it.
+pub async fn connect_ingest(nats_url: &str) -> anyhow::Result<(ServiceContext, CancellationToken)> {
+    let mut common = CommonConfig::default();
+    common.nats.url = nats_url.to_owned();
+    let shutdown = CancellationToken::new();
+    let ctx = ServiceContext::connect(&common, "bench-ingest", shutdown.clone()).await?;
+    herald_core::streams::provision(&ctx.js, &ctx.streams).await?;
+    Ok((ctx, shutdown))
+}
+
+/// nats-server options with JetStream and a WebSocket listener (plain, loopback), its config
+/// written under `dir`; and `ws://127.0.0.1:<port>`.
+fn websocket_options(dir: &Path) -> anyhow::Result<(NatsOptions, String)> {
+    let ws_port = herald_launch::process::free_port()?;
+    let conf_dir = dir.join("nats-conf");
+    std::fs::create_dir_all(&conf_dir)?;
+    let conf = conf_dir.join("nats-ws.conf");
     std::fs::write(
         &conf,
         format!("websocket {{\n  listen: \"127.0.0.1:{ws_port}\"\n  no_tls: true\n}}\n"),
     )?;
-    let nats = NatsServer::start_with_args(vec!["-c".into(), conf.display().to_string()]).await;
-    // The server has read it; the file is not needed any more.
-    std::fs::remove_file(&conf)?;
-    Ok((nats, format!("ws://127.0.0.1:{ws_port}")))
+    let opts = NatsOptions {
+        config: Some(conf),
+        ..NatsOptions::default()
+    };
+    Ok((opts, format!("ws://127.0.0.1:{ws_port}")))
+}
+
+/// A nats-server with JetStream and its WebSocket listener (plain, loopback); returns it
+/// and `ws://127.0.0.1:<port>`.
+pub async fn nats_with_websocket() -> anyhow::Result<(NatsServer, String)> {
+    let dir = tempfile::Builder::new().prefix("herald-bench-").tempdir()?;
+    let (opts, ws_url) = websocket_options(dir.path())?;
+    // The server has read its (copied) config: the directory is not needed any more.
+    Ok((NatsServer::launch(opts).await, ws_url))
 }
 
 fn api_key(tenant: &str) -> String {
     format!("bench-key-{tenant}")
 }
 
-fn tempfile_path(name: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("herald-bench-{}-{name}", std::process::id()))
-}
-
-/// The gateway binary: `$HERALD_BENCH_GATEWAY`, else `herald-gateway` next to this binary
-/// (the `bench` recipes build both in release mode).
-fn gateway_binary() -> anyhow::Result<std::path::PathBuf> {
-    if let Some(p) = std::env::var_os("HERALD_BENCH_GATEWAY") {
-        return Ok(p.into());
-    }
-    let bin = std::env::current_exe()?.with_file_name("herald-gateway");
-    anyhow::ensure!(
-        bin.exists(),
-        "{} is missing: cargo build --release -p herald-gateway",
-        bin.display()
-    );
-    Ok(bin)
-}
-
-fn spawn_gateway(nats_url: &str, addr: SocketAddr) -> anyhow::Result<Child> {
-    let child = Command::new(gateway_binary()?)
-        .env("HERALD_NATS__URL", nats_url)
-        .env("HERALD_LOG__FILTER", "error")
-        .env("HERALD_GATEWAY__LISTEN", addr.to_string())
-        .env("HERALD_GATEWAY__JWT__SECRET", JWT_SECRET)
-        // The limits protect production from abuse; the bench is the abuse, on purpose.
-        .env("HERALD_GATEWAY__LIMITS__PER_TENANT", "1000000")
-        .env("HERALD_GATEWAY__LIMITS__CONNECT_RATE", "1000000")
-        .env("HERALD_GATEWAY__LIMITS__CONNECT_BURST", "1000000")
-        .env("HERALD_GATEWAY__LIMITS__PER_IP", "0")
-        .env("HERALD_HTTP__MAX_CONNECTIONS", "1000000")
-        .env("HERALD_HTTP__MAX_PENDING_CONNECTIONS", "1000000")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting the gateway")?;
-    Ok(child)
+/// The gateway's environment: the bench's JWT secret, and limits raised — the limits protect
+/// production from abuse; the bench is the abuse, on purpose.
+fn gateway_env() -> Vec<(String, String)> {
+    [
+        ("HERALD_GATEWAY__JWT__SECRET", JWT_SECRET),
+        ("HERALD_GATEWAY__LIMITS__PER_TENANT", "1000000"),
+        ("HERALD_GATEWAY__LIMITS__CONNECT_RATE", "1000000"),
+        ("HERALD_GATEWAY__LIMITS__CONNECT_BURST", "1000000"),
+        ("HERALD_GATEWAY__LIMITS__PER_IP", "0"),
+        ("HERALD_HTTP__MAX_CONNECTIONS", "1000000"),
+        ("HERALD_HTTP__MAX_PENDING_CONNECTIONS", "1000000"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
 }
 
 /// Events published (and acknowledged) so far, per group.

@@ -19,7 +19,7 @@ use async_nats::jetstream;
 use herald_test_support::proxy::{Direction, Mode};
 
 use crate::faults::{self, Fault, FaultKind};
-use crate::stack::{Component, Stack};
+use crate::stack::{Component, Components as _, Stack};
 
 /// One injected failure.
 #[derive(Debug, Clone, serde::Serialize)]

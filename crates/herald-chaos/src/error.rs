@@ -51,6 +51,9 @@ pub enum Error {
     /// Signing a client token failed.
     #[error("could not sign a client token")]
     Token(#[source] jsonwebtoken::errors::Error),
+    /// The stack (nats-server or a service) could not be started or changed.
+    #[error(transparent)]
+    Stack(Box<herald_launch::StackError>),
     /// A free loopback port could not be found.
     #[error("could not find a free loopback port")]
     Port(#[source] std::io::Error),

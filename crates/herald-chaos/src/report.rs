@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::facts::{self, Events};
 use crate::plan::{self, ClientSpec, Settings, TENANTS, TOPICS};
 use crate::producer::{self, Tally};
-use crate::stack::{Component, Stack};
+use crate::stack::{Component, Components as _, Stack};
 
 mod settle;
 use settle::{read_events, settle};

@@ -12,14 +12,12 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 
 use crate::NatsServer;
-use crate::nats::{Identities, Options, ROUTE_USER, deploy_conf};
+use crate::nats::{ClusterOptions, Identities, Options, ROUTE_USER, deploy_conf};
 
 /// The cluster's name (`--cluster_name`).
 pub const CLUSTER_NAME: &str = "herald";
 /// How long the cluster may take to elect a JetStream meta leader with every peer.
 const JETSTREAM_DEADLINE: Duration = Duration::from_secs(30);
-/// Interval between JetStream readiness probes (each probe is itself bounded).
-const PROBE_INTERVAL: Duration = Duration::from_millis(100);
 /// The stream created (and deleted) to prove the cluster can place replicated streams.
 const PROBE_STREAM: &str = "HERALD_CLUSTER_PROBE";
 
@@ -72,25 +70,22 @@ impl NatsCluster {
                     None => format!("nats://127.0.0.1:{p}"),
                 })
                 .collect();
-            let mut args = vec![
-                "-n".to_owned(),
-                format!("n{}", i + 1),
-                "--cluster".to_owned(),
-                format!("nats://127.0.0.1:{port}"),
-                "--cluster_name".to_owned(),
-                CLUSTER_NAME.to_owned(),
-            ];
-            if route.is_some() {
+            let cluster = ClusterOptions {
+                name: CLUSTER_NAME.to_owned(),
+                port: *port,
+                routes,
                 // Gossiped route addresses would let nodes dial each other directly (an
                 // "implicit route"), around the given URLs: advertise a closed port.
-                args.push("--cluster_advertise".to_owned());
-                args.push("127.0.0.1:1".to_owned());
-            }
-            if !routes.is_empty() {
-                args.push("--routes".to_owned());
-                args.push(routes.join(","));
-            }
-            nodes.push(NatsServer::start_with_args(args).await);
+                advertise: route.map(|_| "127.0.0.1:1".to_owned()),
+            };
+            nodes.push(
+                NatsServer::start_with(Options {
+                    args: vec!["-n".to_owned(), Self::name(i)],
+                    cluster: Some(cluster),
+                    ..Options::default()
+                })
+                .await,
+            );
         }
         let cluster = Self {
             nodes,
@@ -133,6 +128,7 @@ impl NatsCluster {
                 config: Some(conf),
                 env: route_urls(&identities, &ports),
                 identities: Some(identities.clone()),
+                cluster: None,
             };
             nodes.push(NatsServer::start_with(opts).await);
         }
@@ -168,21 +164,12 @@ impl NatsCluster {
             num_replicas: replicas,
             ..Default::default()
         };
-        let mut last_error = String::new();
-        let ready = tokio::time::timeout(JETSTREAM_DEADLINE, async {
-            loop {
-                match js.create_stream(config.clone()).await {
-                    Ok(_) => return,
-                    Err(err) => last_error = err.to_string(),
-                }
-                tokio::time::sleep(PROBE_INTERVAL).await;
-            }
-        })
-        .await;
-        if ready.is_err() {
+        let placed =
+            herald_launch::wait::until_ok(JETSTREAM_DEADLINE, || js.create_stream(config.clone()))
+                .await;
+        if let Err(err) = placed {
             panic!(
-                "the JetStream cluster could not place an R{replicas} stream within \
-                 {JETSTREAM_DEADLINE:?} (last error: {last_error}); node logs:\n{}",
+                "the JetStream cluster could not place an R{replicas} stream: {err}; node logs:\n{}",
                 self.logs()
             );
         }
@@ -221,14 +208,14 @@ impl NatsCluster {
     pub fn url(&self) -> String {
         self.nodes
             .iter()
-            .map(NatsServer::url)
+            .map(|n| n.url())
             .collect::<Vec<_>>()
             .join(",")
     }
 
     /// A client that knows every node (and fails over between them).
     pub async fn client(&self) -> async_nats::Client {
-        let urls: Vec<String> = self.nodes.iter().map(NatsServer::url).collect();
+        let urls: Vec<String> = self.nodes.iter().map(|n| n.url()).collect();
         let opts = match &self.identities {
             Some(ids) => ids.connect_options("admin"),
             None => async_nats::ConnectOptions::new(),
@@ -307,18 +294,13 @@ fn route_urls(ids: &Identities, ports: &[u16]) -> Vec<(String, String)> {
 
 /// `n` distinct free loopback ports, held together and released together.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("a bound address").port())
-        .collect()
+    herald_launch::process::free_ports(n).expect("free loopback ports")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wait;
 
     #[test]
     fn free_ports_are_distinct() {
@@ -355,23 +337,15 @@ mod tests {
         // is elected.
         let survivor = (leader + 1) % 3;
         let js = cluster.node(survivor).jetstream().await;
-        let messages = tokio::time::timeout(JETSTREAM_DEADLINE, async {
-            loop {
-                if let Ok(mut s) = js.get_stream("T").await
-                    && let Ok(info) = s.info().await
-                    && info
-                        .cluster
-                        .as_ref()
-                        .and_then(|c| c.leader.as_deref())
-                        .is_some()
-                {
-                    return info.state.messages;
-                }
-                tokio::time::sleep(PROBE_INTERVAL).await;
+        let messages = wait::until_ok("a new stream leader", JETSTREAM_DEADLINE, || async {
+            let mut s = js.get_stream("T").await.map_err(|e| e.to_string())?;
+            let info = s.info().await.map_err(|e| e.to_string())?;
+            match info.cluster.as_ref().and_then(|c| c.leader.as_deref()) {
+                Some(_) => Ok(info.state.messages),
+                None => Err("no leader yet".to_owned()),
             }
         })
-        .await
-        .expect("a new stream leader");
+        .await;
         assert_eq!(messages, 1);
         cluster.restart(leader).await;
         assert!(cluster.node(leader).is_running());

@@ -6,6 +6,8 @@
 //! cannot be dropped (killed) or restarted while it is frozen, and the guard sends SIGCONT
 //! when it is dropped, so a failing test never leaves a stopped process behind.
 
+use herald_launch::Signal;
+
 use crate::NatsServer;
 
 /// A frozen server; [`Frozen::thaw`] (or dropping the guard) resumes it.
@@ -22,7 +24,7 @@ impl NatsServer {
     /// If the server is not running or the signal cannot be sent.
     pub fn freeze(&self) -> Frozen<'_> {
         let pid = self.pid().expect("freeze a running nats-server");
-        signal(pid, "-STOP");
+        signal(pid, Signal::Stop);
         Frozen { server: self, pid }
     }
 }
@@ -41,7 +43,7 @@ impl Frozen<'_> {
 
 impl Drop for Frozen<'_> {
     fn drop(&mut self) {
-        signal(self.pid, "-CONT");
+        signal(self.pid, Signal::Cont);
     }
 }
 
@@ -72,15 +74,9 @@ pub async fn until_silent_for(http: &reqwest::Client, readyz: &str, at_least: st
     .await;
 }
 
-fn signal(pid: u32, sig: &str) {
-    let status = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(
-        status.success() || std::thread::panicking(),
-        "kill {sig} {pid}"
-    );
+fn signal(pid: u32, sig: Signal) {
+    let sent = herald_launch::process::signal(pid, sig);
+    assert!(sent.is_ok() || std::thread::panicking(), "{sent:?}");
 }
 
 #[cfg(test)]

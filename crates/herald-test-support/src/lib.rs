@@ -1,4 +1,6 @@
-//! Dev-only helpers for Herald's tests.
+//! Dev-only helpers for Herald's tests. nats-server, the real binaries and whole stacks are
+//! started by [`herald_launch`] (the one harness, also used by `herald up`, chaos, bench and
+//! the browser e2e); this crate wraps it so a test fails with a clear message.
 //!
 //! | module | what it holds |
 //! |---|---|
@@ -9,7 +11,7 @@
 //! | [`webhook`] | building signed webhook requests for every scheme ingest accepts |
 //! | [`net`] | loopback listeners on free ports |
 //! | [`proxy`] | [`proxy::Proxy`]: a TCP proxy that can delay, drop, half-open or blackhole connections |
-//! | [`process`] | free ports and signals for tests that run the real binaries |
+//! | [`process`] | the real-binary spawner for tests, free ports and signals |
 //! | [`wait`] | waiting for a condition under a deadline |
 //! | [`service`] | the config and context to start any service on 127.0.0.1:0 |
 //! | [`fake`] | fake Telegram Bot API and Slack servers: real HTTP, scriptable, recording |
@@ -28,12 +30,6 @@ pub mod service;
 pub mod wait;
 pub mod webhook;
 
+pub use herald_launch::nats::workspace_root;
+pub use herald_launch::{Component, Stack, StackOptions};
 pub use nats::NatsServer;
-
-/// The workspace root (where `Cargo.toml` and `.venv/` live).
-pub fn workspace_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap_or_else(|_| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
-}

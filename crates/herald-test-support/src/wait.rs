@@ -2,27 +2,22 @@
 //! no event to await (a KV document, a metric, readiness over HTTP, a fake server's log).
 //!
 //! The condition is re-checked every [`POLL`]; the deadline, not the poll, bounds the test.
+//! These wrap the one wait loop, [`herald_launch::wait`], into test assertions.
 //! [`until`] and [`until_sync`] wait for a condition; [`until_ok`] for a value (or reports the
 //! last error it saw).
 
 use std::future::Future;
 use std::time::Duration;
 
-/// How often a condition is re-checked.
-pub const POLL: Duration = Duration::from_millis(20);
+pub use herald_launch::wait::POLL;
 
 /// Re-checks `cond` until it holds; fails the test with `what` after `deadline`.
-pub async fn until<F, Fut>(what: &str, deadline: Duration, mut cond: F)
+pub async fn until<F, Fut>(what: &str, deadline: Duration, cond: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let held = tokio::time::timeout(deadline, async {
-        while !cond().await {
-            tokio::time::sleep(POLL).await;
-        }
-    })
-    .await;
+    let held = herald_launch::wait::until(deadline, cond).await;
     assert!(
         held.is_ok(),
         "timed out after {deadline:?} waiting for: {what}"
@@ -37,28 +32,17 @@ pub async fn until_sync(what: &str, deadline: Duration, mut cond: impl FnMut() -
 /// Re-tries `attempt` until it returns `Ok`, and returns its value; fails the test with `what`
 /// and the last error after `deadline`. For a wait whose result the test goes on to use, or
 /// whose failure is best explained by what was last seen (a metrics page, a status code).
-pub async fn until_ok<T, E, F, Fut>(what: &str, deadline: Duration, mut attempt: F) -> T
+pub async fn until_ok<T, E, F, Fut>(what: &str, deadline: Duration, attempt: F) -> T
 where
     E: std::fmt::Display,
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    let mut last = None;
-    let got = tokio::time::timeout(deadline, async {
-        loop {
-            match attempt().await {
-                Ok(value) => return value,
-                Err(err) => last = Some(err.to_string()),
-            }
-            tokio::time::sleep(POLL).await;
-        }
-    })
-    .await;
-    match got {
+    match herald_launch::wait::until_ok(deadline, attempt).await {
         Ok(value) => value,
-        Err(_) => panic!(
+        Err(err) => panic!(
             "timed out after {deadline:?} waiting for: {what}; last seen: {}",
-            last.as_deref().unwrap_or("no attempt finished")
+            err.last.as_deref().unwrap_or("no attempt finished")
         ),
     }
 }

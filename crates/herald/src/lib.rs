@@ -12,7 +12,6 @@
 //! | [`provision`] | `herald provision`: create or update the streams and buckets |
 //! | [`nats_args`] | `--config`: where those three find NATS |
 //! | [`probe`] | `herald probe`: the container healthcheck |
-//! | [`nats_server`] | spawning the local nats-server |
 //! | [`dev`] | the demo tenant, sources and keys used when nothing is configured |
 
 pub mod cli;
@@ -20,7 +19,6 @@ pub mod demo;
 pub mod dev;
 pub mod dlq;
 pub mod nats_args;
-pub mod nats_server;
 pub mod probe;
 pub mod provision;
 pub mod send;

@@ -12,11 +12,11 @@ use anyhow::Context;
 use herald_core::config::{self, file_from_env};
 use herald_core::service::{CommonConfig, Service, ServiceConfig, ServiceContext};
 use herald_core::telemetry::{LogConfig, LogFormat};
+use herald_launch::{NatsOptions, NatsServer};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::dev;
-use crate::nats_server::LocalNats;
 
 /// Options of `herald up`.
 #[derive(Debug, clap::Args)]
@@ -132,17 +132,23 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let nats = if args.external_nats {
         None
     } else {
-        let nats = LocalNats::start(&args.data_dir, args.nats_port)
-            .await
-            .with_context(|| format!("starting nats-server on 127.0.0.1:{}", args.nats_port))?;
-        stack.common.nats.url = nats.url.clone();
+        let nats = NatsServer::start(NatsOptions {
+            port: Some(args.nats_port),
+            store: Some(args.data_dir.join("jetstream")),
+            name: Some("herald-local".to_owned()),
+            log_file: Some(args.data_dir.join("nats-server.log")),
+            ..NatsOptions::default()
+        })
+        .await
+        .with_context(|| format!("starting nats-server on 127.0.0.1:{}", args.nats_port))?;
+        stack.common.nats.url = nats.url();
         Some(nats)
     };
 
     let shutdown = herald_core::shutdown::on_signals();
     let result = serve(stack, args.demo, &shutdown).await;
     shutdown.cancel();
-    if let Some(nats) = nats {
+    if let Some(mut nats) = nats {
         nats.stop().await;
     }
     tracing::info!("herald stopped");

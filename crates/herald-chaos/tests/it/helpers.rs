@@ -1,36 +1,16 @@
 //! Building the service binaries the tests drive, and a `TestApp` over a running stack.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use herald_chaos::client;
 use herald_chaos::plan::{ClientSpec, Transport};
 use herald_chaos::stack::{self, Stack};
 
-/// The directory of this test binary's profile (`target/<profile>`), after building the
-/// four service binaries into it. Cargo builds only this package's binaries for its tests,
-/// so the others are built here (a no-op when they are fresh).
+/// The service binaries' directory, after building them (see
+/// [`herald_test_support::process::service_binaries`]).
 pub fn service_binaries() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    // target/<profile>/deps/it-<hash>
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps")
-        .to_owned();
-    let release = profile_dir.file_name().is_some_and(|n| n == "release");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = std::process::Command::new(cargo);
-    cmd.current_dir(herald_test_support::workspace_root())
-        .args(["build", "--bins", "--quiet"])
-        .args(["-p", "herald-ingest", "-p", "herald-gateway"])
-        .args(["-p", "herald-notifier", "-p", "herald-stats"]);
-    if release {
-        cmd.arg("--release");
-    }
-    let status = cmd.status().expect("run cargo build");
-    assert!(status.success(), "building the service binaries failed");
-    profile_dir
+    herald_test_support::process::service_binaries()
 }
 
 /// A running stack and one method per endpoint the tests call.

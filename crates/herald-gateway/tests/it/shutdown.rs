@@ -2,15 +2,13 @@
 //! moment spread over the drain window (so clients do not stampede the other instances), and
 //! exits 0 within the drain window plus a bound.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use herald_test_support::NatsServer;
 use serde_json::json;
-use tokio::process::{Child, Command};
 
 use crate::helpers::{SECRET, SseClient, TestApp, publish};
-use herald_test_support::process::{free_port, sigterm};
+use herald_test_support::process::{self, ServiceSpec, sigterm};
 use herald_test_support::wait;
 
 /// The drain window the binary is configured with.
@@ -22,44 +20,26 @@ const CLIENTS: usize = 8;
 /// How long start-up may take.
 const DEADLINE: Duration = Duration::from_secs(20);
 
-fn spawn(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_herald-gateway"))
-        .arg("--config")
-        .arg(config)
-        .env_remove("HERALD_CONFIG")
-        .env("HERALD_LOG__FILTER", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn herald-gateway")
+fn spec(config: &std::path::Path) -> ServiceSpec {
+    ServiceSpec::new("gateway", env!("CARGO_BIN_EXE_herald-gateway")).config(config)
 }
 
 #[tokio::test]
 async fn sigterm_spreads_reconnects_over_the_drain_window_then_exits_0() {
     let nats = NatsServer::start().await;
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("herald.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[nats]\nurl = \"{}\"\n[gateway]\nlisten = \"127.0.0.1:{port}\"\n\
-             drain_window = \"{}ms\"\n[gateway.jwt]\nsecret = \"{SECRET}\"\n",
-            nats.url(),
+    let addr = process::free_addr();
+    let port = addr.port();
+    let (_dir, config) = process::config_file(
+        &nats.url(),
+        &format!(
+            "[gateway]\nlisten = \"{addr}\"\ndrain_window = \"{}ms\"\n\
+             [gateway.jwt]\nsecret = \"{SECRET}\"\n",
             DRAIN_WINDOW.as_millis()
         ),
-    )
-    .unwrap();
-    let mut child = spawn(&config);
-    let base = format!("http://127.0.0.1:{port}");
+    );
+    let mut child = process::spawn_ready(spec(&config).listen(addr)).await;
+    let base = format!("http://{addr}");
     let http = reqwest::Client::new();
-    wait::until("the gateway to become ready", DEADLINE, || async {
-        let r = http.get(format!("{base}/readyz")).send().await;
-        r.is_ok_and(|r| r.status() == 200)
-    })
-    .await;
 
     let token = TestApp::token("acme", &["leads"], 600);
     let mut clients = Vec::with_capacity(CLIENTS);
@@ -110,10 +90,10 @@ async fn sigterm_spreads_reconnects_over_the_drain_window_then_exits_0() {
     for t in tasks {
         told.push(t.await.unwrap());
     }
-    let status = tokio::time::timeout(DRAIN_WINDOW + EXIT_BOUND, child.wait())
+    let status = child
+        .wait_exit(DRAIN_WINDOW + EXIT_BOUND)
         .await
-        .expect("the gateway exits within the drain window + 5 s")
-        .unwrap();
+        .expect("the gateway exits within the drain window + 5 s");
     assert!(status.success(), "exit status {status}");
 
     told.sort_unstable();

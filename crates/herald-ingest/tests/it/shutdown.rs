@@ -1,36 +1,20 @@
 //! The real binary on SIGTERM: it stops accepting connections, finishes the request in
 //! flight (its event is stored and answered 200), and exits 0 within a bound.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use herald_core::streams::EVENTS_STREAM;
-use herald_test_support::NatsServer;
+use herald_test_support::process::{self, ServiceSpec, sigterm};
+use herald_test_support::{NatsServer, wait};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
 
 use crate::helpers::API_KEY;
-use herald_test_support::process::{free_port, sigterm};
 
 /// How long start-up, and each awaited condition, may take.
 const DEADLINE: Duration = Duration::from_secs(20);
 /// How long the process may take to exit after SIGTERM once its last request is answered.
 const EXIT_BOUND: Duration = Duration::from_secs(5);
-
-fn spawn(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_herald-ingest"))
-        .arg("--config")
-        .arg(config)
-        .env_remove("HERALD_CONFIG")
-        .env("HERALD_LOG__FILTER", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn herald-ingest")
-}
 
 /// Reads an HTTP/1.1 response head (up to the blank line) off `conn`.
 async fn read_head(conn: &mut BufReader<TcpStream>) -> String {
@@ -49,41 +33,18 @@ async fn read_head(conn: &mut BufReader<TcpStream>) -> String {
 #[tokio::test]
 async fn sigterm_finishes_the_request_in_flight_then_exits_0() {
     let nats = NatsServer::start().await;
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("herald.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[nats]\nurl = \"{}\"\n[ingest]\nlisten = \"127.0.0.1:{port}\"\n\
-             [ingest.api_keys]\nacme = [\"{API_KEY}\"]\n",
-            nats.url()
-        ),
-    )
-    .unwrap();
-    let mut child = spawn(&config);
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    let logs = tokio::spawn(async move {
-        let mut all = Vec::new();
-        while let Ok(Some(line)) = stderr.next_line().await {
-            all.push(line);
-        }
-        all
-    });
-    let http = reqwest::Client::new();
-    let ready = tokio::time::timeout(DEADLINE, async {
-        loop {
-            let r = http
-                .get(format!("http://127.0.0.1:{port}/readyz"))
-                .send()
-                .await;
-            if r.is_ok_and(|r| r.status() == 200) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    let addr = process::free_addr();
+    let port = addr.port();
+    let (dir, config) = process::config_file(
+        &nats.url(),
+        &format!("[ingest]\nlisten = \"{addr}\"\n[ingest.api_keys]\nacme = [\"{API_KEY}\"]\n"),
+    );
+    let spec = ServiceSpec::new("ingest", env!("CARGO_BIN_EXE_herald-ingest"))
+        .config(&config)
+        .listen(addr)
+        .log_file(dir.path().join("ingest.log"));
+    let mut child = process::spawn(spec);
+    let ready = child.wait_ready(DEADLINE).await;
     assert!(ready.is_ok(), "ingest becomes ready");
 
     // A request in flight: `Expect: 100-continue` makes the server say when the handler is
@@ -107,13 +68,10 @@ async fn sigterm_finishes_the_request_in_flight_then_exits_0() {
 
     sigterm(&child);
     // Stop accepting: new connections are refused while the request above is still open.
-    let refused = tokio::time::timeout(DEADLINE, async {
-        while TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    wait::until("the listener to close on SIGTERM", DEADLINE, || async {
+        TcpStream::connect(("127.0.0.1", port)).await.is_err()
     })
     .await;
-    assert!(refused.is_ok(), "the listener closes on SIGTERM");
 
     // The in-flight request still completes.
     conn.get_mut().write_all(body).await.unwrap();
@@ -125,15 +83,14 @@ async fn sigterm_finishes_the_request_in_flight_then_exits_0() {
     let _ = tokio::time::timeout(DEADLINE, conn.read_to_string(&mut rest)).await;
     assert!(rest.contains(r#""seq":1"#), "{rest}");
 
-    let status = tokio::time::timeout(EXIT_BOUND, child.wait())
+    let status = child
+        .wait_exit(EXIT_BOUND)
         .await
-        .expect("ingest exits within the bound after SIGTERM")
-        .unwrap();
-    let logs = logs.await.unwrap();
+        .expect("ingest exits within the bound after SIGTERM");
     assert!(
         status.success(),
         "exit status {status}; log:\n{}",
-        logs.join("\n")
+        child.log()
     );
 
     let js = nats.jetstream().await;

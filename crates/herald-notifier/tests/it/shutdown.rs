@@ -5,12 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use herald_test_support::fake::{FakeSlack, FakeTelegram, Received};
-use herald_test_support::{NatsServer, wait};
-use serde_json::json;
-
-use crate::crash::spawn;
-use crate::helpers::{DEADLINE, TG_TOKEN, lead, publish, wait_for};
+use crate::crash::{MidBatch, markers, spawn};
+use crate::helpers::wait_for;
 use herald_test_support::process::sigterm;
 
 const CHATS: i64 = 3;
@@ -18,78 +14,22 @@ const EVENTS: u64 = 45;
 /// How long the process may take to exit after SIGTERM.
 const EXIT_BOUND: Duration = Duration::from_secs(10);
 
-/// How many times each `e<n>` message arrived.
-fn counts(received: &[Received]) -> BTreeMap<u64, usize> {
-    let mut seen = BTreeMap::new();
-    for r in received {
-        if let Some(n) = r.text.strip_prefix('e').and_then(|n| n.parse().ok()) {
-            *seen.entry(n).or_insert(0) += 1;
-        }
-    }
-    seen
-}
-
 #[tokio::test]
 async fn sigterm_mid_batch_exits_0_and_nothing_is_lost_or_sent_twice() {
-    let nats = NatsServer::start().await;
-    let tg = FakeTelegram::start().await;
-    let slack = FakeSlack::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut rules = String::new();
-    for c in 1..=CHATS {
-        rules.push_str(&format!(
-            "[targets.c{c}]\nkind = \"telegram\"\nchat_id = {c}\nmarkup = \"plain\"\n\
-             [targets.s{c}]\nkind = \"slack_webhook\"\nurl = \"{hook}\"\n\
-             [[rules]]\nname = \"r{c}\"\nwhen = [{{ field = \"data.chat\", eq = {c} }}]\n\
-             targets = [\"c{c}\", \"s{c}\"]\ntemplate = \"e{{{{ data.n }}}}\"\n",
-            hook = slack.webhook_url(&format!("s{c}")),
-        ));
-    }
-    let rules_file = dir.path().join("rules.toml");
-    std::fs::write(&rules_file, rules).unwrap();
-    let config = dir.path().join("herald.toml");
     // Slack is rate-limited to 3/s per target, so at SIGTERM most Slack sends are held.
-    std::fs::write(
-        &config,
-        format!(
-            "[nats]\nurl = \"{nats}\"\n[notifier]\nlisten = \"127.0.0.1:0\"\n\
-             rules_file = \"{rules}\"\nack_wait = \"2s\"\nbackoff = [\"200ms\"]\n\
-             [notifier.telegram]\napi_url = \"{tg}\"\nbot_token = \"{TG_TOKEN}\"\n\
-             [notifier.rate]\ntelegram_chat_per_sec = 25\ntelegram_global_per_sec = 100\n\
-             slack_target_per_sec = 3\n[notifier.digest]\nenabled = false\n",
-            nats = nats.url(),
-            rules = rules_file.display(),
-            tg = tg.url(),
-        ),
-    )
-    .unwrap();
-
-    let js = nats.jetstream().await;
-    let mut child = spawn(&config);
-    wait::until("the notifier to create its consumer", DEADLINE, || async {
-        match js.get_stream("HERALD_EVENTS").await {
-            Ok(s) => s.consumer_info("notifier").await.is_ok(),
-            Err(_) => false,
-        }
-    })
-    .await;
-    for i in 0..EVENTS {
-        publish(
-            &js,
-            &lead("insert", json!({"n": i, "chat": (i as i64 % CHATS) + 1})),
-        )
-        .await;
-    }
+    let mut app = MidBatch::start(CHATS, EVENTS).await;
+    let (tg, slack) = (&app.tg, &app.slack);
     wait_for("a third delivered to Telegram", || {
         tg.accepted().len() >= (EVENTS / 3) as usize
     })
     .await;
 
-    sigterm(&child);
-    let status = tokio::time::timeout(EXIT_BOUND, child.wait())
+    sigterm(&app.child);
+    let status = app
+        .child
+        .wait_exit(EXIT_BOUND)
         .await
-        .expect("the notifier exits within the bound after SIGTERM")
-        .unwrap();
+        .expect("the notifier exits within the bound after SIGTERM");
     assert!(status.success(), "exit status {status}");
     let at_stop = (tg.accepted().len(), slack.accepted().len());
     assert!(
@@ -97,25 +37,14 @@ async fn sigterm_mid_batch_exits_0_and_nothing_is_lost_or_sent_twice() {
         "stopped mid-batch, with Slack sends still to do: {at_stop:?}"
     );
 
-    let mut child = spawn(&config);
+    let mut child = spawn(&app.config);
     wait_for("every event delivered", || {
-        counts(&tg.accepted()).len() as u64 == EVENTS
-            && counts(&slack.accepted()).len() as u64 == EVENTS
+        markers(&tg.accepted()).len() as u64 == EVENTS
+            && markers(&slack.accepted()).len() as u64 == EVENTS
     })
     .await;
-    // Anything to be resent would be resent within one ack_wait of the restart; wait until
-    // the consumer has nothing pending or unacknowledged.
-    let stream = js.get_stream("HERALD_EVENTS").await.unwrap();
-    wait::until(
-        "the consumer to have nothing pending or unacknowledged",
-        DEADLINE,
-        || async {
-            let info = stream.consumer_info("notifier").await.unwrap();
-            info.num_pending == 0 && info.num_ack_pending == 0
-        },
-    )
-    .await;
-    child.kill().await.ok();
+    app.settled().await;
+    child.kill().await;
 
     let twice = |seen: BTreeMap<u64, usize>| -> Vec<u64> {
         seen.into_iter()
@@ -123,6 +52,14 @@ async fn sigterm_mid_batch_exits_0_and_nothing_is_lost_or_sent_twice() {
             .map(|(n, _)| n)
             .collect()
     };
-    assert_eq!(twice(counts(&tg.accepted())), Vec::<u64>::new(), "Telegram");
-    assert_eq!(twice(counts(&slack.accepted())), Vec::<u64>::new(), "Slack");
+    assert_eq!(
+        twice(markers(&tg.accepted())),
+        Vec::<u64>::new(),
+        "Telegram"
+    );
+    assert_eq!(
+        twice(markers(&slack.accepted())),
+        Vec::<u64>::new(),
+        "Slack"
+    );
 }

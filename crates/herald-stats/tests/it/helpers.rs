@@ -3,7 +3,6 @@
 //! consistent events, and a plain recount of the stream to compare documents against.
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull::OrderedConfig, kv};
@@ -14,6 +13,7 @@ use herald_core::streams::{EVENTS_STREAM, StreamSettings};
 use herald_core::subject;
 use herald_stats::{App, Config, StatsDoc};
 pub use herald_test_support::NatsServer;
+use herald_test_support::process::{ServiceProcess, ServiceSpec};
 use herald_test_support::service::{self, TestService};
 use serde_json::{Value, json};
 
@@ -109,31 +109,29 @@ impl TestApp {
     }
 }
 
+/// The real `herald-stats` binary on `url`: counting `leads` by `status`, flushing every 20 ms,
+/// and (messages pulled but not yet folded at a kill stay unacknowledged until ack_wait, 30 s
+/// by default, and are then redelivered) a short ack_wait.
+pub fn stats_spec(url: &str) -> ServiceSpec {
+    ServiceSpec::new("stats", env!("CARGO_BIN_EXE_herald-stats"))
+        .env("HERALD_NATS__URL", url)
+        .env("HERALD_LISTEN", "127.0.0.1:0")
+        .env("HERALD_GROUP_BY", r#"["leads.status"]"#)
+        .env("HERALD_FLUSH_INTERVAL", "20ms")
+        .env("HERALD_ACK_WAIT", "2s")
+}
+
 /// The real `herald-stats` binary as a child process (killed on drop).
-pub struct Child(tokio::process::Child);
+pub struct Child(ServiceProcess);
 
 impl Child {
     pub fn spawn(url: &str) -> Self {
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald-stats"))
-            .env("HERALD_NATS__URL", url)
-            .env("HERALD_LISTEN", "127.0.0.1:0")
-            .env("HERALD_GROUP_BY", r#"["leads.status"]"#)
-            .env("HERALD_FLUSH_INTERVAL", "20ms")
-            .env("HERALD_ACK_WAIT", "2s")
-            .env("HERALD_LOG__FILTER", "warn")
-            .env_remove("HERALD_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn herald-stats");
-        Self(child)
+        Self(herald_test_support::process::spawn(stats_spec(url)))
     }
 
     /// SIGKILL, and wait for the process to be gone.
     pub async fn kill(mut self) {
-        self.0.kill().await.unwrap();
+        self.0.kill().await;
     }
 }
 

@@ -5,6 +5,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use crate::helpers::*;
+use herald_test_support::process::{self, ServiceSpec};
 
 #[tokio::test]
 async fn adding_a_group_by_field_recounts_the_document_from_the_stream() {
@@ -77,18 +78,16 @@ async fn the_rebuild_command_recounts_one_document_and_exits() {
     let mut rng = StdRng::seed_from_u64(4);
     let mut t = Table::new("acme", "leads");
     let last = *publish(&js, &t.random(&mut rng, 120)).await.last().unwrap();
-    let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald-stats"))
-        .args(["rebuild", "--tenant", "acme", "--topic", "leads"])
+    let mut spec = ServiceSpec::new("stats rebuild", env!("CARGO_BIN_EXE_herald-stats"))
         .env("HERALD_NATS__URL", nats.url())
-        .env("HERALD_GROUP_BY", r#"["leads.status"]"#)
-        .env("HERALD_LOG__FILTER", "warn")
-        .env_remove("HERALD_CONFIG")
-        .stdout(std::process::Stdio::null())
-        .status();
-    let status = tokio::time::timeout(DEADLINE, status)
+        .env("HERALD_GROUP_BY", r#"["leads.status"]"#);
+    spec.args = ["rebuild", "--tenant", "acme", "--topic", "leads"]
+        .map(Into::into)
+        .to_vec();
+    let status = process::spawn(spec)
+        .wait_exit(DEADLINE)
         .await
-        .unwrap()
-        .unwrap();
+        .expect("rebuild exits");
     assert!(status.success(), "{status}");
     let d = doc(&bucket(&js).await, "acme", "leads")
         .await

@@ -2,37 +2,21 @@
 //! (the consumer's ack floor is exactly where the document stands), the process exits 0
 //! within a bound, and a restarted aggregator finishes with exact counts.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use crate::helpers::*;
-use herald_test_support::process::sigterm;
+use herald_test_support::process::{self, ServiceProcess, sigterm};
 
 /// Events published before the aggregator starts.
 const EVENTS: usize = 3000;
 /// How long the process may take to exit after SIGTERM.
 const EXIT_BOUND: Duration = Duration::from_secs(5);
 
-fn spawn(url: &str) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_herald-stats"))
-        .env("HERALD_NATS__URL", url)
-        .env("HERALD_LISTEN", "127.0.0.1:0")
-        .env("HERALD_GROUP_BY", r#"["leads.status"]"#)
-        .env("HERALD_FLUSH_INTERVAL", "20ms")
-        // Messages pulled but not yet folded at SIGTERM stay unacknowledged until ack_wait
-        // (30 s by default) and are then redelivered; keep that short here.
-        .env("HERALD_ACK_WAIT", "2s")
-        .env("HERALD_LOG__FILTER", "warn")
-        .env_remove("HERALD_CONFIG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn herald-stats")
+fn spawn(url: &str) -> ServiceProcess {
+    process::spawn(stats_spec(url))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,10 +36,10 @@ async fn sigterm_mid_stream_finishes_the_batch_and_exits_0() {
     })
     .await;
     sigterm(&child);
-    let status = tokio::time::timeout(EXIT_BOUND, child.wait())
+    let status = child
+        .wait_exit(EXIT_BOUND)
         .await
-        .expect("the aggregator exits within the bound after SIGTERM")
-        .unwrap();
+        .expect("the aggregator exits within the bound after SIGTERM");
     assert!(status.success(), "exit status {status}");
 
     // Everything written was acknowledged before exiting (after SIGKILL the ack floor may lag

@@ -1,5 +1,6 @@
 //! The `herald` CLI as a user runs it (the real binary), against real services: ingest,
-//! gateway and notifier in-process on a real nats-server, fake Telegram.
+//! gateway and notifier as real binaries (a `herald_launch::Stack`) on a real nats-server,
+//! fake Telegram.
 //!
 //! `herald token` mints tokens the gateway accepts; `herald send` signs with each scheme and
 //! ingest stores the event; `herald tail --since` prints exactly the events after the cursor,
@@ -12,14 +13,15 @@ use async_nats::jetstream;
 use herald_core::cursor::{Cursor, Epoch};
 use herald_core::event::{Event, EventId};
 use herald_core::names::{Action, TenantId, Topic};
-use herald_core::service::ServiceContext;
 use herald_core::streams::{DLQ_STREAM, EVENTS_STREAM};
+use herald_launch::NatsOptions;
 use herald_test_support::fake::{FakeTelegram, Reply};
-use herald_test_support::{NatsServer, wait};
+use herald_test_support::process;
+use herald_test_support::wait;
+use herald_test_support::{Component, Stack, StackOptions};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{ChildStdout, Command};
-use tokio_util::sync::CancellationToken;
 
 const JWT_SECRET: &str = "cli-jwt-secret";
 const BEARER: &str = "cli-bearer-token";
@@ -32,71 +34,55 @@ const DEADLINE: Duration = Duration::from_secs(20);
 
 /// NATS, ingest, gateway and notifier, and one method per CLI command.
 struct TestApp {
-    nats: NatsServer,
+    stack: Stack,
     js: jetstream::Context,
     ingest: String,
     gateway: String,
     notifier: String,
     tg: FakeTelegram,
     http: reqwest::Client,
-    shutdown: CancellationToken,
     _dir: tempfile::TempDir,
+}
+
+/// Every service's section of the stack's `herald.toml` (each listens where the stack says).
+fn herald_toml(rules: &std::path::Path, tg: &str) -> String {
+    format!(
+        r#"
+[nats]
+request_timeout = "2s"
+[ingest.sources.bearer]
+tenant = "acme"
+format = "sequin"
+verify = {{ scheme = "bearer" }}
+secrets = ["{BEARER}"]
+[ingest.sources.hmac]
+tenant = "acme"
+format = "sequin"
+verify = {{ scheme = "hmac-sha256" }}
+secrets = ["{HMAC}"]
+[ingest.sources.standard]
+tenant = "acme"
+format = "sequin"
+verify = {{ scheme = "standard-webhooks" }}
+secrets = ["{STANDARD}"]
+[gateway]
+drain_window = "0s"
+[gateway.jwt]
+secret = "{JWT_SECRET}"
+[notifier]
+rules_file = "{rules}"
+[notifier.telegram]
+api_url = "{tg}"
+bot_token = "{TG_TOKEN}"
+"#,
+        rules = rules.display()
+    )
 }
 
 impl TestApp {
     async fn spawn() -> Self {
-        herald_core::telemetry::init_for_tests();
-        let nats = NatsServer::start().await;
         let tg = FakeTelegram::start().await;
         let dir = tempfile::tempdir().unwrap();
-        let shutdown = CancellationToken::new();
-        let ctx = |name: &'static str| {
-            let (common, shutdown) = (
-                herald_test_support::service::common_config(&nats),
-                shutdown.clone(),
-            );
-            async move {
-                ServiceContext::connect(&common, name, shutdown)
-                    .await
-                    .unwrap()
-            }
-        };
-
-        let ingest_cfg: herald_ingest::Config = toml::from_str(&format!(
-            r#"
-            listen = "127.0.0.1:0"
-            [sources.bearer]
-            tenant = "acme"
-            format = "sequin"
-            verify = {{ scheme = "bearer" }}
-            secrets = ["{BEARER}"]
-            [sources.hmac]
-            tenant = "acme"
-            format = "sequin"
-            verify = {{ scheme = "hmac-sha256" }}
-            secrets = ["{HMAC}"]
-            [sources.standard]
-            tenant = "acme"
-            format = "sequin"
-            verify = {{ scheme = "standard-webhooks" }}
-            secrets = ["{STANDARD}"]
-            "#
-        ))
-        .unwrap();
-        let listener = herald_test_support::net::listener().await;
-        let ingest = herald_ingest::App::build(ingest_cfg, listener, ctx("cli-ingest").await)
-            .await
-            .unwrap();
-
-        let gateway_cfg: herald_gateway::Config = toml::from_str(&format!(
-            "listen = \"127.0.0.1:0\"\ndrain_window = \"0s\"\n[jwt]\nsecret = \"{JWT_SECRET}\"\n"
-        ))
-        .unwrap();
-        let listener = herald_test_support::net::listener().await;
-        let gateway = herald_gateway::App::build(gateway_cfg, listener, ctx("cli-gateway").await)
-            .await
-            .unwrap();
-
         let rules = dir.path().join("rules.toml");
         std::fs::write(
             &rules,
@@ -107,46 +93,36 @@ impl TestApp {
             ),
         )
         .unwrap();
-        let mut notifier_cfg: herald_notifier::Config = toml::from_str(&format!(
-            "listen = \"127.0.0.1:0\"\nrules_file = \"{}\"\n",
-            rules.display()
-        ))
+        let config = dir.path().join("herald.toml");
+        std::fs::write(&config, herald_toml(&rules, &tg.url())).unwrap();
+        let mut stack = Stack::start_nats(StackOptions {
+            log_dir: dir.path().join("logs"),
+            bin_dir: process::service_binaries(),
+            log_filter: "warn".to_owned(),
+            nats: NatsOptions::default(),
+            config: Some(config),
+        })
+        .await
         .unwrap();
-        notifier_cfg.telegram.api_url = tg.url();
-        notifier_cfg.telegram.bot_token = Some(herald_core::secret::Secret::new(TG_TOKEN));
-        let listener = herald_test_support::net::listener().await;
-        let notifier =
-            herald_notifier::App::build(notifier_cfg, listener, ctx("cli-notifier").await)
-                .await
-                .unwrap();
-
-        let app = Self {
-            js: nats.jetstream().await,
-            nats,
-            ingest: format!("http://{}", ingest.local_addr()),
-            gateway: format!("http://{}", gateway.local_addr()),
-            notifier: format!("http://{}", notifier.local_addr()),
+        for c in [
+            Component::Ingest,
+            Component::Gateway(0),
+            Component::Notifier,
+        ] {
+            stack.add(c, Vec::new()).unwrap();
+        }
+        stack.start_all().await.unwrap();
+        let url = |c| stack.url(c).unwrap();
+        Self {
+            js: jetstream::new(stack.nats().client().await.unwrap()),
+            ingest: url(Component::Ingest),
+            gateway: url(Component::Gateway(0)),
+            notifier: url(Component::Notifier),
+            stack,
             tg,
             http: reqwest::Client::new(),
-            shutdown,
             _dir: dir,
-        };
-        tokio::spawn(ingest.run_until_stopped());
-        tokio::spawn(gateway.run_until_stopped());
-        tokio::spawn(notifier.run_until_stopped());
-        for base in [&app.ingest, &app.gateway, &app.notifier] {
-            app.wait_ready(base).await;
         }
-        app
-    }
-
-    async fn wait_ready(&self, base: &str) {
-        let what = format!("{base}/readyz to answer 200");
-        wait::until(&what, DEADLINE, || async {
-            let r = self.http.get(format!("{base}/readyz")).send().await;
-            r.is_ok_and(|r| r.status() == 200)
-        })
-        .await;
     }
 
     /// The `herald` binary with NATS configured by environment, as an operator would.
@@ -156,7 +132,7 @@ impl TestApp {
             .env_remove("HERALD_CONFIG")
             .env_remove("HERALD_GATEWAY__JWT__SECRET")
             .env_remove("HERALD_SEND_SECRET")
-            .env("HERALD_NATS__URL", self.nats.url())
+            .env("HERALD_NATS__URL", self.stack.nats().url())
             .stdin(Stdio::null())
             .kill_on_drop(true);
         cmd
@@ -247,12 +223,6 @@ impl TestApp {
     async fn epoch(&self) -> Epoch {
         let mut stream = self.js.get_stream(EVENTS_STREAM).await.unwrap();
         Epoch::from_created(stream.info().await.unwrap().created)
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
     }
 }
 

@@ -8,23 +8,21 @@
 //! gateway only to the surviving nodes, so its ordered consumer dies with the leader while its
 //! connection lives: the gateway must notice the stall and follow the new leader in seconds.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
 use futures::StreamExt;
-use herald_core::names::TenantId;
-use herald_core::secret::Secret;
-use herald_core::service::{CommonConfig, ServiceContext};
+use herald_core::service::CommonConfig;
 use herald_core::streams::{EVENTS_STREAM, StreamSettings};
 use herald_test_support::cluster::NatsCluster;
 use herald_test_support::wait;
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
+use crate::services::{self, InProcess};
 use crate::sse;
 
 pub(crate) const TENANT: &str = "acme";
@@ -44,8 +42,7 @@ const RETRY_PAUSE: Duration = Duration::from_millis(50);
 pub(crate) struct Services {
     pub(crate) ingest: SocketAddr,
     pub(crate) gateway: SocketAddr,
-    shutdown: CancellationToken,
-    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+    services: InProcess,
 }
 
 impl Services {
@@ -64,81 +61,76 @@ impl Services {
         common.nats.url = ingest_url;
         common.nats.request_timeout = Duration::from_secs(2);
         common.stream = settings.clone();
-        let shutdown = CancellationToken::new();
+        let mut services = InProcess::new(common);
 
-        let mut ingest_cfg = herald_ingest::Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
+        let ingest_cfg = herald_ingest::Config {
             publish_timeout: Duration::from_secs(2),
-            ..Default::default()
+            ..services::ingest_config(TENANT, API_KEY)
         };
-        ingest_cfg.api_keys =
-            BTreeMap::from([(TenantId::parse(TENANT).unwrap(), vec![Secret::new(API_KEY)])]);
-        let ctx = ServiceContext::connect(&common, "cluster-ingest", shutdown.clone())
-            .await
-            .unwrap();
-        let ingest =
-            herald_ingest::App::build(ingest_cfg, herald_test_support::net::listener().await, ctx)
-                .await
-                .unwrap();
+        let ingest = services.start::<herald_ingest::App>(ingest_cfg, None).await;
 
-        let mut gateway_cfg = herald_gateway::Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            drain_window: Duration::ZERO,
+        let gateway_cfg = herald_gateway::Config {
             connection_check: Duration::from_millis(50),
             stream_check: Duration::from_millis(200),
             retry_base: Duration::from_millis(100),
             retry_jitter: Duration::from_millis(50),
-            ..Default::default()
+            ..services::gateway_config(JWT_SECRET)
         };
-        gateway_cfg.jwt.secret = Some(Secret::new(JWT_SECRET));
-        let mut gateway_common = common.clone();
-        gateway_common.nats.url = gateway_url;
-        let ctx = ServiceContext::connect(&gateway_common, "cluster-gateway", shutdown.clone())
-            .await
-            .unwrap();
-        let gateway = herald_gateway::App::build(
-            gateway_cfg,
-            herald_test_support::net::listener().await,
-            ctx,
-        )
-        .await
-        .unwrap();
-
-        let services = Self {
-            ingest: ingest.local_addr(),
-            gateway: gateway.local_addr(),
-            shutdown,
-            tasks: vec![
-                tokio::spawn(async move { Ok(ingest.run_until_stopped().await?) }),
-                tokio::spawn(async move { Ok(gateway.run_until_stopped().await?) }),
-            ],
-        };
-        let http = reqwest::Client::new();
-        for addr in [services.ingest, services.gateway] {
-            wait_ready(&http, addr).await;
+        let gateway = services
+            .start::<herald_gateway::App>(gateway_cfg, Some(&gateway_url))
+            .await;
+        services.wait_all_ready().await;
+        Self {
+            ingest,
+            gateway,
+            services,
         }
-        services
     }
 
     pub(crate) async fn stop(self) {
-        self.shutdown.cancel();
-        for task in self.tasks {
-            let res = tokio::time::timeout(Duration::from_secs(10), task).await;
-            assert!(
-                matches!(res, Ok(Ok(Ok(())))),
-                "a service stops cleanly: {res:?}"
-            );
+        self.services.stop().await;
+    }
+
+    /// Starts the flow: an SSE client following `leads` (as `sub`) and the producer.
+    pub(crate) fn flow(&self, sub: &str) -> Flow {
+        let token = services::token(JWT_SECRET, sub, TENANT, &["leads"]);
+        let (seen_tx, seen) = mpsc::unbounded_channel();
+        let (progress_tx, progress) = watch::channel(0);
+        Flow {
+            follower: tokio::spawn(follow(self.gateway, token, seen_tx)),
+            seen,
+            producer: tokio::spawn(produce(self.ingest, progress_tx)),
+            progress,
         }
     }
 }
 
-async fn wait_ready(http: &reqwest::Client, addr: SocketAddr) {
-    let what = format!("{addr} to become ready");
-    wait::until(&what, Duration::from_secs(20), || async {
-        let status = http.get(format!("http://{addr}/readyz")).send().await;
-        status.is_ok_and(|r| r.status().is_success())
-    })
-    .await;
+/// Provisions the streams with three replicas on `cluster`; their settings and a JetStream
+/// context on the cluster.
+pub(crate) async fn r3_streams(
+    cluster: &NatsCluster,
+) -> (StreamSettings, async_nats::jetstream::Context) {
+    let settings = StreamSettings {
+        replicas: 3,
+        ..StreamSettings::default()
+    };
+    let js = cluster.jetstream().await;
+    herald_core::streams::provision(&js, &settings)
+        .await
+        .expect("R3 streams on the cluster");
+    (settings, js)
+}
+
+/// An SSE client and a producer running against [`Services`].
+pub(crate) struct Flow {
+    /// The SSE client.
+    pub(crate) follower: JoinHandle<()>,
+    /// What it saw.
+    pub(crate) seen: mpsc::UnboundedReceiver<Seen>,
+    /// The producer.
+    pub(crate) producer: JoinHandle<Produced>,
+    /// How many events are acknowledged so far.
+    pub(crate) progress: watch::Receiver<u64>,
 }
 
 /// What the producer learned: each acknowledged event id with the sequence ingest reported.
@@ -311,14 +303,7 @@ async fn scenario(gateway_avoids_leader: bool) -> Duration {
     let started = Instant::now();
     let mut cluster = NatsCluster::start(3).await;
     let cluster_up = started.elapsed();
-    let settings = StreamSettings {
-        replicas: 3,
-        ..StreamSettings::default()
-    };
-    let js = cluster.jetstream().await;
-    herald_core::streams::provision(&js, &settings)
-        .await
-        .expect("R3 streams on the cluster");
+    let (settings, js) = r3_streams(&cluster).await;
     let initial_leader = cluster.stream_leader(&js, EVENTS_STREAM).await;
     let gateway_url = match initial_leader {
         Some(leader) if gateway_avoids_leader => (0..cluster.len())
@@ -339,18 +324,12 @@ async fn scenario(gateway_avoids_leader: bool) -> Duration {
         .clone();
     assert_eq!(info.config.num_replicas, 3);
 
-    let token = herald::token::mint(
-        JWT_SECRET,
-        "cluster-test",
-        &TenantId::parse(TENANT).unwrap(),
-        &["leads".to_owned()],
-        Duration::from_secs(600),
-    )
-    .unwrap();
-    let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
-    let follower = tokio::spawn(follow(services.gateway, token, seen_tx));
-    let (progress_tx, mut progress) = watch::channel(0);
-    let producer = tokio::spawn(produce(services.ingest, progress_tx));
+    let Flow {
+        follower,
+        seen: mut seen_rx,
+        producer,
+        mut progress,
+    } = services.flow("cluster-test");
 
     // Mid-flow: kill the node leading HERALD_EVENTS (any node if no leader is reported).
     progress.wait_for(|n| *n >= KILL_AT).await.unwrap();

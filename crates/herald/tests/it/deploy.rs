@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use herald_core::service::CommonConfig;
 use serde_json::Value;
 
-fn deploy(file: &str) -> PathBuf {
+/// A file under the workspace's `deploy/`.
+pub(crate) fn deploy(file: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../deploy")
         .join(file)
@@ -76,7 +77,8 @@ fn default_port(service: &str) -> u16 {
     listen.port()
 }
 
-fn compose(file: &str) -> serde_yaml::Value {
+/// A compose file with its merge keys applied (also inside services and their environment).
+pub(crate) fn compose(file: &str) -> serde_yaml::Value {
     let text = std::fs::read_to_string(deploy(file)).unwrap();
     let mut v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
     v.apply_merge().unwrap();

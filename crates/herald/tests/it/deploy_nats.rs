@@ -4,30 +4,11 @@
 //! NATS configs read is supplied by the compose files.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 
-fn deploy(file: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../deploy")
-        .join(file)
-}
+use crate::deploy::{compose, deploy};
 
 fn read(file: &str) -> String {
     std::fs::read_to_string(deploy(file)).unwrap()
-}
-
-fn compose(file: &str) -> serde_yaml::Value {
-    let mut v: serde_yaml::Value = serde_yaml::from_str(&read(file)).unwrap();
-    v.apply_merge().unwrap();
-    if let Some(services) = v.get_mut("services").and_then(|s| s.as_mapping_mut()) {
-        for (_, svc) in services.iter_mut() {
-            svc.apply_merge().unwrap();
-            if let Some(env) = svc.get_mut("environment") {
-                env.apply_merge().unwrap();
-            }
-        }
-    }
-    v
 }
 
 const FILES: [&str; 2] = ["docker-compose.yml", "docker-compose.cluster.yml"];

@@ -10,6 +10,7 @@ mod docs;
 mod example_config;
 mod nats_auth;
 mod partition;
+mod services;
 mod shutdown;
 mod slowloris;
 mod sse;

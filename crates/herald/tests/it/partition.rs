@@ -16,17 +16,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use herald_core::names::TenantId;
-use herald_core::streams::{EVENTS_STREAM, StreamSettings};
+use herald_core::streams::EVENTS_STREAM;
 use herald_test_support::cluster::{NatsCluster, free_ports};
 use herald_test_support::proxy::{Mode, Proxy};
 use herald_test_support::wait;
 use serde_json::json;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
-use crate::cluster::{
-    API_KEY, EVENTS, JWT_SECRET, Seen, Services, TENANT, follow, produce, stored,
-};
+use crate::cluster::{API_KEY, EVENTS, Flow, Seen, Services, r3_streams, stored};
 
 /// The partition starts once this many events are acknowledged.
 const CUT_AT: u64 = 40;
@@ -108,14 +105,7 @@ async fn scenario() {
     }
     let cluster = NatsCluster::start_routed(ports, |from, to| links[&(from, to)].url()).await;
     let cluster_up = started.elapsed();
-    let settings = StreamSettings {
-        replicas: 3,
-        ..StreamSettings::default()
-    };
-    let js = cluster.jetstream().await;
-    herald_core::streams::provision(&js, &settings)
-        .await
-        .expect("R3 streams on the cluster");
+    let (settings, js) = r3_streams(&cluster).await;
     let leader = cluster
         .stream_leader(&js, EVENTS_STREAM)
         .await
@@ -148,18 +138,12 @@ async fn scenario() {
     // measures the election.
     majority_js.set_timeout(Duration::from_secs(1));
 
-    let token = herald::token::mint(
-        JWT_SECRET,
-        "partition-test",
-        &TenantId::parse(TENANT).unwrap(),
-        &["leads".to_owned()],
-        Duration::from_secs(600),
-    )
-    .unwrap();
-    let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
-    let follower = tokio::spawn(follow(services.gateway, token, seen_tx));
-    let (progress_tx, mut progress) = watch::channel(0);
-    let producer = tokio::spawn(produce(services.ingest, progress_tx));
+    let Flow {
+        follower,
+        seen: mut seen_rx,
+        producer,
+        mut progress,
+    } = services.flow("partition-test");
 
     // Mid-flow: blackhole every link to and from the leader.
     progress.wait_for(|n| *n >= CUT_AT).await.unwrap();

@@ -1,21 +1,17 @@
 //! The real services, each as its own NATS identity: they wait for an admin to provision the
 //! streams (never crash-looping on a refused create), then deliver a webhook to SSE.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use herald_core::names::TenantId;
-use herald_core::secret::Secret;
-use herald_core::service::{CommonConfig, ServiceContext};
+use herald_core::service::CommonConfig;
 use herald_core::streams::{self, StreamSettings};
 use herald_test_support::nats::Identities;
 use herald_test_support::{NatsServer, wait};
 use serde_json::json;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use super::DEADLINE;
+use crate::services::{self, InProcess};
 use crate::sse;
 
 const TENANT: &str = "acme";
@@ -28,102 +24,58 @@ pub(super) struct Stack {
     pub ingest: SocketAddr,
     /// The gateway's address.
     pub gateway: SocketAddr,
-    shutdown: CancellationToken,
-    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+    services: InProcess,
 }
 
 impl Stack {
     /// Starts the services on `url` (one server or a cluster's URLs) with `settings`.
     pub async fn start(url: &str, ids: &Identities, settings: &StreamSettings) -> Self {
-        let shutdown = CancellationToken::new();
-        let ctx = |user: &'static str| {
-            let mut common = CommonConfig {
-                nats: ids.nats_config(user, url),
-                stream: settings.clone(),
-                ..Default::default()
-            };
-            common.nats.request_timeout = Duration::from_secs(2);
-            let shutdown = shutdown.clone();
-            async move {
-                ServiceContext::connect(&common, &format!("auth-{user}"), shutdown)
-                    .await
-                    .unwrap()
-            }
-        };
-        let mut ingest_cfg = herald_ingest::Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
+        let mut common = CommonConfig {
+            stream: settings.clone(),
             ..Default::default()
         };
-        ingest_cfg.api_keys =
-            BTreeMap::from([(TenantId::parse(TENANT).unwrap(), vec![Secret::new(API_KEY)])]);
-        let listener = herald_test_support::net::listener;
-        let ingest = herald_ingest::App::build(ingest_cfg, listener().await, ctx("ingest").await)
-            .await
-            .unwrap();
-        let mut gateway_cfg = herald_gateway::Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            drain_window: Duration::ZERO,
-            ..Default::default()
-        };
-        gateway_cfg.jwt.secret = Some(Secret::new(JWT_SECRET));
-        let gateway =
-            herald_gateway::App::build(gateway_cfg, listener().await, ctx("gateway").await)
-                .await
-                .unwrap();
-        let stats_cfg = herald_stats::Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..Default::default()
-        };
-        let stats = herald_stats::App::build(stats_cfg, listener().await, ctx("stats").await)
-            .await
-            .unwrap();
-        let notifier_cfg = herald_notifier::Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..Default::default()
-        };
-        let notifier =
-            herald_notifier::App::build(notifier_cfg, listener().await, ctx("notifier").await)
-                .await
-                .unwrap();
+        common.nats.url = url.to_owned();
+        common.nats.request_timeout = Duration::from_secs(2);
+        let mut services = InProcess::new(common).with_identities(ids.clone());
+        let ingest = services
+            .start::<herald_ingest::App>(services::ingest_config(TENANT, API_KEY), None)
+            .await;
+        let gateway = services
+            .start::<herald_gateway::App>(services::gateway_config(JWT_SECRET), None)
+            .await;
+        services
+            .start::<herald_stats::App>(
+                herald_stats::Config {
+                    listen: "127.0.0.1:0".parse().unwrap(),
+                    ..Default::default()
+                },
+                None,
+            )
+            .await;
+        services
+            .start::<herald_notifier::App>(
+                herald_notifier::Config {
+                    listen: "127.0.0.1:0".parse().unwrap(),
+                    ..Default::default()
+                },
+                None,
+            )
+            .await;
         Self {
-            ingest: ingest.local_addr(),
-            gateway: gateway.local_addr(),
-            shutdown,
-            tasks: vec![
-                tokio::spawn(async move { Ok(ingest.run_until_stopped().await?) }),
-                tokio::spawn(async move { Ok(gateway.run_until_stopped().await?) }),
-                tokio::spawn(async move { Ok(stats.run_until_stopped().await?) }),
-                tokio::spawn(async move { Ok(notifier.run_until_stopped().await?) }),
-            ],
+            ingest,
+            gateway,
+            services,
         }
     }
 
     /// Waits until ingest and the gateway answer `/readyz` 200.
     pub async fn wait_ready(&self) {
-        let http = reqwest::Client::new();
-        for addr in [self.ingest, self.gateway] {
-            wait::until(
-                &format!("{addr} ready"),
-                Duration::from_secs(20),
-                || async {
-                    let r = http.get(format!("http://{addr}/readyz")).send().await;
-                    r.is_ok_and(|r| r.status().is_success())
-                },
-            )
-            .await;
-        }
+        InProcess::wait_ready(&[self.ingest, self.gateway]).await;
     }
 
     /// Posts one event and asserts an SSE client of its tenant receives it.
     pub async fn delivers_a_webhook_to_sse(&self) {
-        let token = herald::token::mint(
-            JWT_SECRET,
-            "auth-test",
-            &TenantId::parse(TENANT).unwrap(),
-            &["orders".to_owned()],
-            Duration::from_secs(600),
-        )
-        .unwrap();
+        let token = services::token(JWT_SECRET, "auth-test", TENANT, &["orders"]);
         let http = reqwest::Client::new();
         let resp = http
             .get(format!("http://{}/v1/stream?topics=orders", self.gateway))
@@ -160,14 +112,7 @@ impl Stack {
 
     /// Stops every service and asserts each stopped cleanly.
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        for task in self.tasks {
-            let res = tokio::time::timeout(Duration::from_secs(10), task).await;
-            assert!(
-                matches!(res, Ok(Ok(Ok(())))),
-                "a service stops cleanly: {res:?}"
-            );
-        }
+        self.services.stop().await;
     }
 }
 
