@@ -2,8 +2,9 @@
 //! from after them.
 //!
 //! `?topics=leads,services&limit=50[&before=<cursor>]` answers
-//! `{"events":[…],"cursor":"<seq>-<epoch>","more":bool}`. Each event is the CloudEvent the
-//! stream sends, with its `"cursor"` added. Without `before`, `cursor` is the stream position
+//! `{"events":[…],"cursor":"<seq>-<epoch>","more":bool}`. Each item is
+//! `{"cursor","topic","event"}`: the CloudEvent the stream sends (`event`), its cursor and
+//! topic — a WebSocket `event` frame without `type`. Without `before`, `cursor` is the stream position
 //! at the moment of reading (the newest event of the whole stream, not only of these topics):
 //! a stream opened with it as `Last-Event-ID` continues with no gap and no repeat. With
 //! `before` (the cursor of the oldest event already held), the page holds the events strictly
@@ -46,7 +47,7 @@ pub struct HistoryQuery {
 /// The answer.
 #[derive(Debug, Serialize)]
 pub struct HistoryResponse {
-    /// The events, oldest first, each with its `cursor`.
+    /// The events, oldest first: `{"cursor","topic","event"}`.
     pub events: Vec<Box<RawValue>>,
     /// Where a stream continues after this page (see the module docs).
     pub cursor: String,
@@ -98,18 +99,22 @@ pub async fn history(
     };
     let page = history::read(&state, &req).await?;
     Ok(Json(HistoryResponse {
-        events: page.events.iter().filter_map(|e| with_cursor(e)).collect(),
+        events: page.events.iter().filter_map(|e| item(e)).collect(),
         cursor: page.cursor.to_string(),
         more: page.more,
     }))
 }
 
-/// The event's CloudEvent with `"cursor"` first.
-fn with_cursor(frame: &EventFrame) -> Option<Box<RawValue>> {
-    let json = std::str::from_utf8(&frame.json).ok()?;
-    let rest = json.trim_start().strip_prefix('{')?.trim_start();
-    let sep = if rest.starts_with('}') { "" } else { "," };
-    RawValue::from_string(format!("{{\"cursor\":\"{}\"{sep}{rest}", frame.cursor)).ok()
+/// `{"cursor":…,"topic":…,"event":<CloudEvent>}`: a WebSocket `event` frame without its
+/// `type`. (The CloudEvent itself is a closed schema, so the cursor goes next to it.)
+fn item(frame: &EventFrame) -> Option<Box<RawValue>> {
+    let event = std::str::from_utf8(&frame.json).ok()?;
+    let cursor = frame.cursor;
+    let topic = frame.topic.as_str();
+    RawValue::from_string(format!(
+        "{{\"cursor\":\"{cursor}\",\"topic\":\"{topic}\",\"event\":{event}}}"
+    ))
+    .ok()
 }
 
 #[cfg(test)]
@@ -127,14 +132,12 @@ mod tests {
     }
 
     #[test]
-    fn the_cursor_goes_first_in_the_event() {
+    fn an_item_is_the_event_with_its_cursor_and_topic() {
         let cursor = Cursor::new(7, Epoch(0xab)).to_string();
-        let raw = with_cursor(&frame(r#"{"id":"x","data":{"a":1}}"#)).unwrap();
+        let raw = item(&frame(r#"{"id":"x","data":{"a":1}}"#)).unwrap();
         let v: serde_json::Value = serde_json::from_str(raw.get()).unwrap();
         assert_eq!(v["cursor"], cursor.as_str());
-        assert_eq!(v["data"]["a"], 1);
-        let empty = with_cursor(&frame("{}")).unwrap();
-        assert_eq!(empty.get(), format!("{{\"cursor\":\"{cursor}\"}}"));
-        assert!(with_cursor(&frame("[1]")).is_none());
+        assert_eq!(v["topic"], "leads");
+        assert_eq!(v["event"], serde_json::json!({"id": "x", "data": {"a": 1}}));
     }
 }

@@ -26,10 +26,12 @@ fn page_seqs(body: &Value, topics: &[&str]) -> Vec<u64> {
     let events = body["events"].as_array().unwrap();
     events
         .iter()
-        .map(|e| {
+        .map(|item| {
+            let e = &item["event"];
             assert_eq!(e["tenant"], "acme", "only the token's tenant: {e}");
             assert!(topics.contains(&e["topic"].as_str().unwrap()), "{e}");
-            seq(&e["cursor"])
+            assert_eq!(item["topic"], e["topic"]);
+            seq(&item["cursor"])
         })
         .collect()
 }
@@ -85,7 +87,7 @@ async fn latest_events_oldest_first_with_the_stream_position() {
         last,
         "the stream's position, not the page's"
     );
-    let event = &body["events"][3];
+    let event = &body["events"][3]["event"];
     assert_eq!(event["specversion"], "1.0");
     assert_eq!(event["data"]["i"], 9);
 
@@ -177,7 +179,7 @@ async fn history_is_scoped_to_the_token() {
     let (_, body) = history(&app, &other, "").await;
     let events = body["events"].as_array().unwrap();
     assert_eq!(events.len(), 4, "3 leads, 1 deals: {body}");
-    assert!(events.iter().all(|e| e["tenant"] == "other"));
+    assert!(events.iter().all(|e| e["event"]["tenant"] == "other"));
     let resp = app.http.get(app.url("/v1/history")).send().await.unwrap();
     assert_eq!(resp.status(), 401);
 }
