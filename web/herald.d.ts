@@ -75,6 +75,41 @@ export interface StatsMessage {
   doc: Record<string, unknown>;
 }
 
+/** One event of a history page: the CloudEvent, its cursor and topic. */
+export interface HistoryItem<D = unknown> {
+  /** The event's cursor (its SSE `id:`). */
+  cursor: string;
+  topic: string;
+  event: HeraldEvent<D>;
+}
+
+/** `GET /v1/history`: the newest events of some topics, oldest first. */
+export interface HistoryPage<D = unknown> {
+  events: HistoryItem<D>[];
+  /**
+   * Where a stream continues after this page with no gap and no repeat (pass it as the
+   * `cursor` option). Without `before`: the stream position at the moment of reading; with
+   * `before`: the position just before it.
+   */
+  cursor: string;
+  /** Older events of these topics exist: page back with `before: events[0].cursor`. */
+  more: boolean;
+}
+
+export interface HistoryOptions {
+  /** Events per page, 1–500. Default 50. */
+  limit?: number;
+  /** Only events strictly before this cursor (the cursor of the oldest event held). */
+  before?: string | null;
+}
+
+/** The gateway refused a history request. */
+export declare class HistoryError extends Error {
+  readonly status: number;
+  /** Herald's error code: `topic_forbidden`, `out_of_retention`, `epoch_mismatch`, … */
+  readonly code: string;
+}
+
 /** A token, or a JWT whose `exp` tells the client when to fetch the next one. */
 export type TokenSource = () => string | Promise<string>;
 
@@ -120,6 +155,12 @@ export interface HeraldOptions {
   shareTabs?: boolean;
   /** Event ids remembered for duplicate suppression. Default 5000. */
   dedup?: number;
+  /**
+   * Without `cursor`: before connecting, hand the newest n events of the topics to the app
+   * (oldest first, like any other event), then stream on from right after them — no gap, no
+   * repeat. Default 0 (start from the current position).
+   */
+  history?: number;
 }
 
 export type Unsubscribe = () => void;
@@ -142,6 +183,11 @@ export declare class HeraldClient {
   on(name: "stats", cb: (message: StatsMessage) => void): Unsubscribe;
   /** Other named server messages. */
   on(name: string, cb: (data: any) => void): Unsubscribe;
+  /**
+   * `GET /v1/history`: the newest `limit` events of `topics` (default: the client's topics),
+   * oldest first, and the cursor to stream on from. Rejects with a `HistoryError`.
+   */
+  history<D = unknown>(topics?: string[] | string | null, options?: HistoryOptions): Promise<HistoryPage<D>>;
   stats(): HeraldStats;
   close(): void;
 }

@@ -5,18 +5,20 @@
 //   const off = h.subscribe("leads", (event) => render(event));
 //   h.on("state", (state, { reason }) => indicator(state, reason));
 //   h.on("resync", () => refetchSnapshot());
+//   const page = await h.history(["leads"], { limit: 50 });  // the latest events, oldest first
 //
 // Dependency-free ES module. The parts, in lib/: client.js (the state machine), recovery.js
 // (watchdog, retry with backoff, fallback and upgrade), transports.js (SSE over fetch,
 // WebSocket, long-poll), sse.js (the event-stream parser), backoff.js, cursor.js (cursors),
 // delivery.js (dedup, subscriptions), tokens.js (getToken ahead of expiry), tabs.js (one
-// connection shared by every tab).
+// connection shared by every tab), history.js (the latest events, `GET /v1/history`).
 
 import { HeraldClient } from "./lib/client.js";
 
 export { HeraldClient, STATES, DEFAULTS, FALLBACK_ORDER, tokenExpiry } from "./lib/client.js";
 export { backoffDelay, BACKOFF } from "./lib/backoff.js";
 export { SseParser } from "./lib/sse.js";
+export { HistoryError } from "./lib/history.js";
 export { parseCursor, advances, eventKey, RecentSet } from "./lib/cursor.js";
 
 /** The entry point: `Herald.connect(url, options)`. */

@@ -6,6 +6,11 @@
 //                       `?token=` and `?access_token=` work too
 //   ?transport=sse|ws|poll|auto   ?topics=a,b   ?heartbeat=<ms> (overrides the gateway's)
 //   ?upgradeAfter=<ms>  ?gateway=<url> (default: this origin)
+//   ?history=<n>        events the feed opens with (default 50, `GET /v1/history`; 0: none)
+//
+// The feed opens with the latest events (the client's `history` option: they reach the app
+// like any other event, oldest first) and continues live from right after them: no gap, no
+// repeat, so a visitor who arrives after 14 events sees those 14.
 //
 // Counters: `GET /v1/stats` (the stats-aggregator's exact documents) at start and on every
 // resync, then each new document live over the same connection (`$stats`); topics without a
@@ -41,8 +46,9 @@ function settings() {
     token,
     transport: params.get("transport") ?? "auto",
     topics: events.length ? [...events, "$stats"] : [],
+    history: 50,
   };
-  for (const k of ["heartbeat", "upgradeAfter", "pollWait"]) if (num(k) !== undefined) opts[k] = num(k);
+  for (const k of ["heartbeat", "upgradeAfter", "pollWait", "history"]) if (num(k) !== undefined) opts[k] = num(k);
   return { url: params.get("gateway") ?? "", opts };
 }
 

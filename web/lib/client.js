@@ -17,6 +17,7 @@ import { BACKOFF } from "./backoff.js";
 import { advances } from "./cursor.js";
 import { Delivery, safely } from "./delivery.js";
 import { FALLBACK_ORDER, Ladder } from "./ladder.js";
+import { fetchHistory, openWithHistory } from "./history.js";
 import { onTabMessage } from "./follow.js";
 import { armWatchdog, fail, scheduleUpgrade, silenceBudget } from "./recovery.js";
 import { TabGroup } from "./tabs.js";
@@ -46,6 +47,7 @@ export const DEFAULTS = Object.freeze({
   tokenMargin: 30_000, // getToken() is called this long before the token expires
   shareTabs: true,
   dedup: 5000, // event ids remembered for duplicate suppression
+  history: 0, // without a cursor: hand the newest n events to the app before streaming on
 });
 
 /** The gateway's default heartbeat, used until it announces its own. */
@@ -117,7 +119,9 @@ export class HeraldClient {
         error: (err) => this.emit("error", { kind: "refused", code: "token_unavailable", message: String(err?.message ?? err) }),
       },
     );
-    this.start();
+    // `history: n`: the newest n events first, then the stream from right after them.
+    if (this.opts.history > 0 && this.cursor === null) openWithHistory(this).then(() => this.closed || this.start());
+    else this.start();
   }
 
   // ── public API ────────────────────────────────────────────────────────────────────────
@@ -141,6 +145,17 @@ export class HeraldClient {
     const entry = { cb };
     this.listeners.get(name).add(entry);
     return () => this.listeners.get(name)?.delete(entry);
+  }
+
+  /**
+   * `GET /v1/history`: the newest `limit` events of `topics` (default: the client's), oldest
+   * first, as `{events: [{cursor, topic, event}], cursor, more}`; `before` pages back. Rejects
+   * with a `HistoryError` when the gateway refuses (lib/history.js).
+   */
+  async history(topics, options = {}) {
+    const token = await this.tokens.current();
+    const list = topics == null || (Array.isArray(topics) && topics.length === 0) ? this.topics : topics;
+    return fetchHistory({ base: this.url, token, fetch: this.env.fetch }, list, options);
   }
 
   /** A snapshot of what the client is doing, for dashboards and tests. */

@@ -7,7 +7,7 @@
 # deploy/gen-env, streams provisioned by `herald provision` as admin, each service binary as
 # its own NATS identity), with an API key, a bearer-verified Sequin source and a JWT secret;
 # runs schemathesis against ingest (webhooks, publish API, ops) and the gateway (long-poll,
-# stats, ops; the SSE and WebSocket endpoints stream forever and are covered by the Rust and
+# stats, history, ops; the SSE and WebSocket endpoints stream forever and are covered by the Rust and
 # browser suites), then stops the stack. Exit code: schemathesis's (nonzero on any failure,
 # or if nats-server refused a service anything).
 set -euo pipefail
@@ -101,7 +101,7 @@ echo "==> ingest" >&2
   --checks "$checks" --max-examples "$max" --request-timeout 10 || status=$?
 echo "==> gateway" >&2
 "$st" run "$root/proto/openapi.yaml" --url "http://127.0.0.1:$gateway" \
-  --include-path-regex '^/(v1/poll|v1/stats|healthz|readyz|metrics)' \
+  --include-path-regex '^/(v1/poll|v1/stats|v1/history|healthz|readyz|metrics)' \
   -H "Authorization: Bearer $token" \
   --checks "$checks" --max-response-time 10 --max-examples "$max" --request-timeout 15 || status=$?
 if grep "Violation" "$work/logs/nats.log"; then

@@ -35,6 +35,11 @@ pub enum ApiError {
     /// 404: no stats document for this topic yet.
     #[error("nothing has been counted for this topic yet")]
     NoStats,
+    /// 409/410: a `before` cursor that cannot be paged back from (`GET /v1/history`): the
+    /// stream was recreated or the cursor is past its end (409), or it is out of retention
+    /// (410). The same reasons a stream answers with `reset`.
+    #[error("the cursor cannot be paged back from ({}): fetch the latest history without `before`", .0.as_str())]
+    CursorReset(crate::frame::ResetReason),
     /// 500: something the gateway cannot explain to the client (the cause is logged).
     #[error("internal error")]
     Internal,
@@ -99,6 +104,8 @@ impl ApiError {
             Self::TooManyConnections(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::RateLimited { .. } | Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             Self::NoStats => StatusCode::NOT_FOUND,
+            Self::CursorReset(crate::frame::ResetReason::OutOfRetention) => StatusCode::GONE,
+            Self::CursorReset(_) => StatusCode::CONFLICT,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -114,6 +121,7 @@ impl ApiError {
             Self::RateLimited { .. } => "rate_limited",
             Self::NotReady => "not_ready",
             Self::NoStats => "no_stats",
+            Self::CursorReset(reason) => reason.as_str(),
             Self::Internal => "internal",
         }
     }

@@ -14,9 +14,10 @@
 //! | [`stats_feed`] | the one `herald_stats` watch feeding live `$stats` documents |
 //! | [`hub`] | subscribers by (tenant, topic), bounded queues, ring buffer, hand-off |
 //! | [`replay`] | short-lived tenant-filtered replays, bounded by a semaphore; reset detection |
+//! | [`history`] | the latest events of some topics, from the ring or backwards from JetStream |
 //! | [`session`] | one client's ordered delivery, heartbeats, expiry, drain |
 //! | [`frame`] | SSE and WebSocket renderings of events and control messages |
-//! | [`routes`] | `/v1/stream`, `/v1/ws`, `/v1/poll`, `/v1/stats` |
+//! | [`routes`] | `/v1/stream`, `/v1/ws`, `/v1/poll`, `/v1/stats`, `/v1/history` |
 //! | [`server`] | the HTTP server: hyper for requests, a lean writer for SSE streams |
 //! | [`limits`] | connections per user and tenant, connection rate |
 //! | [`metrics`] | Prometheus metrics |
@@ -29,6 +30,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod frame;
+pub mod history;
 pub mod hub;
 pub mod limits;
 pub mod metrics;

@@ -53,6 +53,19 @@ pub enum Backlog {
     Reset(ResetReason),
 }
 
+/// What the ring holds of a history read ([`Hub::recent`]).
+#[derive(Debug)]
+pub struct Recent {
+    /// The stream epoch.
+    pub epoch: Epoch,
+    /// The last sequence published: the stream position of the read.
+    pub head: u64,
+    /// The ring holds every event in `(floor, head]`; older ones are only in JetStream.
+    pub floor: u64,
+    /// The matching events found, oldest first.
+    pub events: Vec<Arc<EventFrame>>,
+}
+
 /// What a subscriber's queue carries.
 #[derive(Debug)]
 pub enum Queued {
@@ -205,6 +218,27 @@ impl Hub {
     /// Open subscriptions.
     pub fn subscribers(&self) -> usize {
         self.lock().subs.len()
+    }
+
+    /// The newest `n` events of `tenant`/`topics` the ring holds at or below `upper` (`None`:
+    /// the head), read under the publication lock, so the answer and its head are one moment.
+    /// `None` if the stream has not been reached yet.
+    pub fn recent(
+        &self,
+        tenant: &TenantId,
+        topics: &TopicSet,
+        upper: Option<u64>,
+        n: usize,
+    ) -> Option<Recent> {
+        let inner = self.lock();
+        let epoch = inner.epoch?;
+        let upper = upper.map_or(inner.head, |u| u.min(inner.head));
+        Some(Recent {
+            epoch,
+            head: inner.head,
+            floor: inner.ring.floor(),
+            events: inner.ring.latest(upper, tenant, topics, n),
+        })
     }
 
     /// Registers a subscriber for `tenant`/`topics` with a queue of `capacity`, resuming

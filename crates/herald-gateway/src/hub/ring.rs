@@ -69,4 +69,31 @@ impl Ring {
                 .collect(),
         )
     }
+
+    /// Every event with a sequence at or below this one is outside the ring.
+    pub(super) fn floor(&self) -> u64 {
+        self.floor
+    }
+
+    /// The newest `n` events of `tenant`/`topics` with a sequence at or below `upper`,
+    /// oldest first.
+    pub(super) fn latest(
+        &self,
+        upper: u64,
+        tenant: &TenantId,
+        topics: &TopicSet,
+        n: usize,
+    ) -> Vec<Arc<EventFrame>> {
+        let end = self.events.partition_point(|e| e.seq() <= upper);
+        let mut found: Vec<Arc<EventFrame>> = self
+            .events
+            .range(..end)
+            .rev()
+            .filter(|e| &e.tenant == tenant && topics.contains(&e.topic))
+            .take(n)
+            .cloned()
+            .collect();
+        found.reverse();
+        found
+    }
 }

@@ -189,3 +189,39 @@ fn stats_reach_their_tenants_subscribers_within_scope_current_first() {
         "unregistered on drop"
     );
 }
+
+#[test]
+fn recent_is_the_newest_matching_events_below_a_bound_with_the_head_and_floor() {
+    let hub = Hub::new(4, 1 << 20, Arc::new(Metrics::default()));
+    let tenant = acme();
+    let leads = TopicSet::Only([Topic::parse("leads").unwrap()].into());
+    assert!(
+        hub.recent(&tenant, &leads, None, 2).is_none(),
+        "before the stream"
+    );
+    hub.start(Epoch(1), 0, 1);
+    for (seq, tenant, topic) in [
+        (1, "acme", "leads"),
+        (2, "acme", "leads"),
+        (3, "acme", "deals"),
+        (4, "evil", "leads"),
+        (5, "acme", "leads"),
+        (6, "acme", "leads"),
+    ] {
+        hub.publish(frame(seq, tenant, topic));
+    }
+    let seqs = |r: &Recent| r.events.iter().map(|e| e.seq()).collect::<Vec<_>>();
+    let r = hub.recent(&tenant, &leads, None, 8).unwrap();
+    assert_eq!((r.head, r.floor, r.epoch), (6, 2, Epoch(1)));
+    assert_eq!(
+        seqs(&r),
+        vec![5, 6],
+        "oldest first, this tenant and topic, in the ring"
+    );
+    let r = hub.recent(&tenant, &leads, None, 1).unwrap();
+    assert_eq!(seqs(&r), vec![6], "the newest n");
+    let r = hub.recent(&tenant, &leads, Some(5), 8).unwrap();
+    assert_eq!(seqs(&r), vec![5], "at or below the bound");
+    let r = hub.recent(&tenant, &TopicSet::All, Some(99), 8).unwrap();
+    assert_eq!(seqs(&r), vec![3, 5, 6], "a bound past the head is the head");
+}

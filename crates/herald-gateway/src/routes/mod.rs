@@ -1,5 +1,5 @@
 //! HTTP routes: `/v1/stream` (SSE), `/v1/ws` (WebSocket), `/v1/poll` (long-poll),
-//! `/v1/stats` (stats snapshots).
+//! `/v1/stats` (stats snapshots), `/v1/history` (the latest events, oldest first).
 //!
 //! Every transport admits a connection the same way ([`admit`]): verify the token (401),
 //! scope the topics to the claim (400/403), parse the cursor (400), then the limits
@@ -17,6 +17,7 @@ use crate::limits::Permit;
 use crate::session::Scope;
 use crate::state::AppState;
 
+pub mod history;
 pub mod poll;
 pub mod sse;
 pub mod stats;
@@ -29,6 +30,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/ws", get(ws::upgrade))
         .route("/v1/poll", get(poll::poll))
         .route("/v1/stats", get(stats::stats))
+        .route("/v1/history", get(history::history))
         .with_state(state)
 }
 

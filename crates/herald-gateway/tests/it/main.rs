@@ -9,6 +9,7 @@ mod clients;
 mod clock_skew;
 mod frozen;
 mod helpers;
+mod history;
 mod isolation;
 mod jwks;
 mod limits;
