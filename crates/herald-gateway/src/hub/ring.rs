@@ -12,6 +12,10 @@ use crate::frame::EventFrame;
 /// `(floor, head]`.
 pub(super) struct Ring {
     events: VecDeque<Arc<EventFrame>>,
+    /// Each event's size as counted when it came in, in the same order: a frame grows when its
+    /// WebSocket rendering is first cached, and evicting its grown size would drive `bytes`
+    /// below zero (a panic in debug builds, a wrapped count that empties the ring in release).
+    sizes: VecDeque<usize>,
     bytes: usize,
     floor: u64,
     max_events: usize,
@@ -23,6 +27,7 @@ impl Ring {
     pub(super) fn new(max_events: usize, max_bytes: usize) -> Self {
         Self {
             events: VecDeque::new(),
+            sizes: VecDeque::new(),
             bytes: 0,
             floor: 0,
             max_events: max_events.max(1),
@@ -31,21 +36,24 @@ impl Ring {
     }
 
     pub(super) fn push(&mut self, frame: Arc<EventFrame>) {
-        self.bytes += frame.size();
+        let size = frame.size();
+        self.bytes += size;
+        self.sizes.push_back(size);
         self.events.push_back(frame);
         while self.events.len() > self.max_events || self.bytes > self.max_bytes {
-            match self.events.pop_front() {
-                Some(old) => {
-                    self.bytes -= old.size();
+            match (self.events.pop_front(), self.sizes.pop_front()) {
+                (Some(old), Some(size)) => {
+                    self.bytes -= size;
                     self.floor = old.seq();
                 }
-                None => break,
+                _ => break,
             }
         }
     }
 
     pub(super) fn reset(&mut self, floor: u64) {
         self.events.clear();
+        self.sizes.clear();
         self.bytes = 0;
         self.floor = floor;
     }
@@ -95,5 +103,38 @@ impl Ring {
             .collect();
         found.reverse();
         found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use herald_core::cursor::{Cursor, Epoch};
+
+    use super::*;
+
+    fn frame(seq: u64) -> Arc<EventFrame> {
+        let cursor = Cursor::new(seq, Epoch(1));
+        Arc::new(EventFrame::new(cursor, "herald.events.acme.leads.insert", b"{}").unwrap())
+    }
+
+    #[test]
+    fn a_frame_that_grew_after_it_came_in_is_evicted_at_the_size_it_was_counted() {
+        // Sequences of two digits: every frame is the same size when it comes in.
+        let one = frame(10).size();
+        // Room for three frames as they come in.
+        let mut ring = Ring::new(100, 3 * one);
+        let frames: Vec<_> = (10..=12).map(frame).collect();
+        for f in &frames {
+            ring.push(Arc::clone(f));
+            // A WebSocket client renders it: the frame now holds more bytes than were counted.
+            f.ws_text();
+        }
+        assert!(frames[0].size() > one);
+        for seq in 13..=60 {
+            ring.push(frame(seq));
+            assert_eq!(ring.bytes, ring.sizes.iter().sum::<usize>());
+            assert_eq!(ring.events.len(), 3, "the byte bound keeps three frames");
+        }
+        assert_eq!(ring.floor(), 57);
     }
 }
