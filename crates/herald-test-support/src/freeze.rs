@@ -25,6 +25,7 @@ impl NatsServer {
     pub fn freeze(&self) -> Frozen<'_> {
         let pid = self.pid().expect("freeze a running nats-server");
         signal(pid, Signal::Stop);
+        wait_stopped(pid);
         Frozen { server: self, pid }
     }
 }
@@ -72,6 +73,33 @@ pub async fn until_silent_for(http: &reqwest::Client, readyz: &str, at_least: st
         },
     )
     .await;
+}
+
+/// Returns once every thread of `pid` is stopped. `kill` only queues SIGSTOP: a thread that is
+/// running at that moment can still answer a request before the stop reaches it, which on a
+/// loaded machine let a publish sent right after `freeze` be stored and acknowledged.
+fn wait_stopped(pid: u32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !all_threads_stopped(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nats-server {pid} was not stopped 5 s after SIGSTOP"
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// Whether every thread of `pid` is in state `T` (stopped) in `/proc/<pid>/task/*/stat`.
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|task| {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // `<tid> (<comm>) <state> …`: the name may hold spaces and parentheses.
+        let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+        state.is_some_and(|s| s.starts_with('T') || s.starts_with('t'))
+    })
 }
 
 fn signal(pid: u32, sig: Signal) {
