@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { advance, event, flush, harness, useFakeTime } from "./helpers.mjs";
+import { advance, event, flush, harness, reply, useFakeTime } from "./helpers.mjs";
 import { advance as advanceTabs, threeTabs } from "./tabgroup.mjs";
 
 useFakeTime();
@@ -195,4 +195,21 @@ test("a follower tab's reconnect() makes the leader reconnect; every tab sees th
   } finally {
     for (const t of tabs) t.h.close();
   }
+});
+
+test("reconnect() while the history: n page loads leaves the one first connection to follow it", async () => {
+  let answer;
+  const page = new Promise((resolve) => {
+    answer = resolve;
+  });
+  const { h, made } = harness({ history: 10 }, { fetch: () => page });
+  h.reconnect();
+  await flush();
+  assert.equal(made.length, 0, "no connection before the page");
+  answer(reply(200, { events: [], cursor: "7-0000000a", more: false }));
+  await flush();
+  assert.equal(made.length, 1);
+  assert.equal(made[0].ctx.cursor, "7-0000000a");
+  assert.deepEqual([h.stats().connects, h.stats().reconnects], [1, 0]);
+  h.close();
 });
