@@ -45,21 +45,52 @@ export interface EventMeta {
   cursor: string | null;
 }
 
+/**
+ * `stats()`. In a tab group the connection is the leader tab's: in a follower tab, `state`,
+ * `transport`, `lastConnected`, `connects`, `reconnects` and `attempt` are the leader's (as it
+ * last relayed them, with each state change); the event counts are always this tab's own.
+ */
 export interface HeraldStats {
+  /** The current state, as `client.state`: `close()` leaves it `offline`. */
   state: HeraldState;
   reason: string;
+  /** The transport of the current (or last) connection attempt; null before the first. */
   transport: TransportName | null;
-  /** The newest cursor: every reconnect resumes after it. */
+  /**
+   * The newest cursor: the position after the last event handed over (or the position the
+   * gateway opened the stream at). Every reconnect, `reconnect()` included, resumes after it.
+   */
   cursor: string | null;
-  /** Connection attempts after the first one (reconnects, fallbacks, upgrades). */
+  /**
+   * When a connection last opened (the gateway accepted it: SSE's response, the WebSocket's
+   * open, long-poll's first answer); null until one has. It keeps its value while the client
+   * reconnects, so `now - lastConnected` is how long the current connection has been up only
+   * while `isConnected()`.
+   */
+  lastConnected: Date | null;
+  /**
+   * Connections attempted, the first included, whether or not they opened: the first one, and
+   * each new one after a failure, a gateway's request, `reconnect()`, a transport fallback or
+   * upgrade. A tab that takes over from a leader tab carries the group's count on.
+   */
+  connects: number;
+  /**
+   * Connections attempted after the first one (`connects - 1`, never below 0): every
+   * reconnect, whatever caused it — a retry that failed again counts once more.
+   */
   reconnects: number;
   /** Failed attempts since the connection was last healthy (the backoff exponent). */
   attempt: number;
+  /**
+   * Events that reached this tab — over its connection, relayed by the leader tab, or in the
+   * `history: n` page — including the duplicates dropped: `delivered + duplicates`.
+   */
+  eventsReceived: number;
   lastEvent: { id: string; type: string; topic: string; cursor: string | null } | null;
   /** `Date.now()` of the last event / the last sign of life from the server. */
   lastEventAt: number | null;
   lastHeartbeatAt: number | null;
-  /** Events handed to the app, and duplicates dropped. */
+  /** Events handed to the app (once each), and duplicates dropped. */
   delivered: number;
   duplicates: number;
   /** `leader`: this tab holds the connection for the others; `follower`: it shares one. */
@@ -188,7 +219,23 @@ export declare class HeraldClient {
    * oldest first, and the cursor to stream on from. Rejects with a `HistoryError`.
    */
   history<D = unknown>(topics?: string[] | string | null, options?: HistoryOptions): Promise<HistoryPage<D>>;
+  /**
+   * Drops the current connection now and connects again at once, from the cursor: whatever
+   * the old connection had not handed over yet comes on the new one (no gap) and what it had is
+   * dropped if it comes again (no duplicate). The backoff starts over, and a pending retry is
+   * replaced. In a follower tab it asks the leader tab, which holds the connection, to do it.
+   * Does nothing after `close()`, or before the first connection (`history: n` still loading).
+   */
+  reconnect(): void;
+  /**
+   * Whether events arrive as they are published: true in the states `live` and `polling` (live
+   * over long-poll); false while `connecting`, `reconnecting`, `degraded` (the gateway lost its
+   * event stream) or `offline` (including after `close()`). In a follower tab: the leader's.
+   */
+  isConnected(): boolean;
+  /** A snapshot of the connection and of what this tab received. */
   stats(): HeraldStats;
+  /** Closes the connection (or leaves the tab group) for good. */
   close(): void;
 }
 

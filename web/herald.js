@@ -6,12 +6,14 @@
 //   h.on("state", (state, { reason }) => indicator(state, reason));
 //   h.on("resync", () => refetchSnapshot());
 //   const page = await h.history(["leads"], { limit: 50 });  // the latest events, oldest first
+//   h.reconnect();  h.isConnected();  h.stats().lastConnected  // a new connection now, from the cursor
 //
 // Dependency-free ES module. The parts, in lib/: client.js (the state machine), recovery.js
 // (watchdog, retry with backoff, fallback and upgrade), transports.js (SSE over fetch,
 // WebSocket, long-poll), sse.js (the event-stream parser), backoff.js, cursor.js (cursors),
 // delivery.js (dedup, subscriptions), tokens.js (getToken ahead of expiry), tabs.js (one
-// connection shared by every tab), history.js (the latest events, `GET /v1/history`).
+// connection shared by every tab), history.js (the latest events, `GET /v1/history`),
+// connection.js (reconnect(), isConnected(), stats()).
 
 import { HeraldClient } from "./lib/client.js";
 

@@ -14,6 +14,7 @@
 // drops the rare duplicate (a poll that overlaps an upgrade, a new leader tab's replay).
 
 import { BACKOFF } from "./backoff.js";
+import { connectionStats, inheritCounts, isConnected, reconnect } from "./connection.js";
 import { advances } from "./cursor.js";
 import { Delivery, safely } from "./delivery.js";
 import { FALLBACK_ORDER, Ladder } from "./ladder.js";
@@ -98,6 +99,8 @@ export class HeraldClient {
     this.attempt = 0;
     this.reconnects = 0;
     this.connects = 0;
+    this.lastConnectedAt = null; // when a connection last opened (ms)
+    this.started = false; // false while the `history: n` page is read
     this.ladder = new Ladder({ mode: this.opts.transport, fallbackAfter: this.opts.fallbackAfter, upgradeAfter: this.opts.upgradeAfter });
     this.serverLive = true;
     this.transport = null;
@@ -158,26 +161,22 @@ export class HeraldClient {
     return fetchHistory({ base: this.url, token, fetch: this.env.fetch }, list, options);
   }
 
-  /** A snapshot of what the client is doing, for dashboards and tests. */
+  /**
+   * Drops the connection now and connects again at once from the cursor, with the backoff
+   * reset: no gap, no duplicate. In a follower tab, asks the leader tab (lib/connection.js).
+   */
+  reconnect() {
+    reconnect(this);
+  }
+
+  /** Whether events arrive live: state `live`, or `polling` (live over long-poll). */
+  isConnected() {
+    return isConnected(this);
+  }
+
+  /** A snapshot of what the client is doing, for dashboards and tests (lib/connection.js). */
   stats() {
-    const own = {
-      state: this.state,
-      reason: this.reason,
-      transport: this.kind,
-      cursor: this.cursor,
-      reconnects: this.reconnects,
-      attempt: this.attempt,
-      lastEvent: this.delivery.lastEvent,
-      lastEventAt: this.delivery.lastEventAt,
-      lastHeartbeatAt: this.lastHeartbeatAt,
-      delivered: this.delivery.delivered,
-      duplicates: this.delivery.duplicates,
-      role: this.role,
-    };
-    if (this.role === "follower" && this.remote) {
-      return { ...own, transport: this.remote.transport, reconnects: this.remote.reconnects, attempt: this.remote.attempt };
-    }
-    return own;
+    return connectionStats(this);
   }
 
   /** Closes the connection (or leaves the tab group) for good. */
@@ -198,6 +197,7 @@ export class HeraldClient {
   // ── start-up, tabs, browser signals ───────────────────────────────────────────────────
 
   start() {
+    this.started = true;
     this.listenToBrowser();
     if (this.opts.shareTabs && TabGroup.supported(this.env)) {
       this.role = "follower";
@@ -222,7 +222,10 @@ export class HeraldClient {
     if (this.closed) return;
     const tookOver = this.role === "follower" && this.remote !== null;
     this.role = "leader";
-    if (tookOver) this.setState("reconnecting", "this tab takes over the shared connection");
+    if (tookOver) {
+      inheritCounts(this);
+      this.setState("reconnecting", "this tab takes over the shared connection");
+    }
     this.connect();
   }
 
@@ -340,6 +343,7 @@ export class HeraldClient {
   onOpen() {
     this.opened = true;
     this.hadOpen = true;
+    this.lastConnectedAt = this.env.now();
     this.lastActivity = this.env.now();
     this.showLive(`${NAMES[this.kind]} connected`);
     if (this.ladder.opened()) scheduleUpgrade(this);

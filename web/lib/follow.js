@@ -2,6 +2,8 @@
 // events as the leader's connection, each event handed to the app once (the client's dedup
 // drops what a takeover replays twice).
 
+import { reconnect } from "./connection.js";
+
 /**
  * Applies one message of the tab group to `client` (a HeraldClient).
  * @param {import("./client.js").HeraldClient} client
@@ -10,6 +12,11 @@
 export function onTabMessage(client, m) {
   if (m.t === "hello") {
     if (client.role === "leader") client.group.post({ t: "state", state: client.state, reason: client.reason, stats: client.stats() });
+    return;
+  }
+  if (m.t === "reconnect") {
+    // A follower's app called reconnect(): the leader drops the shared connection for it.
+    if (client.role === "leader") reconnect(client, "another tab asked to reconnect");
     return;
   }
   if (client.role !== "follower") return; // a leader trusts only its own connection

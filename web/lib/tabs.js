@@ -16,6 +16,7 @@
 // are larger), so when the old leader wakes up the tabs ignore what it still relays, and it
 // steps down as soon as its lock request rejects (stolen) or it hears a newer term, whichever
 // comes first. A tab that steps down asks the leader for the recent events it missed.
+// A follower whose app calls `reconnect()` asks the leader too (`t: "reconnect"`).
 //
 // Without Web Locks or BroadcastChannel (old browsers, workers, Node) every tab leads alone.
 
@@ -184,8 +185,10 @@ export class TabGroup {
 
   receive(m) {
     if (this.closed || !m || typeof m !== "object") return;
-    if (m.t === "hello") {
-      if (this.leader) this.greet(m);
+    if (m.t === "hello" || m.t === "reconnect") {
+      // A follower's request: only the leader, who holds the connection, answers.
+      if (this.leader && m.t === "hello") this.greet(m);
+      else if (this.leader) this.on.message(m);
       return;
     }
     if (!LEADER_MESSAGES.has(m.t)) return;
