@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::crowd::Crowd;
 use crate::proc::{CpuMeter, rss_kib};
 use crate::report::Report;
-use crate::stack::{Counts, Layout, Stack, feed};
+use crate::stack::{Counts, Load, Stack, feed};
 use crate::track::percentiles;
 
 /// How long deliveries may trail the last publish.
@@ -24,19 +24,10 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(120);
 /// Parameters of scenarios A and B.
 #[derive(Debug, Clone, clap::Args, serde::Serialize)]
 pub struct Args {
-    /// SSE clients (and, for the peer, WebSocket clients).
-    #[arg(long, default_value_t = 10_000)]
-    pub clients: usize,
-    /// Tenants the clients spread over.
-    #[arg(long, default_value_t = 2)]
-    pub tenants: usize,
-    /// Topics per tenant; each client follows one (tenant, topic).
-    #[arg(long, default_value_t = 5)]
-    pub topics: usize,
-    /// Steady publish rate through ingest, events/s over all topics. Each event reaches
-    /// clients / (tenants × topics) clients: 100/s × 1,000 = 100k deliveries/s.
-    #[arg(long, default_value_t = 100.0)]
-    pub rate: f64,
+    /// Clients, groups and steady rate.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub load: Load,
     /// How long the steady phase lasts, seconds.
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
@@ -48,10 +39,7 @@ pub struct Args {
 impl Default for Args {
     fn default() -> Self {
         Self {
-            clients: 10_000,
-            tenants: 2,
-            topics: 5,
-            rate: 100.0,
+            load: Load::default(),
             seconds: 10,
             burst: 100,
         }
@@ -79,15 +67,12 @@ struct Side {
 
 /// Runs A and B; returns their reports.
 pub async fn run(args: Args) -> anyhow::Result<Vec<Report>> {
-    let layout = Layout {
-        tenants: args.tenants,
-        topics: args.topics,
-    };
+    let layout = args.load.layout();
     let mut stack = Stack::start(layout).await?;
     let counts = Counts::new(layout.groups());
 
     let before = rss_kib(stack.gateway_pid)?;
-    let crowd = Crowd::sse(&stack, layout, args.clients).await?;
+    let crowd = Crowd::sse(&stack, layout, args.load.clients).await?;
     let mut stack_arc = Arc::new(stack);
     let herald = side(
         &stack_arc,
@@ -102,7 +87,7 @@ pub async fn run(args: Args) -> anyhow::Result<Vec<Report>> {
     stack.stop_gateway().await?;
 
     let before = rss_kib(stack.nats_pid)?;
-    let crowd = Crowd::nats_ws(&stack, layout, args.clients).await?;
+    let crowd = Crowd::nats_ws(&stack, layout, args.load.clients).await?;
     stack_arc = Arc::new(stack);
     let peer = side(
         &stack_arc,
@@ -251,9 +236,10 @@ async fn side(
     rss_before: u64,
     args: &Args,
 ) -> anyhow::Result<Side> {
-    eprintln!("{name}: {} clients open; steady phase", args.clients);
+    eprintln!("{name}: {} clients open; steady phase", args.load.clients);
     let mut out = Side {
-        rss_per_conn_kib: rss_kib(pid)?.saturating_sub(rss_before) as f64 / args.clients as f64,
+        rss_per_conn_kib: rss_kib(pid)?.saturating_sub(rss_before) as f64
+            / args.load.clients as f64,
         ..Side::default()
     };
 
@@ -272,7 +258,7 @@ async fn side(
             stop.cancel();
         })
     };
-    feed(stack, counts, Some(args.rate), u64::MAX, stop).await?;
+    feed(stack, counts, Some(args.load.rate), u64::MAX, stop).await?;
     timer.await?;
     crowd.wait_for(&counts.snapshot(), DRAIN_DEADLINE).await?;
     crowd.measure(false);

@@ -40,18 +40,17 @@ pub async fn all() -> anyhow::Result<Vec<report::Report>> {
 /// A, B and C with 200 clients, for CI: only their correctness checks matter.
 pub async fn quick() -> anyhow::Result<Vec<report::Report>> {
     let (clients, rate) = (200, 50.0);
-    let a = fanout::Args {
+    let load = stack::Load {
         clients,
         rate,
+        ..stack::Load::default()
+    };
+    let a = fanout::Args {
+        load: load.clone(),
         seconds: 2,
         burst: 20,
-        ..fanout::Args::default()
     };
-    let c = storm::Args {
-        clients,
-        rate,
-        ..storm::Args::default()
-    };
+    let c = load;
     let mut all = fanout::run(a).await?;
     all.push(storm::run(c).await?);
     Ok(all)

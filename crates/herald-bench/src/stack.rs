@@ -55,6 +55,46 @@ impl Layout {
     }
 }
 
+/// The load of scenarios A, B and C: how many SSE clients, spread over which (tenant, topic)
+/// groups, under which steady publish rate.
+#[derive(Debug, Clone, clap::Args, serde::Serialize)]
+pub struct Load {
+    /// SSE clients (and, for scenario B's peer, WebSocket clients).
+    #[arg(long, default_value_t = 10_000)]
+    pub clients: usize,
+    /// Tenants the clients spread over.
+    #[arg(long, default_value_t = 2)]
+    pub tenants: usize,
+    /// Topics per tenant; each client follows one (tenant, topic).
+    #[arg(long, default_value_t = 5)]
+    pub topics: usize,
+    /// Steady publish rate through ingest, events/s over all topics. Each event reaches
+    /// clients / (tenants × topics) clients: 100/s × 1,000 = 100k deliveries/s.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+}
+
+impl Default for Load {
+    fn default() -> Self {
+        Self {
+            clients: 10_000,
+            tenants: 2,
+            topics: 5,
+            rate: 100.0,
+        }
+    }
+}
+
+impl Load {
+    /// How the clients spread.
+    pub fn layout(&self) -> Layout {
+        Layout {
+            tenants: self.tenants,
+            topics: self.topics,
+        }
+    }
+}
+
 /// The running system.
 pub struct Stack {
     /// nats-server and the gateway binary.

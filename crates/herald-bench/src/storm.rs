@@ -12,45 +12,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::crowd::Crowd;
 use crate::report::Report;
-use crate::stack::{Counts, Layout, Stack, feed};
+use crate::stack::{Counts, Load, Stack, feed};
 
 /// How long the storm may take to settle.
 const DEADLINE: Duration = Duration::from_secs(120);
 
-/// Parameters of scenario C.
-#[derive(Debug, Clone, clap::Args, serde::Serialize)]
-pub struct Args {
-    /// SSE clients.
-    #[arg(long, default_value_t = 10_000)]
-    pub clients: usize,
-    /// Tenants the clients spread over.
-    #[arg(long, default_value_t = 2)]
-    pub tenants: usize,
-    /// Topics per tenant.
-    #[arg(long, default_value_t = 5)]
-    pub topics: usize,
-    /// Publish rate through ingest while the storm happens, events/s over all topics.
-    #[arg(long, default_value_t = 100.0)]
-    pub rate: f64,
-}
-
-impl Default for Args {
-    fn default() -> Self {
-        Self {
-            clients: 10_000,
-            tenants: 2,
-            topics: 5,
-            rate: 100.0,
-        }
-    }
-}
+/// Parameters of scenario C: the clients, their groups, and the publish rate while the storm
+/// happens.
+pub type Args = Load;
 
 /// Runs scenario C.
 pub async fn run(args: Args) -> anyhow::Result<Report> {
-    let layout = Layout {
-        tenants: args.tenants,
-        topics: args.topics,
-    };
+    let layout = args.layout();
     let stack = Arc::new(Stack::start(layout).await?);
     let counts = Counts::new(layout.groups());
     let mut crowd = Crowd::sse(&stack, layout, args.clients).await?;
