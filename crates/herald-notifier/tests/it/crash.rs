@@ -131,6 +131,19 @@ enabled = false
         }
     }
 
+    /// Starts the notifier again, waits until every one of `events` reached both Telegram and
+    /// Slack and the consumer has settled, then kills it.
+    pub async fn restart_until_all_delivered(&self, events: u64) {
+        let mut child = spawn(&self.config);
+        wait_for("every event delivered", || {
+            markers(&self.tg.accepted()).len() as u64 == events
+                && markers(&self.slack.accepted()).len() as u64 == events
+        })
+        .await;
+        self.settled().await;
+        child.kill().await;
+    }
+
     /// Waits until the consumer has nothing pending or unacknowledged (anything to be resent
     /// is resent within one ack_wait of a restart).
     pub async fn settled(&self) {
@@ -162,14 +175,7 @@ async fn sigkill_mid_batch_loses_nothing_and_resends_at_most_the_in_flight() {
         "killed while Slack lagged behind: {at_kill:?}"
     );
 
-    let mut child = spawn(&app.config);
-    wait_for("every event delivered", || {
-        markers(&tg.accepted()).len() as u64 == EVENTS
-            && markers(&slack.accepted()).len() as u64 == EVENTS
-    })
-    .await;
-    app.settled().await;
-    child.kill().await;
+    app.restart_until_all_delivered(EVENTS).await;
 
     let (tg_seen, slack_seen) = (markers(&tg.accepted()), markers(&slack.accepted()));
     let dups = |seen: &BTreeMap<u64, usize>| seen.values().map(|c| c - 1).sum::<usize>();

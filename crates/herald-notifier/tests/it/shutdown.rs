@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::crash::{MidBatch, markers, spawn};
+use crate::crash::{MidBatch, markers};
 use crate::helpers::wait_for;
 use herald_test_support::process::sigterm;
 
@@ -37,14 +37,7 @@ async fn sigterm_mid_batch_exits_0_and_nothing_is_lost_or_sent_twice() {
         "stopped mid-batch, with Slack sends still to do: {at_stop:?}"
     );
 
-    let mut child = spawn(&app.config);
-    wait_for("every event delivered", || {
-        markers(&tg.accepted()).len() as u64 == EVENTS
-            && markers(&slack.accepted()).len() as u64 == EVENTS
-    })
-    .await;
-    app.settled().await;
-    child.kill().await;
+    app.restart_until_all_delivered(EVENTS).await;
 
     let twice = |seen: BTreeMap<u64, usize>| -> Vec<u64> {
         seen.into_iter()
