@@ -34,7 +34,7 @@ use crate::frame::EventFrame;
 pub const MAX_CONDITIONS: usize = 4;
 /// The most segments in a condition's path.
 pub const MAX_DEPTH: usize = 8;
-/// The longest condition (`path:value`), in bytes.
+/// The longest condition (`path:value`), in characters.
 pub const MAX_CONDITION_LEN: usize = 256;
 /// The most actions in one filter.
 pub const MAX_ACTIONS: usize = 16;
@@ -55,7 +55,7 @@ pub enum FilterError {
     #[error("at most {MAX_CONDITIONS} where conditions, not {0}")]
     TooManyConditions(usize),
     /// A condition longer than [`MAX_CONDITION_LEN`].
-    #[error("a where condition is at most {MAX_CONDITION_LEN} bytes, not {0}")]
+    #[error("a where condition is at most {MAX_CONDITION_LEN} characters, not {0}")]
     TooLong(usize),
     /// A condition without `:`.
     #[error("where must be path:value (e.g. data.status:active), not {0:?}")]
@@ -165,8 +165,9 @@ fn parse_actions(items: &[String]) -> Result<BTreeSet<Action>, FilterError> {
 
 impl Condition {
     fn parse(raw: &str) -> Result<Self, FilterError> {
-        if raw.len() > MAX_CONDITION_LEN {
-            return Err(FilterError::TooLong(raw.len()));
+        let len = raw.chars().count();
+        if len > MAX_CONDITION_LEN {
+            return Err(FilterError::TooLong(len));
         }
         let (path, text) = raw
             .split_once(':')

@@ -118,7 +118,7 @@ fn bad_filters_are_refused_precisely() {
     let long = format!("data.s:{}", "x".repeat(250));
     assert_eq!(
         err(None, &[&long]),
-        "a where condition is at most 256 bytes, not 257"
+        "a where condition is at most 256 characters, not 257"
     );
 }
 

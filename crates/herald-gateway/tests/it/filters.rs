@@ -293,7 +293,7 @@ async fn bad_filters_are_refused_with_a_precise_400() {
         ("actions=", "actions must name at least one action"),
         ("where=data..s:1", "invalid where path \"data..s\""),
         ("where=a.b.c.d.e.f.g.h.i:1", "at most 8 segments"),
-        (long.as_str(), "at most 256 bytes"),
+        (long.as_str(), "at most 256 characters"),
     ];
     for (query, message) in cases {
         for path in ["/v1/stream", "/v1/poll", "/v1/history"] {
