@@ -16,10 +16,11 @@ use crate::scenario::{acme_token, each_event, get_with, poll_json, resumes, with
 /// The filter every test uses, as a query string.
 const QUERY: &str = "topics=jobs&actions=insert,update&where=data.status:active&where=data.n:5";
 
-/// One published event: its sequence and whether [`QUERY`] lets it through.
-#[derive(Debug, Clone, Copy)]
+/// One published event: its sequence, its `data.key` and whether [`QUERY`] lets it through.
+#[derive(Debug, Clone)]
 struct Published {
     seq: u64,
+    key: String,
     matches: bool,
 }
 
@@ -75,9 +76,12 @@ async fn publish_mix(app: &TestApp, round: u64) -> Vec<Published> {
         ),
     ];
     let mut out = Vec::new();
-    for (topic, action, data, matches) in cases {
+    for (i, (topic, action, mut data, matches)) in cases.into_iter().enumerate() {
+        // Long-poll events carry no cursor: the key tells them apart.
+        let key = format!("{round}-{i}");
+        data["key"] = key.clone().into();
         let seq = publish(app, topic, action, data).await;
-        out.push(Published { seq, matches });
+        out.push(Published { seq, key, matches });
     }
     out
 }
@@ -88,6 +92,15 @@ fn matching_after(published: &[Published], cursor: u64) -> Vec<u64> {
         .iter()
         .filter(|p| p.matches && p.seq > cursor)
         .map(|p| p.seq)
+        .collect()
+}
+
+/// The `data.key`s of the matching events after `cursor`.
+fn keys_after(published: &[Published], cursor: u64) -> Vec<String> {
+    published
+        .iter()
+        .filter(|p| p.matches && p.seq > cursor)
+        .map(|p| p.key.clone())
         .collect()
 }
 
@@ -118,8 +131,10 @@ fn subscribe(since: &str) -> Value {
            "actions": ["insert", "update"], "where": ["data.status:active", "data.n:5"]})
 }
 
-/// Each transport, started from `since`, receives exactly `expected`, then the marker.
-async fn every_transport_gets(app: &TestApp, since: &str, expected: &[u64]) {
+/// Each transport, started from `since` (at `cursor`), receives exactly the matching events
+/// after it, in order, once, then the marker.
+async fn every_transport_gets(app: &TestApp, since: &str, published: &[Published], cursor: u64) {
+    let expected = matching_after(published, cursor);
     let token = acme_token();
     let mut sse = app.sse(&token, QUERY, Some(since)).await;
     let mut ws = app.ws(&token).await.unwrap();
@@ -130,8 +145,8 @@ async fn every_transport_gets(app: &TestApp, since: &str, expected: &[u64]) {
         expected,
         "WebSocket"
     );
-    let polled = poll_events(app, since, expected.len()).await;
-    assert_eq!(polled.len(), expected.len(), "long-poll: {polled:?}");
+    let polled = poll_keys(app, since, expected.len()).await;
+    assert_eq!(polled, keys_after(published, cursor), "long-poll");
     let mark = marker(app).await;
     assert_eq!(
         sse.event().await.unwrap().seq(),
@@ -141,10 +156,11 @@ async fn every_transport_gets(app: &TestApp, since: &str, expected: &[u64]) {
     assert_eq!(ws_seq(&ws.expect("event").await.unwrap()), mark, "WS");
 }
 
-/// Long-polls from `since` until `n` events came; their bodies' `data`.
-async fn poll_events(app: &TestApp, since: &str, n: usize) -> Vec<Value> {
-    let (token, mut cursor, mut events) = (acme_token(), since.to_owned(), Vec::new());
-    while events.len() < n {
+/// Long-polls from `since` until `n` events came (checking each against [`QUERY`]); their
+/// `data.key`s.
+async fn poll_keys(app: &TestApp, since: &str, n: usize) -> Vec<String> {
+    let (token, mut cursor, mut keys) = (acme_token(), since.to_owned(), Vec::new());
+    while keys.len() < n {
         let body = poll_json(app, &token, &format!("{QUERY}&since={cursor}&wait=5")).await;
         assert!(body.get("reset").is_none(), "{body}");
         for data in each_event(&body, &["data"]) {
@@ -153,12 +169,11 @@ async fn poll_events(app: &TestApp, since: &str, n: usize) -> Vec<Value> {
                 data["n"].as_f64() == Some(5.0) || data["n"] == "5",
                 "{body}"
             );
-            events.push(data.clone());
+            keys.push(data["key"].as_str().unwrap().to_owned());
         }
         cursor = body["cursor"].as_str().unwrap().to_owned();
     }
-    assert_eq!(events.len(), n, "none extra");
-    events
+    keys
 }
 
 #[tokio::test]
@@ -174,7 +189,10 @@ async fn live_sse_ws_and_poll_get_exactly_the_matching_events_in_order() {
     let expected = matching_after(&published, 0);
     assert_eq!(sse_seqs(&mut sse, expected.len()).await, expected, "SSE");
     assert_eq!(ws_seqs(&mut ws, expected.len()).await, expected, "WS");
-    poll_events(&app, &start, expected.len()).await;
+    assert_eq!(
+        poll_keys(&app, &start, expected.len()).await,
+        keys_after(&published, 0)
+    );
     let mark = marker(&app).await;
     assert_eq!(sse.event().await.unwrap().seq(), mark);
     assert_eq!(ws_seq(&ws.expect("event").await.unwrap()), mark);
@@ -187,7 +205,7 @@ async fn a_resume_from_the_ring_gets_exactly_the_matching_events_after_the_curso
     // From a non-matching event in the middle.
     let cursor = published[4].seq;
     let since = Cursor::new(cursor, app.epoch().await).to_string();
-    every_transport_gets(&app, &since, &matching_after(&published, cursor)).await;
+    every_transport_gets(&app, &since, &published, cursor).await;
     assert_eq!(resumes(&app, "memory").await, 3.0);
     assert_eq!(resumes(&app, "jetstream").await, 0.0);
 }
@@ -198,7 +216,7 @@ async fn a_resume_from_jetstream_gets_exactly_the_matching_events_after_the_curs
     let published = seen_mix(&app).await;
     let cursor = published[1].seq;
     let since = Cursor::new(cursor, app.epoch().await).to_string();
-    every_transport_gets(&app, &since, &matching_after(&published, cursor)).await;
+    every_transport_gets(&app, &since, &published, cursor).await;
     assert_eq!(resumes(&app, "jetstream").await, 3.0);
 }
 
@@ -208,7 +226,7 @@ async fn after_a_restart_a_filtered_resume_replays_from_jetstream() {
     let published = seen_mix(&app).await;
     app.restart_gateway().await;
     let since = Cursor::new(0, app.epoch().await).to_string();
-    every_transport_gets(&app, &since, &matching_after(&published, 0)).await;
+    every_transport_gets(&app, &since, &published, 0).await;
     assert_eq!(resumes(&app, "jetstream").await, 3.0);
 }
 
@@ -317,4 +335,33 @@ async fn bad_filters_are_refused_with_a_precise_400() {
         err["message"].as_str().unwrap().contains("path:value"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_websocket_subscribe_with_a_new_filter_continues_from_the_cursor_with_it() {
+    let app = TestApp::spawn().await;
+    let mut ws = app.ws(&acme_token()).await.unwrap();
+    let start = Cursor::new(0, app.epoch().await).to_string();
+    ws.send(json!({"op": "subscribe", "topics": ["jobs"], "since": start, "actions": ["delete"]}))
+        .await;
+    let first = publish_mix(&app, 1).await;
+    // Once this delete arrives, the subscription has looked at everything before it.
+    let last = publish(&app, "jobs", "delete", json!({})).await;
+    assert_eq!(ws_seqs(&mut ws, 2).await, vec![first[1].seq, last]);
+    ws.send(json!({"op": "subscribe", "topics": ["jobs"], "actions": ["insert"]}))
+        .await;
+    let second = publish_mix(&app, 2).await;
+    let inserts: Vec<u64> = second
+        .iter()
+        .filter(|p| [0, 5, 7, 8].contains(&(p.key.as_bytes()[2] - b'0')))
+        .map(|p| p.seq)
+        .collect();
+    // Without `since`: from the previous subscription's cursor, so none of round 1 again.
+    assert_eq!(
+        ws_seqs(&mut ws, inserts.len()).await,
+        inserts,
+        "inserts only"
+    );
+    let mark = marker(&app).await;
+    assert_eq!(ws_seqs(&mut ws, 1).await, vec![mark], "nothing else");
 }
