@@ -189,6 +189,7 @@ export class WsTransport {
     this.ctx.on.alive();
     if (msg.type === "event") return this.ctx.on.event(msg.event, msg.cursor ?? null);
     if (msg.type === "pong") return; // the answer to probe(): alive() above is all it means
+    if (msg.type === "cursor") return this.ctx.on.cursor(msg.cursor); // past filtered-out events
     if (msg.type === "error") {
       // An error refused our subscription: the connection carries nothing.
       return this.fail({ kind: "refused", code: msg.code, message: msg.message ?? msg.code });

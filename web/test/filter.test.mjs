@@ -86,3 +86,16 @@ test("SSE: an id without data (a filtered stream's heartbeat) moves the cursor a
   const seen = log.flatMap(([k, a, b]) => (k === "event" ? [[k, b]] : k === "cursor" ? [[k, a]] : []));
   assert.deepEqual(seen, [["event", "8-0000000a"], ["cursor", "12-0000000a"]]);
 });
+
+test("WebSocket: a cursor frame (past filtered-out events) moves the cursor and fires no event", () => {
+  const log = [];
+  const rec = Object.fromEntries(["open", "event", "cursor", "control", "alive", "fail"].map((k) => [k, (...a) => log.push([k, ...a])]));
+  class FakeSocket {
+    send() {}
+  }
+  const ws = new WsTransport({ base: "http://gw.test", topics: ["jobs"], cursor: null, token: "jwt", filter, env: { setTimeout, clearTimeout, WebSocket: FakeSocket }, on: rec });
+  ws.start();
+  ws.onOpen();
+  ws.onMessage(JSON.stringify({ type: "cursor", cursor: "12-0000000a" }));
+  assert.deepEqual(log.filter(([k]) => k !== "alive"), [["open"], ["cursor", "12-0000000a"]]);
+});

@@ -270,7 +270,8 @@ impl Session {
 
     /// The cursor to hand the client when events were filtered out since it last got one
     /// (an event, a `reset`), so its next resume starts after them instead of scanning them
-    /// again; `None` otherwise. SSE sends it with a heartbeat (`id:` and a comment).
+    /// again; `None` otherwise. Sent with a heartbeat: SSE as an `id:` before the comment,
+    /// WebSocket as a `cursor` frame before the ping.
     pub fn take_skipped(&mut self) -> Option<Cursor> {
         std::mem::take(&mut self.skipped).then(|| self.cursor())
     }

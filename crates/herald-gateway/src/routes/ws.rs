@@ -3,7 +3,8 @@
 //! The token is checked at the upgrade. Client frames: `subscribe` (topics and an optional
 //! `since`; replaces the current subscription, resuming from its cursor), `unsubscribe`,
 //! `refresh` (a new token extends the session and narrows it to what the token grants), `ping` (answered `pong`). Server frames:
-//! `event`, the control messages of SSE (a subscription opens with `status`, carrying
+//! `event`, `cursor` (a filtered subscription's position past events its filter left out,
+//! with a heartbeat), the control messages of SSE (a subscription opens with `status`, carrying
 //! `heartbeat_ms` and, without a cursor, the starting `cursor`), `pong`, and `error` for a
 //! refused client frame (the connection stays open).
 //!
@@ -317,6 +318,8 @@ async fn next_output(session: &mut Option<Session>) -> Output {
 enum Step {
     /// Write this message (within `write_timeout`).
     Send(Message),
+    /// Write these two messages.
+    Pair(Message, Message),
     /// Nothing to write.
     Skip,
     /// Write this message, then close.
@@ -374,9 +377,18 @@ impl Conn {
     }
 
     /// What the session produced, as a WebSocket message.
-    fn on_session(&self, out: Output) -> Step {
+    fn on_session(&mut self, out: Output) -> Step {
+        let ping = || Message::Ping(bytes::Bytes::new());
         match out {
-            Output::Heartbeat => Step::Send(Message::Ping(bytes::Bytes::new())),
+            // Events were filtered out since the last cursor the client got: hand it the
+            // current one, so a resume starts after them.
+            Output::Heartbeat => match self.session.as_mut().and_then(Session::take_skipped) {
+                Some(cursor) => {
+                    let frame = serde_json::json!({"type": "cursor", "cursor": cursor.to_string()});
+                    Step::Pair(Message::Text(Utf8Bytes::from(frame.to_string())), ping())
+                }
+                None => Step::Send(ping()),
+            },
             Output::Frame(Frame::Event(e)) => {
                 self.state.metrics.delivered(Transport::Ws, 1);
                 text_step(e.ws_text())
@@ -448,6 +460,13 @@ async fn connection(
             Step::Send(message) => {
                 if !write(&mut socket, message, &conn).await {
                     return;
+                }
+            }
+            Step::Pair(first, second) => {
+                for message in [first, second] {
+                    if !write(&mut socket, message, &conn).await {
+                        return;
+                    }
                 }
             }
             Step::Skip => {}

@@ -289,6 +289,16 @@ async fn the_cursor_moves_past_filtered_out_events() {
             "only the opening status: {seen}"
         );
     }
+    // WebSocket: a `cursor` frame with a heartbeat.
+    let mut ws = app.ws(&token).await.unwrap();
+    let frame = json!({"op": "subscribe", "topics": ["jobs"], "since": start, "actions": ["read"]});
+    ws.send(frame).await;
+    loop {
+        let frame = ws.expect("cursor").await.unwrap();
+        if frame["cursor"] == last.as_str() {
+            break;
+        }
+    }
     // Long-poll: the answer's cursor is past them although no event matched.
     let q = format!("topics=jobs&actions=read&since={start}&wait=1");
     let body = poll_json(&app, &token, &q).await;
