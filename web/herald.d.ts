@@ -127,7 +127,24 @@ export interface HistoryPage<D = unknown> {
   more: boolean;
 }
 
-export interface HistoryOptions {
+/**
+ * A server-side filter (docs/gateway.md#filters-actions-where), applied to live events and to
+ * every resume alike.
+ */
+export interface HeraldFilter {
+  /** Only events with one of these actions (at most 16). Empty or null: every action. */
+  actions?: string[] | string | null;
+  /**
+   * Conditions that must all hold (at most 4): `"path:value"` strings such as
+   * `"data.status:active"`, or an object `{ "data.status": "active", "data.n": 5 }`. A string
+   * field must equal the value's text, a number must equal it numerically (`5` matches 5, 5.0
+   * and "5"), `true` / `false` / `null` match themselves; objects, arrays and missing fields
+   * never match.
+   */
+  where?: string[] | Record<string, string | number | boolean | null> | null;
+}
+
+export interface HistoryOptions extends HeraldFilter {
   /** Events per page, 1–500. Default 50. */
   limit?: number;
   /** Only events strictly before this cursor (the cursor of the oldest event held). */
@@ -144,7 +161,8 @@ export declare class HistoryError extends Error {
 /** A token, or a JWT whose `exp` tells the client when to fetch the next one. */
 export type TokenSource = () => string | Promise<string>;
 
-export interface HeraldOptions {
+/** `actions` and `where` filter on the server, on every transport (SSE, WebSocket, long-poll). */
+export interface HeraldOptions extends HeraldFilter {
   /** A gateway JWT. Use `getToken` instead for tokens that expire. */
   token?: string | null;
   /** Called before the first connection and again ahead of each token's `exp`. */
@@ -216,7 +234,8 @@ export declare class HeraldClient {
   on(name: string, cb: (data: any) => void): Unsubscribe;
   /**
    * `GET /v1/history`: the newest `limit` events of `topics` (default: the client's topics),
-   * oldest first, and the cursor to stream on from. Rejects with a `HistoryError`.
+   * oldest first, and the cursor to stream on from; filtered by the client's `actions` /
+   * `where` unless `options` names its own. Rejects with a `HistoryError`.
    */
   history<D = unknown>(topics?: string[] | string | null, options?: HistoryOptions): Promise<HistoryPage<D>>;
   /**

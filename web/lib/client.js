@@ -17,6 +17,7 @@ import { BACKOFF } from "./backoff.js";
 import { connectionStats, inheritCounts, isConnected, reconnect } from "./connection.js";
 import { advances } from "./cursor.js";
 import { Delivery, safely } from "./delivery.js";
+import { filterKey, normalizeFilter } from "./filter.js";
 import { FALLBACK_ORDER, Ladder } from "./ladder.js";
 import { fetchHistory, openWithHistory } from "./history.js";
 import { onTabMessage } from "./follow.js";
@@ -37,6 +38,8 @@ export const DEFAULTS = Object.freeze({
   token: null,
   getToken: null,
   topics: [],
+  actions: null, // server-side filter: only these actions (docs/gateway.md#filters-actions-where)
+  where: null, // server-side filter: ["data.status:active"] or { "data.status": "active" }
   transport: "auto",
   cursor: null,
   heartbeat: null, // ms; null: the interval the gateway announces (`heartbeat_ms`), 15 s until then
@@ -83,6 +86,7 @@ export class HeraldClient {
     this.url = url ?? "";
     this.opts = { ...DEFAULTS, ...rest, backoff: { ...BACKOFF, ...rest.backoff } };
     this.topics = [...new Set(this.opts.topics ?? [])].sort();
+    this.filter = normalizeFilter(this.opts);
     this.env = { ...browserEnv(), ...env };
     if (!["auto", ...FALLBACK_ORDER].includes(this.opts.transport)) {
       throw new TypeError(`transport must be auto, sse, ws or poll, not ${this.opts.transport}`);
@@ -152,13 +156,15 @@ export class HeraldClient {
 
   /**
    * `GET /v1/history`: the newest `limit` events of `topics` (default: the client's), oldest
-   * first, as `{events: [{cursor, topic, event}], cursor, more}`; `before` pages back. Rejects
+   * first, as `{events: [{cursor, topic, event}], cursor, more}`; `before` pages back; the
+   * client's `actions` / `where` filter applies unless `options` names its own. Rejects
    * with a `HistoryError` when the gateway refuses (lib/history.js).
    */
   async history(topics, options = {}) {
     const token = await this.tokens.current();
     const list = topics == null || (Array.isArray(topics) && topics.length === 0) ? this.topics : topics;
-    return fetchHistory({ base: this.url, token, fetch: this.env.fetch }, list, options);
+    const opts = { actions: this.filter.actions, where: this.filter.where, ...options };
+    return fetchHistory({ base: this.url, token, fetch: this.env.fetch }, list, opts);
   }
 
   /**
@@ -202,7 +208,7 @@ export class HeraldClient {
     if (this.opts.shareTabs && TabGroup.supported(this.env)) {
       this.role = "follower";
       const base = new URL(this.url || "/", this.env.window?.location?.href ?? undefined).href;
-      this.group = new TabGroup(`herald:${base}|${this.topics.join(",")}`, this.env, {
+      this.group = new TabGroup(`herald:${base}|${this.topics.join(",")}${filterKey(this.filter)}`, this.env, {
         lead: () => this.lead(),
         lost: () => this.lost(),
         message: (m) => onTabMessage(this, m),
@@ -308,6 +314,7 @@ export class HeraldClient {
     const ctx = {
       base: this.url,
       topics: this.topics,
+      filter: this.filter,
       cursor: this.cursor,
       token,
       heartbeat: this.heartbeat,

@@ -1,7 +1,7 @@
 // History: the latest events of some topics, oldest first, and the cursor to stream on from
 // (`GET /v1/history`), so a page opens with context instead of "waiting for the first event".
 //
-// `h.history(topics, { limit, before })` answers the gateway's JSON as it is:
+// `h.history(topics, { limit, before, actions, where })` answers the gateway's JSON as it is:
 //   { events: [{ cursor, topic, event }, …oldest first], cursor, more }
 // `cursor` is where a stream continues after the page with no gap and no repeat; page back
 // with `before: page.events[0].cursor` while `more` is true.
@@ -10,6 +10,8 @@
 // hands the newest n events to the app like any other event (oldest first, once, through the
 // same dedup), then streams from the page's cursor. A failed history request is reported as an
 // `error` and the client connects anyway, from the current position.
+
+import { normalizeFilter } from "./filter.js";
 
 /** The gateway refused a history request (`status`, and its error `code`). */
 export class HistoryError extends Error {
@@ -31,7 +33,7 @@ function eventTopics(topics) {
  * `GET /v1/history`. `topics` empty: every topic the token grants.
  * @param {{ base: string, token: string | null, fetch: Function }} ctx
  * @param {string[] | string} [topics]
- * @param {{ limit?: number, before?: string | null }} [options]
+ * @param {{ limit?: number, before?: string | null, actions?: string[] | null, where?: string[] | Record<string, unknown> | null }} [options]
  */
 export async function fetchHistory(ctx, topics, options = {}) {
   const q = new URLSearchParams();
@@ -39,6 +41,9 @@ export async function fetchHistory(ctx, topics, options = {}) {
   if (list.length) q.set("topics", list.join(","));
   if (options.limit != null) q.set("limit", String(options.limit));
   if (options.before) q.set("before", String(options.before));
+  const filter = normalizeFilter(options);
+  if (filter.actions) q.set("actions", filter.actions.join(","));
+  for (const w of filter.where) q.append("where", w);
   const query = q.toString();
   const url = `${String(ctx.base ?? "").replace(/\/+$/, "")}/v1/history${query ? `?${query}` : ""}`;
   const headers = ctx.token ? { Authorization: `Bearer ${ctx.token}` } : {};

@@ -12,7 +12,7 @@
 export class SseParser {
   /**
    * @param {{ message?: (m: SseMessage) => void, comment?: (text: string) => void,
-   *           retry?: (ms: number) => void }} handlers
+   *           retry?: (ms: number) => void, id?: (id: string) => void }} handlers
    */
   constructor(handlers) {
     this.handlers = handlers;
@@ -46,6 +46,10 @@ export class SseParser {
     if (line === "") {
       if (this.data.length > 0) {
         this.handlers.message?.({ event: this.event || "message", data: this.data.join("\n"), id: this.id });
+      } else if (this.id !== undefined) {
+        // An id without data moves the cursor and fires no event (a filtered stream's
+        // heartbeat carries one past the events its filter left out).
+        this.handlers.id?.(this.id);
       }
       this.reset();
       return;

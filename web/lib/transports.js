@@ -3,7 +3,7 @@
 // A transport is started with the cursor to resume from and reports back through `ctx.on`:
 //   open()                 the server accepted the connection
 //   event(event, cursor)   a CloudEvent (cursor is null on long-poll: see `cursor`)
-//   cursor(cursor)         long-poll: where the next request resumes
+//   cursor(cursor)         where the next request resumes (long-poll; SSE: an id without data)
 //   control(name, data)    status · reset · overflow · reconnect · $stats …
 //   alive()                any sign of life (heartbeat, probe answer, poll answer)
 //   fail(failure)          the connection is over; the client decides what next
@@ -17,13 +17,15 @@
 //   closed   an open connection ended
 //   silent   the client's watchdog saw no heartbeat for too long (reported by the client)
 
+import { filterFrame, filterParams } from "./filter.js";
 import { SseParser } from "./sse.js";
 
-/** Builds `<base><path>?<params>`; `base` may be empty (same origin). */
+/** Builds `<base><path>?<params>`; `base` may be empty (same origin); an array value repeats. */
 export function endpoint(base, path, params = {}) {
   const url = new URL(String(base ?? "").replace(/\/+$/, "") + path, globalThis.location?.href);
   for (const [k, v] of Object.entries(params)) {
-    if (v != null && v !== "") url.searchParams.set(k, String(v));
+    if (Array.isArray(v)) for (const item of v) url.searchParams.append(k, String(item));
+    else if (v != null && v !== "") url.searchParams.set(k, String(v));
   }
   return url.toString();
 }
@@ -88,7 +90,7 @@ export class SseTransport {
     let res;
     try {
       // The cursor goes as `Last-Event-ID` and as `since` (a proxy may drop the header).
-      res = await env.fetch(endpoint(base, "/v1/stream", { topics: topicsParam(topics), since: cursor }), {
+      res = await env.fetch(endpoint(base, "/v1/stream", { topics: topicsParam(topics), since: cursor, ...filterParams(this.ctx.filter) }), {
         headers,
         cache: "no-store",
         credentials: "same-origin",
@@ -106,6 +108,7 @@ export class SseTransport {
     const parser = new SseParser({
       comment: () => on.alive(),
       retry: () => on.alive(),
+      id: (id) => !this.stopped && on.cursor(id),
       message: (m) => this.dispatch(m),
     });
     const reader = res.body.getReader();
@@ -170,8 +173,8 @@ export class WsTransport {
   onOpen() {
     if (this.stopped) return;
     this.opened = true;
-    const { topics, cursor } = this.ctx;
-    this.send({ op: "subscribe", topics: topics ?? [], ...(cursor ? { since: cursor } : {}) });
+    const { topics, cursor, filter } = this.ctx;
+    this.send({ op: "subscribe", topics: topics ?? [], ...(cursor ? { since: cursor } : {}), ...filterFrame(filter) });
     this.ctx.on.open();
   }
 
@@ -186,6 +189,7 @@ export class WsTransport {
     this.ctx.on.alive();
     if (msg.type === "event") return this.ctx.on.event(msg.event, msg.cursor ?? null);
     if (msg.type === "pong") return; // the answer to probe(): alive() above is all it means
+    if (msg.type === "cursor") return this.ctx.on.cursor(msg.cursor); // past filtered-out events
     if (msg.type === "error") {
       // An error refused our subscription: the connection carries nothing.
       return this.fail({ kind: "refused", code: msg.code, message: msg.message ?? msg.code });
@@ -271,7 +275,7 @@ export class PollTransport {
       let body;
       try {
         res = await env.fetch(
-          endpoint(base, "/v1/poll", { topics: topicsParam(topics), since: this.cursor, wait }),
+          endpoint(base, "/v1/poll", { topics: topicsParam(topics), since: this.cursor, wait, ...filterParams(this.ctx.filter) }),
           { headers, cache: "no-store", credentials: "same-origin", signal: this.abort.signal },
         );
         if (res.ok) body = await res.json();

@@ -143,6 +143,12 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<crate::filter::FilterError> for ApiError {
+    fn from(err: crate::filter::FilterError) -> Self {
+        Self::BadRequest(err.to_string())
+    }
+}
+
 /// Why the gateway could not be built or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

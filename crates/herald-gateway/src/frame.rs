@@ -3,12 +3,13 @@
 //! An event is serialized **once** into an [`EventFrame`] when the tail receives it: the SSE
 //! frame is built eagerly, the WebSocket frame lazily on first use; both are `Bytes` shared by
 //! every subscriber. Control messages ([`Control`]) are rare and rendered per connection.
+//! The body is parsed (for `where` filters, [`crate::filter`]) at most once, lazily, too.
 
 use std::sync::{Arc, OnceLock};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use herald_core::cursor::Cursor;
-use herald_core::names::{TenantId, Topic};
+use herald_core::names::{Action, TenantId, Topic};
 use herald_core::subject;
 use serde_json::value::RawValue;
 
@@ -21,6 +22,8 @@ pub struct EventFrame {
     pub tenant: TenantId,
     /// Its topic (from the subject).
     pub topic: Topic,
+    /// Its action (from the subject).
+    pub action: Action,
     /// The CloudEvent JSON, compact (no raw newlines).
     pub json: Bytes,
     /// `id: <cursor>\ndata: <json>\n\n`.
@@ -30,6 +33,8 @@ pub struct EventFrame {
     /// `sse` is a slice of the same allocation.
     pub sse_chunk: Bytes,
     ws: OnceLock<Bytes>,
+    /// The parsed body, for `where` filters; `None` inside if it is not an object.
+    fields: OnceLock<Option<serde_json::Value>>,
 }
 
 /// Why a stored message cannot be delivered.
@@ -74,10 +79,12 @@ impl EventFrame {
             cursor,
             tenant: parts.tenant,
             topic: parts.topic,
+            action: parts.action,
             json,
             sse,
             sse_chunk,
             ws: OnceLock::new(),
+            fields: OnceLock::new(),
         })
     }
 
@@ -101,6 +108,26 @@ impl EventFrame {
                 out.freeze()
             })
             .clone()
+    }
+
+    /// The CloudEvent as a JSON object, parsed on first use and shared by every `where`
+    /// filter that reads it: one parse per event, not per subscriber. Like the WebSocket
+    /// text, it is memory the ring's byte bound does not count (the ring counts a frame at
+    /// the size it had when it came in).
+    pub fn fields(&self) -> Option<&serde_json::Value> {
+        self.fields
+            .get_or_init(|| {
+                serde_json::from_slice::<serde_json::Value>(&self.json)
+                    .ok()
+                    .filter(serde_json::Value::is_object)
+            })
+            .as_ref()
+    }
+
+    /// Whether [`EventFrame::fields`] has parsed the body.
+    #[cfg(test)]
+    pub(crate) fn is_parsed(&self) -> bool {
+        self.fields.get().is_some()
     }
 
     /// The memory the frame holds, for the ring buffer's byte bound.

@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 
 use crate::auth::TopicSet;
 use crate::error::ApiError;
+use crate::filter::Filter;
 use crate::frame::{EventFrame, ResetReason};
 use crate::replay::{self, Plan, ReplayError};
 use crate::state::AppState;
@@ -33,6 +34,8 @@ pub struct Request {
     pub tenant: TenantId,
     /// The topics (already scoped to the token).
     pub topics: TopicSet,
+    /// Which events of those topics (`actions`, `where`).
+    pub filter: Filter,
     /// The most events in the page.
     pub limit: usize,
     /// Only events strictly before this cursor; none = the newest.
@@ -67,7 +70,7 @@ pub async fn read(state: &AppState, req: &Request) -> Result<Page, ApiError> {
     let want = req.limit.saturating_add(1);
     let recent = state
         .hub
-        .recent(&req.tenant, &req.topics, upper_asked, want)
+        .recent((&req.tenant, &req.topics, &req.filter), upper_asked, want)
         .ok_or(ApiError::NotReady)?;
     if req.before.is_some_and(|b| b.epoch != recent.epoch) {
         return Err(ApiError::CursorReset(ResetReason::EpochMismatch));
@@ -203,7 +206,10 @@ async fn range(
     };
     let mut events = Vec::new();
     while let Some(frame) = replay.next().await {
-        events.push(frame.map_err(unavailable)?);
+        let frame = frame.map_err(unavailable)?;
+        if req.filter.matches(&frame) {
+            events.push(frame);
+        }
     }
     Ok(Some(events))
 }

@@ -15,6 +15,7 @@
 //! | [`hub`] | subscribers by (tenant, topic), bounded queues, ring buffer, hand-off |
 //! | [`replay`] | short-lived tenant-filtered replays, bounded by a semaphore; reset detection |
 //! | [`history`] | the latest events of some topics, from the ring or backwards from JetStream |
+//! | [`filter`] | `actions` / `where` filters, applied to live, ring, replay and history alike |
 //! | [`session`] | one client's ordered delivery, heartbeats, expiry, drain |
 //! | [`frame`] | SSE and WebSocket renderings of events and control messages |
 //! | [`routes`] | `/v1/stream`, `/v1/ws`, `/v1/poll`, `/v1/stats`, `/v1/history` |
@@ -29,6 +30,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod filter;
 pub mod frame;
 pub mod history;
 pub mod hub;

@@ -18,6 +18,7 @@ use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 
 use crate::auth::TopicSet;
 use crate::error::ApiError;
+use crate::filter::Filter;
 use crate::frame::{Control, Frame, ReconnectReason, ResetReason};
 use crate::hub::{Backlog, Closed, Queued, Subscription};
 use crate::metrics::ResumeSource;
@@ -42,6 +43,8 @@ pub struct Scope {
     pub topics: TopicSet,
     /// The topics whose stats documents it receives (`$stats`), if any.
     pub stats: Option<TopicSet>,
+    /// Which of those topics' events it receives (`actions`, `where`).
+    pub filter: Filter,
 }
 
 /// A session's clocks.
@@ -154,6 +157,11 @@ pub struct Session {
     topics: TopicSet,
     /// The topics whose stats documents it receives, if any.
     stats: Option<TopicSet>,
+    /// Which events of its topics it receives.
+    filter: Filter,
+    /// An event was filtered out since the client last got a cursor
+    /// ([`Session::take_skipped`]).
+    skipped: bool,
     backlog: VecDeque<Frame>,
     replay: Option<Box<Replay>>,
     last_seq: u64,
@@ -174,7 +182,11 @@ impl Session {
         since: Option<Cursor>,
         expires_in: Duration,
     ) -> Result<Self, ApiError> {
-        let Scope { topics, stats } = scope;
+        let Scope {
+            topics,
+            stats,
+            filter,
+        } = scope;
         let mut sub = state
             .hub
             .subscribe(
@@ -209,6 +221,7 @@ impl Session {
         );
         session.backlog = start.backlog;
         session.stats = stats;
+        session.filter = filter;
         session.replay = start.replay;
         session.last_seq = start.last_seq;
         Ok(session)
@@ -230,6 +243,8 @@ impl Session {
             sub,
             topics,
             stats: None,
+            filter: Filter::default(),
+            skipped: false,
             backlog: VecDeque::new(),
             replay: None,
             last_seq: 0,
@@ -251,6 +266,14 @@ impl Session {
             self.last_seq
         };
         Cursor::new(seq, self.epoch)
+    }
+
+    /// The cursor to hand the client when events were filtered out since it last got one
+    /// (an event, a `reset`), so its next resume starts after them instead of scanning them
+    /// again; `None` otherwise. Sent with a heartbeat: SSE as an `id:` before the comment,
+    /// WebSocket as a `cursor` frame before the ping.
+    pub fn take_skipped(&mut self) -> Option<Cursor> {
+        std::mem::take(&mut self.skipped).then(|| self.cursor())
     }
 
     /// Moves the token expiry (a WebSocket `refresh`).
@@ -297,10 +320,17 @@ impl Session {
                 if e.seq() <= self.last_seq || !self.topics.contains(&e.topic) {
                     return None;
                 }
+                // A filtered-out event moves the cursor too: a resume starts after it.
                 self.last_seq = e.seq();
+                if !self.filter.matches(e) {
+                    self.skipped = true;
+                    return None;
+                }
+                self.skipped = false;
             }
             // The stream was recreated: sequences start over in the new epoch.
             Frame::Control(Control::Reset { cursor, .. }) => {
+                self.skipped = false;
                 self.last_seq = cursor.seq;
                 self.head = cursor.seq;
                 self.epoch = cursor.epoch;
@@ -400,93 +430,4 @@ async fn next_replayed(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::frame::EventFrame;
-    use crate::hub::Hub;
-    use crate::metrics::Metrics;
-
-    fn session(hub: &Arc<Hub>, hb: Duration, expires: Duration) -> Session {
-        let tenant = TenantId::parse("acme").unwrap();
-        let sub = hub.subscribe(tenant, TopicSet::All, None, 8).unwrap();
-        let timing = Timing {
-            heartbeat: hb,
-            expires_in: expires,
-            drain_window: Duration::ZERO,
-        };
-        Session::new(sub, TopicSet::All, timing)
-    }
-
-    fn hub() -> Arc<Hub> {
-        let hub = Hub::new(16, 1 << 20, Arc::new(Metrics::default()));
-        hub.start(Epoch(1), 0, 1);
-        hub.set_live(true);
-        hub
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn heartbeats_come_on_time_and_not_before() {
-        let hub = hub();
-        let mut s = session(&hub, Duration::from_secs(15), Duration::from_secs(3600));
-        let start = Instant::now();
-        assert!(matches!(s.next().await, Output::Heartbeat));
-        assert_eq!(start.elapsed(), Duration::from_secs(15));
-        let frame =
-            EventFrame::new(Cursor::new(1, Epoch(1)), "herald.events.acme.a.b", b"{}").unwrap();
-        hub.publish(Arc::new(frame));
-        assert!(matches!(s.next().await, Output::Frame(Frame::Event(_))));
-        assert!(matches!(s.next().await, Output::Heartbeat));
-        assert_eq!(start.elapsed(), Duration::from_secs(30));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn token_expiry_and_shutdown_end_with_reconnect() {
-        let hub = hub();
-        let mut s = session(&hub, Duration::from_secs(15), Duration::from_secs(20));
-        assert!(matches!(s.next().await, Output::Heartbeat));
-        let out = s.next().await;
-        assert!(
-            matches!(
-                out,
-                Output::Frame(Frame::Control(Control::Reconnect {
-                    reason: ReconnectReason::TokenExpired
-                }))
-            ),
-            "{out:?}"
-        );
-        assert!(matches!(s.next().await, Output::End));
-
-        let mut idle = session(&hub, Duration::from_secs(15), Duration::from_secs(3600));
-        let mut woken = tokio::spawn(async move { idle.next().await });
-        // The idle session is parked on its queue; the drain wakes it.
-        assert!(futures::poll!(&mut woken).is_pending());
-        hub.drain();
-        assert!(matches!(
-            woken.await.unwrap(),
-            Output::Frame(Frame::Control(Control::Reconnect {
-                reason: ReconnectReason::Draining
-            }))
-        ));
-        // A session opened after the drain started ends too.
-        let mut s = session(&hub, Duration::from_secs(15), Duration::from_secs(3600));
-        assert!(matches!(
-            s.next().await,
-            Output::Frame(Frame::Control(Control::Reconnect {
-                reason: ReconnectReason::Draining
-            }))
-        ));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn extend_moves_the_expiry() {
-        let hub = hub();
-        let mut s = session(&hub, Duration::from_secs(100), Duration::from_secs(10));
-        s.extend(Duration::from_secs(50));
-        let start = Instant::now();
-        assert!(matches!(
-            s.next().await,
-            Output::Frame(Frame::Control(Control::Reconnect { .. }))
-        ));
-        assert_eq!(start.elapsed(), Duration::from_secs(50));
-    }
-}
+mod tests;

@@ -19,6 +19,7 @@ use herald_core::names::{TenantId, Topic};
 use tokio::sync::{Notify, mpsc};
 
 use crate::auth::TopicSet;
+use crate::filter::Filter;
 use crate::frame::{Control, EventFrame, Frame, ResetReason, StatsFrame};
 use crate::metrics::Metrics;
 
@@ -220,13 +221,12 @@ impl Hub {
         self.lock().subs.len()
     }
 
-    /// The newest `n` events of `tenant`/`topics` the ring holds at or below `upper` (`None`:
-    /// the head), read under the publication lock, so the answer and its head are one moment.
-    /// `None` if the stream has not been reached yet.
+    /// The newest `n` events of `tenant`/`topics` passing `filter` the ring holds at or below
+    /// `upper` (`None`: the head), read under the publication lock, so the answer and its head
+    /// are one moment. `None` if the stream has not been reached yet.
     pub fn recent(
         &self,
-        tenant: &TenantId,
-        topics: &TopicSet,
+        (tenant, topics, filter): (&TenantId, &TopicSet, &Filter),
         upper: Option<u64>,
         n: usize,
     ) -> Option<Recent> {
@@ -237,7 +237,7 @@ impl Hub {
             epoch,
             head: inner.head,
             floor: inner.ring.floor(),
-            events: inner.ring.latest(upper, tenant, topics, n),
+            events: inner.ring.latest(upper, (tenant, topics, filter), n),
         })
     }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use herald_core::names::TenantId;
 
 use crate::auth::TopicSet;
+use crate::filter::Filter;
 use crate::frame::EventFrame;
 
 /// Recent events, bounded by count and bytes. Holds every event with a sequence in
@@ -83,13 +84,12 @@ impl Ring {
         self.floor
     }
 
-    /// The newest `n` events of `tenant`/`topics` with a sequence at or below `upper`,
-    /// oldest first.
+    /// The newest `n` events of `tenant`/`topics` that pass `filter` with a sequence at or
+    /// below `upper`, oldest first.
     pub(super) fn latest(
         &self,
         upper: u64,
-        tenant: &TenantId,
-        topics: &TopicSet,
+        (tenant, topics, filter): (&TenantId, &TopicSet, &Filter),
         n: usize,
     ) -> Vec<Arc<EventFrame>> {
         let end = self.events.partition_point(|e| e.seq() <= upper);
@@ -97,7 +97,7 @@ impl Ring {
             .events
             .range(..end)
             .rev()
-            .filter(|e| &e.tenant == tenant && topics.contains(&e.topic))
+            .filter(|e| &e.tenant == tenant && topics.contains(&e.topic) && filter.matches(e))
             .take(n)
             .cloned()
             .collect();

@@ -196,7 +196,8 @@ fn recent_is_the_newest_matching_events_below_a_bound_with_the_head_and_floor() 
     let tenant = acme();
     let leads = TopicSet::Only([Topic::parse("leads").unwrap()].into());
     assert!(
-        hub.recent(&tenant, &leads, None, 2).is_none(),
+        hub.recent((&tenant, &leads, &Filter::default()), None, 2)
+            .is_none(),
         "before the stream"
     );
     hub.start(Epoch(1), 0, 1);
@@ -211,17 +212,25 @@ fn recent_is_the_newest_matching_events_below_a_bound_with_the_head_and_floor() 
         hub.publish(frame(seq, tenant, topic));
     }
     let seqs = |r: &Recent| r.events.iter().map(|e| e.seq()).collect::<Vec<_>>();
-    let r = hub.recent(&tenant, &leads, None, 8).unwrap();
+    let r = hub
+        .recent((&tenant, &leads, &Filter::default()), None, 8)
+        .unwrap();
     assert_eq!((r.head, r.floor, r.epoch), (6, 2, Epoch(1)));
     assert_eq!(
         seqs(&r),
         vec![5, 6],
         "oldest first, this tenant and topic, in the ring"
     );
-    let r = hub.recent(&tenant, &leads, None, 1).unwrap();
+    let r = hub
+        .recent((&tenant, &leads, &Filter::default()), None, 1)
+        .unwrap();
     assert_eq!(seqs(&r), vec![6], "the newest n");
-    let r = hub.recent(&tenant, &leads, Some(5), 8).unwrap();
+    let r = hub
+        .recent((&tenant, &leads, &Filter::default()), Some(5), 8)
+        .unwrap();
     assert_eq!(seqs(&r), vec![5], "at or below the bound");
-    let r = hub.recent(&tenant, &TopicSet::All, Some(99), 8).unwrap();
+    let r = hub
+        .recent((&tenant, &TopicSet::All, &Filter::default()), Some(99), 8)
+        .unwrap();
     assert_eq!(seqs(&r), vec![3, 5, 6], "a bound past the head is the head");
 }

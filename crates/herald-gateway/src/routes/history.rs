@@ -21,9 +21,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::error::ApiError;
+use crate::filter::Filter;
 use crate::frame::EventFrame;
 use crate::history::{self, Request};
-use crate::routes::{ConnectQuery, STATS_TOPIC, parse_cursor, parsed_query};
+use crate::routes::{ConnectQuery, QueryPairs, STATS_TOPIC, parse_cursor, parsed_query};
 use crate::state::AppState;
 
 /// Events per page when `limit` is not given.
@@ -61,8 +62,10 @@ pub async fn history(
     State(state): State<AppState>,
     headers: HeaderMap,
     query: Result<Query<HistoryQuery>, QueryRejection>,
+    pairs: Result<Query<QueryPairs>, QueryRejection>,
 ) -> Result<Json<HistoryResponse>, ApiError> {
     let query = parsed_query(query)?;
+    let pairs = parsed_query(pairs)?;
     let claims = state
         .auth
         .authenticate(&headers, query.access_token.as_deref())
@@ -94,6 +97,7 @@ pub async fn history(
     let req = Request {
         tenant: claims.tenant,
         topics,
+        filter: Filter::from_pairs(&pairs)?,
         limit,
         before,
     };

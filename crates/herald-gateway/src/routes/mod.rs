@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::auth::{Claims, TopicSet};
 use crate::error::ApiError;
+use crate::filter::Filter;
 use crate::limits::Permit;
 use crate::session::Scope;
 use crate::state::AppState;
@@ -100,6 +101,7 @@ pub fn scope(claims: &Claims, requested: &[String], max: usize) -> Result<Scope,
     Ok(Scope {
         topics: events,
         stats,
+        filter: Filter::default(),
     })
 }
 
@@ -126,22 +128,28 @@ pub fn parse_cursor(raw: Option<&str>) -> Result<Option<Cursor>, ApiError> {
         .transpose()
 }
 
-/// Authenticates and admits a connection; `cursor` is `Last-Event-ID` or `since`.
+/// The query string as its pairs, every repeated key kept (`where` may be repeated).
+pub type QueryPairs = Vec<(String, String)>;
+
+/// Authenticates and admits a connection; `cursor` is `Last-Event-ID` or `since`; `pairs`
+/// are the whole query's, for the filter (`actions`, `where`: 400 if malformed).
 pub async fn admit(
     state: &AppState,
     headers: &HeaderMap,
     query: &ConnectQuery,
     cursor: Option<&str>,
+    pairs: &[(String, String)],
 ) -> Result<Admitted, ApiError> {
     let claims = state
         .auth
         .authenticate(headers, query.access_token.as_deref())
         .await?;
-    let scope = scope(
+    let mut scope = scope(
         &claims,
         &query.topic_list(),
         state.cfg.limits.topics_per_connection,
     )?;
+    scope.filter = Filter::from_pairs(pairs)?;
     let since = parse_cursor(cursor)?;
     let permit = state
         .limiter

@@ -21,7 +21,7 @@ use serde_json::value::RawValue;
 use crate::error::ApiError;
 use crate::frame::{Control, Frame, StatsFrame};
 use crate::metrics::Transport;
-use crate::routes::{ConnectQuery, admit, parsed_query};
+use crate::routes::{ConnectQuery, QueryPairs, admit, parsed_query};
 use crate::session::{Output, Session};
 use crate::state::AppState;
 use herald_core::names::Topic;
@@ -50,9 +50,11 @@ pub async fn poll(
     State(state): State<AppState>,
     headers: HeaderMap,
     query: Result<Query<ConnectQuery>, QueryRejection>,
+    pairs: Result<Query<QueryPairs>, QueryRejection>,
 ) -> Result<Json<PollResponse>, ApiError> {
     let query = parsed_query(query)?;
-    let admitted = admit(&state, &headers, &query, query.since.as_deref()).await?;
+    let pairs = parsed_query(pairs)?;
+    let admitted = admit(&state, &headers, &query, query.since.as_deref(), &pairs).await?;
     let span = tracing::Span::current();
     span.record("tenant", admitted.claims.tenant.as_str());
     span.record("sub", admitted.claims.sub.as_str());

@@ -24,7 +24,7 @@ use crate::error::ApiError;
 use crate::frame::{Control, EventFrame, Frame, ReconnectReason};
 use crate::limits::Permit;
 use crate::metrics::{ConnectionGuard, Transport, TransportLabels};
-use crate::routes::{ConnectQuery, admit, parsed_query};
+use crate::routes::{ConnectQuery, QueryPairs, admit, parsed_query};
 use crate::session::{Output, Session};
 use crate::state::AppState;
 
@@ -43,14 +43,16 @@ pub async fn stream(
     slot: Option<Extension<StreamSlot>>,
     headers: HeaderMap,
     query: Result<Query<ConnectQuery>, QueryRejection>,
+    pairs: Result<Query<QueryPairs>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let query = parsed_query(query)?;
+    let pairs = parsed_query(pairs)?;
     let last_event_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.trim().is_empty());
     let cursor = last_event_id.or(query.since.as_deref());
-    let admitted = admit(&state, &headers, &query, cursor).await?;
+    let admitted = admit(&state, &headers, &query, cursor, &pairs).await?;
     let span = tracing::Span::current();
     span.record("tenant", admitted.claims.tenant.as_str());
     span.record("sub", admitted.claims.sub.as_str());
@@ -170,10 +172,15 @@ impl SseStream {
     }
 
     /// The piece of one output, or `None` at the end of the stream.
-    fn piece(&self, out: Output) -> Option<Piece> {
+    fn piece(&mut self, out: Output) -> Option<Piece> {
         Some(match out {
             Output::End => return None,
-            Output::Heartbeat => Piece::Bytes(Bytes::from_static(HEARTBEAT)),
+            // Events were filtered out since the last `id:`: move `Last-Event-ID` past them
+            // (a message with an id and no data sets it without firing an event).
+            Output::Heartbeat => match self.session.take_skipped() {
+                Some(cursor) => Piece::Bytes(Bytes::from(format!("id: {cursor}\n: hb\n\n"))),
+                None => Piece::Bytes(Bytes::from_static(HEARTBEAT)),
+            },
             Output::Frame(Frame::Event(e)) => {
                 self.delivered.inc();
                 Piece::Event(e)

@@ -3,7 +3,8 @@
 //! The token is checked at the upgrade. Client frames: `subscribe` (topics and an optional
 //! `since`; replaces the current subscription, resuming from its cursor), `unsubscribe`,
 //! `refresh` (a new token extends the session and narrows it to what the token grants), `ping` (answered `pong`). Server frames:
-//! `event`, the control messages of SSE (a subscription opens with `status`, carrying
+//! `event`, `cursor` (a filtered subscription's position past events its filter left out,
+//! with a heartbeat), the control messages of SSE (a subscription opens with `status`, carrying
 //! `heartbeat_ms` and, without a cursor, the starting `cursor`), `pong`, and `error` for a
 //! refused client frame (the connection stays open).
 //!
@@ -38,12 +39,19 @@ use tokio::time::{Instant, Sleep};
 
 use crate::auth::{Claims, TokenSource, TopicSet};
 use crate::error::{ApiError, AuthError};
+use crate::filter::Filter;
 use crate::frame::{Control, Frame, ReconnectReason};
 use crate::limits::Permit;
 use crate::metrics::{ConnectionGuard, Transport};
-use crate::routes::{ConnectQuery, STATS_TOPIC, admit, parse_cursor, parsed_query, scope};
+use crate::routes::{
+    ConnectQuery, QueryPairs, STATS_TOPIC, admit, parse_cursor, parsed_query, scope,
+};
 use crate::session::{Output, Session};
 use crate::state::AppState;
+
+mod budget;
+
+use budget::{FrameBudget, flooded};
 
 /// The WebSocket subprotocol.
 pub const PROTOCOL: &str = "herald.v1";
@@ -63,6 +71,12 @@ pub enum ClientFrame {
         /// A cursor.
         #[serde(default)]
         since: Option<String>,
+        /// Only these actions (none: every action).
+        #[serde(default)]
+        actions: Option<Vec<String>>,
+        /// `path:value` conditions that must all hold ([`crate::filter`]).
+        #[serde(default, rename = "where")]
+        conditions: Vec<String>,
     },
     /// Stop receiving `topics`.
     Unsubscribe {
@@ -84,9 +98,18 @@ pub async fn upgrade(
     State(state): State<AppState>,
     headers: HeaderMap,
     query: Result<Query<ConnectQuery>, QueryRejection>,
+    pairs: Result<Query<QueryPairs>, QueryRejection>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let query = parsed_query(query)?;
+    if parsed_query(pairs)?
+        .iter()
+        .any(|(k, _)| k == "actions" || k == "where")
+    {
+        return Err(ApiError::BadRequest(
+            "a WebSocket takes actions and where in its subscribe frame, not in the URL".into(),
+        ));
+    }
     // A request without a token gets 401 whatever its headers; one whose token is the
     // cookie must come from an allowed origin before anything else is done for it.
     let source = state
@@ -103,6 +126,7 @@ pub async fn upgrade(
             ..query
         },
         None,
+        &[],
     )
     .await?;
     let ws = ws.map_err(|e| ApiError::BadRequest(format!("not a WebSocket upgrade: {e}")))?;
@@ -146,63 +170,6 @@ fn check_origin(allowed: &[String], headers: &HeaderMap) -> Result<(), ApiError>
     }
 }
 
-/// A token bucket for one connection's `subscribe`, `unsubscribe` and `refresh` frames.
-struct FrameBudget {
-    tokens: f64,
-    rate: f64,
-    burst: f64,
-    last: Instant,
-    /// Frames refused in a row.
-    refused: u32,
-}
-
-impl FrameBudget {
-    fn new(rate: u32, burst: u32) -> Self {
-        let burst = f64::from(burst.max(1));
-        Self {
-            tokens: burst,
-            rate: f64::from(rate.max(1)),
-            burst,
-            last: Instant::now(),
-            refused: 0,
-        }
-    }
-
-    /// Takes one frame's token, or says how long until there is one.
-    fn take(&mut self) -> Result<(), std::time::Duration> {
-        let now = Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
-        self.tokens = (self.tokens + refill).min(self.burst);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            self.refused = 0;
-            Ok(())
-        } else {
-            self.refused = self.refused.saturating_add(1);
-            Err(std::time::Duration::from_secs_f64(
-                (1.0 - self.tokens) / self.rate,
-            ))
-        }
-    }
-
-    /// Whether the client kept sending while refused for a whole burst.
-    fn exhausted(&self) -> bool {
-        f64::from(self.refused) >= self.burst
-    }
-}
-
-/// The close for a connection that kept sending frames over its budget (1008, policy
-/// violation).
-fn flooded() -> Message {
-    tracing::debug!("closing a WebSocket that kept exceeding its subscribe rate");
-    let close = CloseFrame {
-        code: 1008,
-        reason: Utf8Bytes::from_static("subscribe rate exceeded"),
-    };
-    Message::Close(Some(close))
-}
-
 fn error_frame(code: &str, message: &str) -> Message {
     let body = serde_json::json!({"type": "error", "code": code, "message": message});
     Message::Text(Utf8Bytes::from(body.to_string()))
@@ -230,14 +197,20 @@ impl Conn {
     }
 
     /// Replaces the subscription, resuming from `since` or from where the previous one was.
-    async fn subscribe(&mut self, topics: &[String], since: Option<String>) -> Result<(), Message> {
+    async fn subscribe(
+        &mut self,
+        topics: &[String],
+        since: Option<String>,
+        filter: Result<Filter, crate::filter::FilterError>,
+    ) -> Result<(), Message> {
         let api = |e: ApiError| error_frame(e.code(), &e.to_string());
-        let scope = scope(
+        let mut scope = scope(
             &self.claims,
             topics,
             self.state.cfg.limits.topics_per_connection,
         )
         .map_err(api)?;
+        scope.filter = filter.map_err(|e| api(e.into()))?;
         let since: Option<Cursor> = match parse_cursor(since.as_deref()).map_err(api)? {
             Some(c) => Some(c),
             None => self.session.as_ref().map(Session::cursor),
@@ -297,7 +270,15 @@ impl Conn {
             self.charge()?;
         }
         match frame {
-            ClientFrame::Subscribe { topics, since } => self.subscribe(&topics, since).await?,
+            ClientFrame::Subscribe {
+                topics,
+                since,
+                actions,
+                conditions,
+            } => {
+                let filter = Filter::parse(actions.as_deref(), &conditions);
+                self.subscribe(&topics, since, filter).await?;
+            }
             ClientFrame::Unsubscribe { topics } => self.unsubscribe(topics)?,
             ClientFrame::Refresh { token } => {
                 let claims = self
@@ -337,6 +318,8 @@ async fn next_output(session: &mut Option<Session>) -> Output {
 enum Step {
     /// Write this message (within `write_timeout`).
     Send(Message),
+    /// Write these two messages.
+    Pair(Message, Message),
     /// Nothing to write.
     Skip,
     /// Write this message, then close.
@@ -394,9 +377,18 @@ impl Conn {
     }
 
     /// What the session produced, as a WebSocket message.
-    fn on_session(&self, out: Output) -> Step {
+    fn on_session(&mut self, out: Output) -> Step {
+        let ping = || Message::Ping(bytes::Bytes::new());
         match out {
-            Output::Heartbeat => Step::Send(Message::Ping(bytes::Bytes::new())),
+            // Events were filtered out since the last cursor the client got: hand it the
+            // current one, so a resume starts after them.
+            Output::Heartbeat => match self.session.as_mut().and_then(Session::take_skipped) {
+                Some(cursor) => {
+                    let frame = serde_json::json!({"type": "cursor", "cursor": cursor.to_string()});
+                    Step::Pair(Message::Text(Utf8Bytes::from(frame.to_string())), ping())
+                }
+                None => Step::Send(ping()),
+            },
             Output::Frame(Frame::Event(e)) => {
                 self.state.metrics.delivered(Transport::Ws, 1);
                 text_step(e.ws_text())
@@ -468,6 +460,13 @@ async fn connection(
             Step::Send(message) => {
                 if !write(&mut socket, message, &conn).await {
                     return;
+                }
+            }
+            Step::Pair(first, second) => {
+                for message in [first, second] {
+                    if !write(&mut socket, message, &conn).await {
+                        return;
+                    }
                 }
             }
             Step::Skip => {}
