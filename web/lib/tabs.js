@@ -214,8 +214,14 @@ export class TabGroup {
     this.on.message(m);
   }
 
-  /** Answers a new or returning tab: the state, and the events it may have missed. */
+  /**
+   * Answers a new or returning tab: the leader's heartbeat (so its silence budget is right at
+   * once, not after the next periodic `alive` — until then it would wait 2.5 default
+   * heartbeats, 37.5 s, before replacing a leader that hangs), the state, and the events it
+   * may have missed.
+   */
   greet(m) {
+    this.post({ t: "alive", every: this.on.period() });
     this.on.message({ t: "hello" });
     if (typeof m.cursor !== "string") return;
     const events = this.recent.filter((r) => advances(m.cursor, r.cursor));

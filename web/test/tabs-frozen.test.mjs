@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { event, useFakeTime } from "./helpers.mjs";
-import { advance, threeTabs } from "./tabgroup.mjs";
+import { advance, group, threeTabs } from "./tabgroup.mjs";
 
 useFakeTime();
 
@@ -39,6 +39,34 @@ test("a frozen leader is replaced within 2.5 heartbeats, from the last relayed c
     assert.equal(c.h.state, "live");
   } finally {
     for (const t of tabs) t.h.close();
+  }
+});
+
+test("a tab that just joined knows the leader's heartbeat at once: a leader frozen right after is replaced within 2.5 heartbeats", async () => {
+  const g = group();
+  const a = g.tab();
+  await advance(50);
+  const conn = a.made[0];
+  conn.ctx.on.open();
+  conn.ctx.on.control("status", { state: "live", heartbeat_ms: 1000 }, "1-0000000a");
+  await advance(2000);
+  // Join right after the leader's periodic `alive`, so the next one is almost a second away.
+  const post = a.h.group.post.bind(a.h.group);
+  let alive = false;
+  a.h.group.post = (m) => {
+    if (m.t === "alive") alive = true;
+    return post(m);
+  };
+  while (!alive) await advance(50);
+  const b = g.tab();
+  await advance(100);
+  try {
+    assert.equal(b.h.group.budget(), 2500, "the greeting carries the leader's heartbeat");
+    a.loop.frozen = true;
+    await advance(2700);
+    assert.equal(b.h.stats().role, "leader", "the new tab took over");
+  } finally {
+    for (const t of [a, b]) t.h.close();
   }
 });
 
