@@ -73,6 +73,19 @@ pub async fn start_with(env: &[(&str, &str)]) -> Up {
     }
 }
 
+impl Up {
+    /// Stops `herald up` with SIGTERM and asserts it exits 0 within 20 s. Not SIGKILL: that
+    /// would orphan the nats-server it spawned (three leaked per test run before).
+    async fn stop(mut self) {
+        sigterm(&self.child);
+        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("herald up exits within 20 s of SIGTERM")
+            .unwrap();
+        assert!(status.success(), "exit status {status}");
+    }
+}
+
 /// The address in a banner line such as `  ingest    http://127.0.0.1:8081   (…)`.
 fn banner_url(line: &str, service: &str) -> Option<String> {
     let rest = line.trim().strip_prefix(service)?.trim_start();
@@ -109,7 +122,7 @@ async fn sh(script: &str) -> String {
 
 #[tokio::test]
 async fn the_readme_examples_work_against_herald_up_and_it_stops_cleanly() {
-    let mut up = start().await;
+    let up = start().await;
 
     let first = sh(&readme_block("demo-sequin", &up.ingest)).await;
     assert!(
@@ -124,12 +137,7 @@ async fn the_readme_examples_work_against_herald_up_and_it_stops_cleanly() {
     let signed = sh(&readme_block("demo-signed", &up.ingest)).await;
     assert!(signed.contains(r#""seq":2,"duplicate":false"#), "{signed}");
 
-    sigterm(&up.child);
-    let status = tokio::time::timeout(Duration::from_secs(20), up.child.wait())
-        .await
-        .expect("herald up exits within 20 s of SIGTERM")
-        .unwrap();
-    assert!(status.success(), "exit status {status}");
+    up.stop().await;
 }
 
 #[tokio::test]
@@ -191,7 +199,7 @@ fn gateway_fixture(name: &str) -> String {
 #[tokio::test]
 async fn herald_up_adds_no_dev_jwt_secret_when_a_jwks_file_is_configured() {
     let jwks = gateway_fixture("jwks.json");
-    let mut up = start_with(&[("HERALD_GATEWAY__JWT__JWKS_FILE", &jwks)]).await;
+    let up = start_with(&[("HERALD_GATEWAY__JWT__JWKS_FILE", &jwks)]).await;
     assert_eq!(
         stream_status(&up.gateway, &dev_token()).await,
         401,
@@ -199,23 +207,23 @@ async fn herald_up_adds_no_dev_jwt_secret_when_a_jwks_file_is_configured() {
     );
     assert!(!up.banner.contains("#token=ey"), "{}", up.banner);
     assert!(!up.banner.contains("dev credentials"), "{}", up.banner);
-    up.child.kill().await.unwrap();
+    up.stop().await;
 }
 
 #[tokio::test]
 async fn herald_up_never_prints_a_token_signed_with_a_configured_secret() {
     let secret = "a-real-secret-from-the-vault-0123456789";
-    let mut up = start_with(&[("HERALD_GATEWAY__JWT__SECRET", secret)]).await;
+    let up = start_with(&[("HERALD_GATEWAY__JWT__SECRET", secret)]).await;
     assert!(!up.banner.contains("#token=ey"), "{}", up.banner);
     assert!(up.banner.contains("herald token"), "{}", up.banner);
     // Neither is the dev secret accepted next to the real one.
     assert_eq!(stream_status(&up.gateway, &dev_token()).await, 401);
-    up.child.kill().await.unwrap();
+    up.stop().await;
 }
 
 #[tokio::test]
 async fn herald_up_prints_the_dev_dashboard_token_only_with_dev_credentials() {
-    let mut up = start().await;
+    let up = start().await;
     let token = up
         .banner
         .split("#token=")
@@ -224,7 +232,7 @@ async fn herald_up_prints_the_dev_dashboard_token_only_with_dev_credentials() {
         .unwrap_or_else(|| panic!("a dashboard token in {}", up.banner))
         .to_owned();
     assert_eq!(stream_status(&up.gateway, &token).await, 200);
-    up.child.kill().await.unwrap();
+    up.stop().await;
 }
 
 #[tokio::test]
