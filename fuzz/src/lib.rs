@@ -21,6 +21,7 @@ use herald_core::secret::Secret;
 use herald_core::signature;
 use herald_gateway::auth::Authenticator;
 use herald_gateway::config::JwtConfig;
+use herald_gateway::filter::{self, Filter};
 use herald_gateway::routes::ws::ClientFrame;
 use herald_ingest::config::{Format, SourceConfig, Verify};
 use herald_ingest::formats::{self, Context};
@@ -213,9 +214,21 @@ pub fn ws_frame(data: &[u8]) {
         return;
     };
     let topics = match frame {
-        ClientFrame::Subscribe { topics, since } => {
+        ClientFrame::Subscribe {
+            topics,
+            since,
+            actions,
+            conditions,
+        } => {
             if let Some(since) = since {
                 let _ = since.parse::<Cursor>();
+            }
+            if Filter::parse(actions.as_deref(), &conditions).is_ok() {
+                assert!(
+                    conditions.len() <= filter::MAX_CONDITIONS,
+                    "a filter with {} conditions passed",
+                    conditions.len()
+                );
             }
             topics
         }
