@@ -66,13 +66,7 @@ pub async fn history(
 ) -> Result<Json<HistoryResponse>, ApiError> {
     let query = parsed_query(query)?;
     let pairs = parsed_query(pairs)?;
-    let claims = state
-        .auth
-        .authenticate(&headers, query.access_token.as_deref())
-        .await?;
-    let span = tracing::Span::current();
-    span.record("tenant", claims.tenant.as_str());
-    span.record("sub", claims.sub.as_str());
+    let claims = super::authenticate(&state, &headers, query.access_token.as_deref()).await?;
     let requested = ConnectQuery {
         topics: query.topics.clone(),
         ..ConnectQuery::default()

@@ -131,6 +131,20 @@ pub fn parse_cursor(raw: Option<&str>) -> Result<Option<Cursor>, ApiError> {
 /// The query string as its pairs, every repeated key kept (`where` may be repeated).
 pub type QueryPairs = Vec<(String, String)>;
 
+/// Authenticates the request (header, cookie or `access_token`) and records its tenant and
+/// `sub` on the handler's span, so every log line of the request names who made it.
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    access_token: Option<&str>,
+) -> Result<Claims, ApiError> {
+    let claims = state.auth.authenticate(headers, access_token).await?;
+    let span = tracing::Span::current();
+    span.record("tenant", claims.tenant.as_str());
+    span.record("sub", claims.sub.as_str());
+    Ok(claims)
+}
+
 /// Authenticates and admits a connection; `cursor` is `Last-Event-ID` or `since`; `pairs`
 /// are the whole query's, for the filter (`actions`, `where`: 400 if malformed).
 pub async fn admit(
@@ -140,10 +154,7 @@ pub async fn admit(
     cursor: Option<&str>,
     pairs: &[(String, String)],
 ) -> Result<Admitted, ApiError> {
-    let claims = state
-        .auth
-        .authenticate(headers, query.access_token.as_deref())
-        .await?;
+    let claims = authenticate(state, headers, query.access_token.as_deref()).await?;
     let mut scope = scope(
         &claims,
         &query.topic_list(),

@@ -55,9 +55,6 @@ pub async fn poll(
     let query = parsed_query(query)?;
     let pairs = parsed_query(pairs)?;
     let admitted = admit(&state, &headers, &query, query.since.as_deref(), &pairs).await?;
-    let span = tracing::Span::current();
-    span.record("tenant", admitted.claims.tenant.as_str());
-    span.record("sub", admitted.claims.sub.as_str());
     let _guard = (admitted.permit, state.metrics.connection(Transport::Poll));
     let max_wait = state.cfg.poll_max_wait;
     let wait = query

@@ -53,9 +53,6 @@ pub async fn stream(
         .filter(|v| !v.trim().is_empty());
     let cursor = last_event_id.or(query.since.as_deref());
     let admitted = admit(&state, &headers, &query, cursor, &pairs).await?;
-    let span = tracing::Span::current();
-    span.record("tenant", admitted.claims.tenant.as_str());
-    span.record("sub", admitted.claims.sub.as_str());
     let retry = retry_hint(&state);
     let opened = Session::open(
         &state,
@@ -101,7 +98,7 @@ pub async fn stream(
                 transport: Transport::Sse,
             })
             .clone(),
-        span,
+        span: tracing::Span::current(),
     };
     match slot {
         Some(Extension(slot)) => {

@@ -31,26 +31,21 @@ pub struct StatsQuery {
 }
 
 /// Answers the current stats document(s).
-#[tracing::instrument(skip_all, fields(tenant, topic))]
+#[tracing::instrument(skip_all, fields(tenant, sub, topic))]
 pub async fn stats(
     State(state): State<AppState>,
     headers: HeaderMap,
     query: Result<Query<StatsQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let query = super::parsed_query(query)?;
-    let claims = state
-        .auth
-        .authenticate(&headers, query.access_token.as_deref())
-        .await?;
-    let span = tracing::Span::current();
-    span.record("tenant", claims.tenant.as_str());
+    let claims = super::authenticate(&state, &headers, query.access_token.as_deref()).await?;
     let requested: Vec<String> = query.topic.iter().cloned().collect();
     let scope = claims.scope(&requested, usize::MAX)?;
     let kv = herald_stats::store::bucket(&state.js)
         .await
         .map_err(unavailable)?;
     if let Some(topic) = &query.topic {
-        span.record("topic", topic.as_str());
+        tracing::Span::current().record("topic", topic.as_str());
         let topic = Topic::parse(topic.as_str())
             .map_err(|e| ApiError::BadRequest(format!("invalid topic: {e}")))?;
         return match read(&kv, &claims.tenant, &topic).await? {

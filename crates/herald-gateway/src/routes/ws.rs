@@ -130,9 +130,6 @@ pub async fn upgrade(
     )
     .await?;
     let ws = ws.map_err(|e| ApiError::BadRequest(format!("not a WebSocket upgrade: {e}")))?;
-    let span = tracing::Span::current();
-    span.record("tenant", admitted.claims.tenant.as_str());
-    span.record("sub", admitted.claims.sub.as_str());
     let guard = state.metrics.connection(Transport::Ws);
     let claims = admitted.claims;
     let permit = admitted.permit;
