@@ -10,6 +10,7 @@
 //! | [`subject`] | subject builders and parsers (`herald.events.<tenant>.<topic>.<action>`) |
 //! | [`cursor`] | `<seq>-<epoch>` cursors clients resume from |
 //! | [`streams`] | stream/KV specs and idempotent provisioning |
+//! | [`state`] | collections: `[state]` config, the change rules, stored rows and markers |
 //! | [`nats`] | connecting with retry, credentials and TLS |
 //! | [`retry`] | the one retry-with-backoff loop (doubling, cap, jitter, stops on shutdown) |
 //! | [`publish`] | the one publish: `Nats-Msg-Id` from the event, then the PubAck |
@@ -40,6 +41,7 @@ pub mod service;
 pub mod shutdown;
 pub mod signature;
 pub mod sse;
+pub mod state;
 pub mod streams;
 pub mod subject;
 pub mod telemetry;

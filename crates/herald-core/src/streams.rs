@@ -1,8 +1,8 @@
 //! Stream and bucket specifications, and idempotent provisioning.
 //!
 //! `herald provision` (the admin identity), or whichever service starts first when its NATS
-//! identity may, creates (or updates) `HERALD_EVENTS`, `HERALD_DLQ` and the KV bucket
-//! `herald_stats`; the others find them as configured. The notifier's KV bucket
+//! identity may, creates (or updates) `HERALD_EVENTS`, `HERALD_DLQ` and the KV buckets
+//! `herald_stats` and `herald_state` (collections, see [`crate::state`]); the others find them as configured. The notifier's KV bucket
 //! `herald_notified` is specified here too: `herald provision` creates it with the rest, and
 //! the notifier (the only identity that may look it up) ensures it with [`ensure_notified`]. Running [`provision`] any number of
 //! times, from any number of processes at once, converges on the same state, and a stream
@@ -199,7 +199,7 @@ pub struct Provisioned {
     pub epoch: Epoch,
 }
 
-/// Makes `HERALD_EVENTS`, `HERALD_DLQ` and `herald_stats` match `settings`.
+/// Makes `HERALD_EVENTS`, `HERALD_DLQ`, `herald_stats` and `herald_state` match `settings`.
 ///
 /// Each stream is looked up first (STREAM.INFO, which every Herald identity may do): one
 /// that exists with the configured settings is left alone, so a service whose NATS identity
@@ -249,6 +249,7 @@ async fn converge(
     let events = ensure_stream(js, settings.events_config(), strict).await?;
     ensure_stream(js, settings.dlq_config(), strict).await?;
     ensure_bucket(js, settings.stats_config()).await?;
+    ensure_bucket(js, settings.state_config()).await?;
     tracing::debug!(stream = EVENTS_STREAM, created = %events.created, "streams provisioned");
     Ok(Provisioned {
         epoch: Epoch::from_created(events.created),

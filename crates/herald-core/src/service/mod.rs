@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::liveness::Liveness;
 use crate::nats::{self, ConnectError, NatsConfig};
 use crate::serve::{HttpConfig, ServerMetrics};
+use crate::state::StateConfig;
 use crate::streams::StreamSettings;
 use crate::telemetry::LogConfig;
 
@@ -34,7 +35,8 @@ mod entry;
 pub use bind::{BACKLOG, BindError, bind};
 pub use entry::{Args, Command, NoCommand, StartError, main, main_with};
 
-/// The configuration every service shares: `[nats]`, `[stream]`, `[log]` and `[http]`.
+/// The configuration every service shares: `[nats]`, `[stream]`, `[log]`, `[http]` and
+/// `[state]`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CommonConfig {
@@ -46,6 +48,8 @@ pub struct CommonConfig {
     pub log: LogConfig,
     /// Header timeout and connection caps of every HTTP listener (`HERALD_HTTP__*`).
     pub http: HttpConfig,
+    /// Which topics are collections (`HERALD_STATE__*`, see [`crate::state`]).
+    pub state: StateConfig,
 }
 
 /// A service's own config section: loaded by [`crate::config::load`] over its defaults,
@@ -164,6 +168,8 @@ pub struct ServiceContext {
     pub http: HttpConfig,
     /// The verdict of the active NATS probe (one probe per context, shared by its clones).
     pub liveness: Liveness,
+    /// Which topics are collections (validated by the services that use it).
+    pub state: StateConfig,
 }
 
 impl ServiceContext {
@@ -183,6 +189,7 @@ impl ServiceContext {
             shutdown,
             http: common.http.clone(),
             liveness,
+            state: common.state.clone(),
         })
     }
 }
