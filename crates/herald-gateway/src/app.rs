@@ -72,7 +72,13 @@ impl App {
         cfg.validate()?;
         let (metrics, registry) = Metrics::new();
         let metrics = Arc::new(metrics);
-        let hub = Hub::new(cfg.ring_events, cfg.ring_bytes, Arc::clone(&metrics));
+        let collections = Arc::new(ctx.state.collections()?);
+        let hub = Hub::with_collections(
+            cfg.ring_events,
+            cfg.ring_bytes,
+            Arc::clone(&metrics),
+            collections,
+        );
         let auth = Arc::new(Authenticator::new(&cfg.jwt)?);
         // Background work stops on a child token: when serving ends (or fails) without
         // stopping the other services that share `ctx.shutdown` under `herald up`.
@@ -93,6 +99,10 @@ impl App {
             metrics: Arc::clone(&metrics),
             replay_slots: Arc::new(Semaphore::new(cfg.max_replays.max(1))),
             shutdown: ctx.shutdown.clone(),
+            snapshots: Arc::new(crate::snapshot::Retained::new(
+                cfg.snapshot_ttl,
+                cfg.snapshot_retained,
+            )),
             cfg: Arc::new(cfg.clone()),
         };
         let readiness = Arc::new(GatewayReadiness {

@@ -183,6 +183,14 @@ impl Tail {
             _ => last,
         };
         let head = self.hub.start(epoch, head, first);
+        if let Some(ticket) = self.hub.mirror_ticket() {
+            tokio::spawn(crate::mirror::load::run(
+                self.js.clone(),
+                Arc::clone(&self.hub),
+                ticket,
+                self.shutdown.clone(),
+            ));
+        }
         let consumer = stream
             .create_consumer(OrderedConfig {
                 filter_subject: subject::EVENTS_ALL.to_owned(),
@@ -210,7 +218,11 @@ impl Tail {
                     let cursor = Cursor::new(info.stream_sequence, epoch);
                     self.metrics.tailed.inc();
                     match EventFrame::new(cursor, msg.subject.as_str(), &msg.payload) {
-                        Ok(frame) => self.hub.publish(Arc::new(frame)),
+                        Ok(frame) => {
+                            let to = msg.headers.as_ref().and_then(|h| h.get(crate::mirror::load::TO_HEADER));
+                            let to = crate::mirror::audience(to.map(|v| v.as_str()));
+                            self.hub.publish_to(Arc::new(frame), to);
+                        }
                         Err(err) => tracing::warn!(seq = cursor.seq, %err, "skipping an undeliverable stored message"),
                     }
                 }

@@ -1,0 +1,3 @@
+//! Unit tests of the mirror: live application, loading hand-off, cuts.
+
+use super::*;

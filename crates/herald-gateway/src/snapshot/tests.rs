@@ -1,0 +1,3 @@
+//! Unit tests of snapshot pages: order, paging, audiences, rendering, retention.
+
+use super::*;
