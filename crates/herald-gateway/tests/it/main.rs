@@ -7,6 +7,7 @@ mod auth;
 mod bounds;
 mod clients;
 mod clock_skew;
+mod collections;
 mod filters;
 mod frozen;
 mod helpers;
