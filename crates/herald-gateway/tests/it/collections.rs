@@ -79,6 +79,8 @@ pub async fn get(app: &TestApp, token: &str, path: &str) -> (u16, Value) {
 #[derive(Debug, Clone)]
 pub struct Published {
     pub seq: u64,
+    /// The CloudEvent id.
+    pub id: String,
     pub topic: String,
     pub action: String,
     pub data: Value,
@@ -97,11 +99,17 @@ impl Log {
         self.0.lock().unwrap().push(p);
     }
 
+    /// The sequence of the event with CloudEvent `id`, once recorded.
+    pub fn seq_of(&self, id: &str) -> Option<u64> {
+        self.0.lock().unwrap().iter().find(|p| p.id == id).map(|p| p.seq)
+    }
+
     pub fn last_seq(&self) -> u64 {
         self.0.lock().unwrap().last().map_or(0, |p| p.seq)
     }
 
     pub fn len(&self) -> usize {
+        // (used by the stream tests to open clients at moments spread over the writes)
         self.0.lock().unwrap().len()
     }
 
@@ -151,6 +159,17 @@ pub async fn publish_change(
     data: Value,
     to: Option<&[&str]>,
 ) -> u64 {
+    publish_change_id(js, topic, action, data, to).await.0
+}
+
+/// [`publish_change`], returning the CloudEvent id too.
+pub async fn publish_change_id(
+    js: &jetstream::Context,
+    topic: &str,
+    action: &str,
+    data: Value,
+    to: Option<&[&str]>,
+) -> (u64, String) {
     let event = Event::new(
         EventId::generate(),
         TenantId::parse("acme").unwrap(),
@@ -163,17 +182,24 @@ pub async fn publish_change(
     if let Some(to) = to {
         msg = msg.header("Herald-To", to.join(","));
     }
-    js.send_publish(event.subject(), msg)
+    let seq = js
+        .send_publish(event.subject(), msg)
         .await
         .unwrap()
         .await
         .unwrap()
-        .sequence
+        .sequence;
+    (seq, event.id.to_string())
 }
 
 /// A random change of `leads` over `keys` keys: mostly upserts, some deletes, rarely a
-/// truncate, now and then one for `user-2` only.
-pub fn random_change(rng: &mut StdRng, keys: u32, n: u64) -> (String, Value, Option<Vec<String>>) {
+/// truncate; with `private`, now and then one for `user-2` only.
+pub fn random_change(
+    rng: &mut StdRng,
+    keys: u32,
+    n: u64,
+    private: bool,
+) -> (String, Value, Option<Vec<String>>) {
     let key = rng.gen_range(0..keys);
     let roll = rng.gen_range(0..1000);
     let (action, data) = match roll {
@@ -183,25 +209,55 @@ pub fn random_change(rng: &mut StdRng, keys: u32, n: u64) -> (String, Value, Opt
         350..=599 => ("insert", json!({"id": key, "n": n})),
         _ => ("update", json!({"id": key, "n": n, "s": format!("v{n}")})),
     };
-    let to = (rng.gen_range(0..20) == 0).then(|| vec!["user-2".to_owned()]);
+    let to = (private && rng.gen_range(0..20) == 0).then(|| vec!["user-2".to_owned()]);
     (action.to_owned(), data, to)
 }
 
-/// Publishes `n` random changes of `leads`, recording each in `log`.
+/// Publishes `n` random changes of `leads`, some private to `user-2`, recording each in `log`.
 pub async fn write(js: jetstream::Context, log: Log, seed: u64, n: u64, keys: u32) {
+    write_with(js, log, (seed, true), n, keys).await;
+}
+
+/// Publishes `n` random changes of `leads` (`private`: some for `user-2` only), then the end
+/// marker, recording each in `log`.
+pub async fn write_with(
+    js: jetstream::Context,
+    log: Log,
+    (seed, private): (u64, bool),
+    n: u64,
+    keys: u32,
+) {
     let mut rng = StdRng::seed_from_u64(seed);
     for i in 0..n {
-        let (action, data, to) = random_change(&mut rng, keys, i);
+        let (action, data, to) = random_change(&mut rng, keys, i, private);
         let to_ref: Option<Vec<&str>> = to.as_ref().map(|t| t.iter().map(String::as_str).collect());
-        let seq = publish_change(&js, "leads", &action, data.clone(), to_ref.as_deref()).await;
+        let (seq, id) =
+            publish_change_id(&js, "leads", &action, data.clone(), to_ref.as_deref()).await;
         log.push(Published {
             seq,
+            id,
             topic: "leads".into(),
             action,
             data,
             to,
         });
     }
+    // The end: a change of nothing that readers stop at.
+    let end = json!({"id": 0, "end": true});
+    let (seq, id) = publish_change_id(&js, "leads", "ping", end.clone(), None).await;
+    log.push(Published {
+        seq,
+        id,
+        topic: "leads".into(),
+        action: "ping".into(),
+        data: end,
+        to: None,
+    });
+}
+
+/// Whether a CloudEvent is the writer's last.
+pub fn is_end(event: &Value) -> bool {
+    event["data"]["end"] == true
 }
 
 /// The cursor of a JSON string.
