@@ -189,6 +189,8 @@ pub struct Session {
     awaiting: bool,
     /// A snapshot being sent, page by page.
     pager: Option<Pager>,
+    /// The snapshot cut at registration, sent once the backlog (hello, reset) is out.
+    opening: Option<Cut>,
     /// An event was filtered out since the client last got a cursor
     /// ([`Session::take_skipped`]).
     skipped: bool,
@@ -261,7 +263,7 @@ impl Session {
         // A snapshot only when the client has no cursor, or its cursor was refused.
         if session.snapshots.is_some() && (since.is_none() || start.was_reset) {
             match cut {
-                Some(cut) => session.begin_snapshot(cut),
+                Some(cut) => session.opening = Some(cut),
                 None => session.awaiting = true,
             }
         }
@@ -288,6 +290,7 @@ impl Session {
             snapshots: None,
             awaiting: false,
             pager: None,
+            opening: None,
             skipped: false,
             backlog: VecDeque::new(),
             replay: None,
@@ -415,6 +418,7 @@ impl Session {
     pub fn has_ready(&self) -> bool {
         !self.backlog.is_empty()
             || self.pager.is_some()
+            || self.opening.is_some()
             || (self.replay.is_none() && !self.sub.rx.is_empty())
     }
 
@@ -429,6 +433,9 @@ impl Session {
                     return out;
                 }
                 continue;
+            }
+            if let Some(cut) = self.opening.take() {
+                self.begin_snapshot(cut);
             }
             if let Some(pager) = self.pager.as_mut() {
                 match pager.next_page() {

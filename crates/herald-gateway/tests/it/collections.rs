@@ -89,7 +89,7 @@ pub struct Published {
 
 /// Every change published, in stream order: the reference.
 #[derive(Debug, Clone, Default)]
-pub struct Log(Arc<Mutex<Vec<Published>>>);
+pub struct Log(pub Arc<Mutex<Vec<Published>>>);
 
 /// A table per topic: key → row.
 pub type Tables = BTreeMap<String, BTreeMap<String, Value>>;
@@ -218,8 +218,8 @@ pub async fn write(js: jetstream::Context, log: Log, seed: u64, n: u64, keys: u3
     write_with(js, log, (seed, true), n, keys).await;
 }
 
-/// Publishes `n` random changes of `leads` (`private`: some for `user-2` only), then the end
-/// marker, recording each in `log`.
+/// Publishes `n` random changes of `leads` (`private`: some for `user-2` only), recording each
+/// in `log`.
 pub async fn write_with(
     js: jetstream::Context,
     log: Log,
@@ -242,9 +242,12 @@ pub async fn write_with(
             to,
         });
     }
-    // The end: a change of nothing that readers stop at.
+}
+
+/// Publishes the end marker (a change of nothing that readers stop at), recording it.
+pub async fn write_end(js: &jetstream::Context, log: &Log) {
     let end = json!({"id": 0, "end": true});
-    let (seq, id) = publish_change_id(&js, "leads", "ping", end.clone(), None).await;
+    let (seq, id) = publish_change_id(js, "leads", "ping", end.clone(), None).await;
     log.push(Published {
         seq,
         id,
@@ -328,6 +331,8 @@ pub struct Client {
     pub cursor: Option<Cursor>,
     pub last_seq: u64,
     pub events: usize,
+    /// `reset`s received (each followed by a fresh snapshot).
+    pub resets: usize,
 }
 
 impl Client {

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use herald_test_support::wait;
 
 use crate::collections::{
-    Client, Log, app, cursor_of, get, is_end, non_empty, publish_change, token, write_with,
+    Client, Log, app, cursor_of, get, is_end, non_empty, publish_change, token, write_end, write_with,
 };
 use crate::helpers::{DEADLINE, TestApp};
 
@@ -19,32 +19,44 @@ pub async fn sse_client(app: &TestApp, query: &str) -> Client {
     let hello = sse.hello.as_ref().unwrap().json();
     assert!(hello.get("cursor").is_none(), "no cursor before the snapshot: {hello}");
     let mut client = Client::default();
-    read_sse_snapshot(&mut sse, &mut client).await;
-    loop {
-        let ev = sse.event().await.unwrap();
-        let event = ev.json();
-        client.event(ev.seq(), &event);
-        if is_end(&event) {
-            return client;
-        }
-    }
+    follow_sse(&mut sse, &mut client).await;
+    client
 }
 
-/// Reads `snapshot` frames until the last (`more: false`, with `id:` its cursor).
-async fn read_sse_snapshot(sse: &mut crate::helpers::SseClient, client: &mut Client) {
-    let mut first = true;
+/// Reads snapshots and events into `client` until the writer's end: `status` messages are
+/// skipped; a `reset` must be followed by a fresh snapshot (counted in `client.resets`).
+pub async fn follow_sse(sse: &mut crate::helpers::SseClient, client: &mut Client) {
+    let mut first_page = true;
     loop {
-        let msg = sse.next().await.unwrap().expect("a snapshot frame");
-        assert_eq!(msg.event.as_deref(), Some("snapshot"), "{msg:?}");
-        let page = msg.json();
-        client.snapshot_page(&page, first);
-        first = false;
-        if page["more"] == false {
-            assert_eq!(msg.id.as_deref(), page["cursor"].as_str(), "id: on the last page");
-            assert_eq!(sse.last_id.as_deref(), page["cursor"].as_str());
-            return;
+        let msg = sse.next().await.unwrap().expect("the stream goes on");
+        match msg.event.as_deref() {
+            None => {
+                assert!(first_page, "an event in the middle of a snapshot");
+                let event = msg.json();
+                client.event(msg.seq(), &event);
+                if is_end(&event) {
+                    return;
+                }
+            }
+            Some("snapshot") => {
+                let page = msg.json();
+                client.snapshot_page(&page, first_page);
+                first_page = page["more"] == false;
+                if first_page {
+                    assert_eq!(msg.id.as_deref(), page["cursor"].as_str(), "id: on the last page");
+                    assert_eq!(sse.last_id.as_deref(), page["cursor"].as_str());
+                } else {
+                    assert!(msg.id.is_none(), "id: only on the last page");
+                }
+            }
+            Some("status") => {}
+            Some("reset") => {
+                client.resets += 1;
+                // Until the fresh snapshot, nothing may be applied.
+                client.cursor = None;
+            }
+            other => panic!("unexpected {other:?}: {msg:?}"),
         }
-        assert!(msg.id.is_none(), "id: only on the last page");
     }
 }
 
@@ -140,7 +152,13 @@ async fn snapshot_then_stream_over_sse_websocket_and_poll_ends_with_the_referenc
     // Public changes only: streams deliver events whatever their audience (until audiences
     // are enforced on streams), while a snapshot holds a private row only for its users.
     let js = app.nats.jetstream().await;
-    let writer = tokio::spawn(write_with(js, log.clone(), (7, false), 2000, 80));
+    let writer = {
+        let log = log.clone();
+        tokio::spawn(async move {
+            write_with(js.clone(), log.clone(), (7, false), 2000, 80).await;
+            write_end(&js, &log).await;
+        })
+    };
     let mut clients = Vec::new();
     for round in 1..=3usize {
         wait::until_sync("the writes to go on", DEADLINE, || log.len() >= round * 500).await;
