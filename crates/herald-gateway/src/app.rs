@@ -120,17 +120,7 @@ impl App {
             metrics: Arc::clone(&metrics),
             shutdown: background.clone(),
         };
-        let tail = Tail {
-            client: ctx.client.clone(),
-            liveness: ctx.liveness.clone(),
-            js: ctx.js.clone(),
-            settings: ctx.streams.clone(),
-            hub: Arc::clone(&hub),
-            metrics: Arc::clone(&metrics),
-            connection_check: cfg.connection_check,
-            stream_check: cfg.stream_check,
-            shutdown: background.clone(),
-        };
+        let tail = tail(&ctx, &hub, &metrics, &cfg, background.clone());
         Ok(App {
             listener,
             addr,
@@ -188,6 +178,27 @@ impl App {
             tracing::error!(%err, "the stats watch panicked");
         }
         served.map_err(Error::Io)
+    }
+}
+
+/// The tail of `hub`, stopped by `shutdown`.
+fn tail(
+    ctx: &ServiceContext,
+    hub: &Arc<Hub>,
+    metrics: &Arc<Metrics>,
+    cfg: &Config,
+    shutdown: CancellationToken,
+) -> Tail {
+    Tail {
+        client: ctx.client.clone(),
+        liveness: ctx.liveness.clone(),
+        js: ctx.js.clone(),
+        settings: ctx.streams.clone(),
+        hub: Arc::clone(hub),
+        metrics: Arc::clone(metrics),
+        connection_check: cfg.connection_check,
+        stream_check: cfg.stream_check,
+        shutdown,
     }
 }
 

@@ -23,8 +23,8 @@ use crate::frame::{Control, Frame, ReconnectReason, ResetReason};
 use crate::hub::{Backlog, Closed, Queued, Subscription};
 use crate::metrics::ResumeSource;
 use crate::mirror::Cut;
-use crate::snapshot::{Pager, View};
 use crate::replay::{self, Plan, Replay};
+use crate::snapshot::{Pager, View};
 use crate::state::AppState;
 
 /// What a session produces next.

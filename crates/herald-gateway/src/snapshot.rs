@@ -134,10 +134,7 @@ pub struct View {
 impl View {
     /// `cut`'s `topics` of `tenant`, as `user` sees them.
     pub fn new(cut: Cut, tenant: &TenantId, topics: Vec<Topic>, user: String) -> Self {
-        let ids = topics
-            .iter()
-            .map(|t| (tenant.clone(), t.clone()))
-            .collect();
+        let ids = topics.iter().map(|t| (tenant.clone(), t.clone())).collect();
         Self {
             cut,
             ids,
@@ -367,7 +364,10 @@ impl Retained {
         }
         let mut held = self.held();
         if !held.contains_key(&cut.cursor) && held.len() >= self.max {
-            let oldest = held.iter().min_by_key(|(_, (_, used))| *used).map(|(c, _)| *c);
+            let oldest = held
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(c, _)| *c);
             if let Some(c) = oldest {
                 held.remove(&c);
             }

@@ -1,3 +1,129 @@
-//! Unit tests of the mirror: live application, loading hand-off, cuts.
+//! Unit tests of the mirror: live application, the loading hand-off, cuts.
+
+use herald_core::state::{CollectionConfig, StateConfig};
+use serde_json::json;
 
 use super::*;
+
+fn collections() -> Arc<Collections> {
+    let cfg = StateConfig {
+        collections: [(
+            "acme".to_owned(),
+            [("leads".to_owned(), CollectionConfig { key: "id".into() })].into(),
+        )]
+        .into(),
+    };
+    Arc::new(cfg.collections().unwrap())
+}
+
+fn frame(seq: u64, topic: &str, action: &str, data: serde_json::Value) -> Arc<EventFrame> {
+    let body = json!({"data": data}).to_string();
+    let subject = format!("herald.events.acme.{topic}.{action}");
+    Arc::new(EventFrame::new(Cursor::new(seq, Epoch(1)), &subject, body.as_bytes()).unwrap())
+}
+
+fn leads() -> CollectionId {
+    (
+        TenantId::parse("acme").unwrap(),
+        Topic::parse("leads").unwrap(),
+    )
+}
+
+fn keys(cut: &Cut) -> Vec<String> {
+    cut.tables
+        .get(&leads())
+        .map(|t| t.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+fn live_mirror() -> Mirror {
+    let mut m = Mirror::new(collections());
+    m.begin(Epoch(1), 0);
+    let ticket = m.ticket().unwrap();
+    assert!(m.ticket().is_none(), "one loader per load");
+    assert!(m.finish(ticket, Loaded::default(), 0));
+    m
+}
+
+#[test]
+fn events_change_rows_in_stream_order() {
+    let mut m = live_mirror();
+    m.on_event(&frame(1, "leads", "insert", json!({"id": 1})), None, 1);
+    m.on_event(&frame(2, "leads", "insert", json!({"id": 2})), None, 2);
+    m.on_event(&frame(3, "deals", "insert", json!({"id": 3})), None, 3);
+    m.on_event(&frame(4, "leads", "delete", json!({"id": 1})), None, 4);
+    let before = m.cut(Cursor::new(4, Epoch(1))).unwrap();
+    m.on_event(&frame(5, "leads", "truncate", json!(null)), None, 5);
+    m.on_event(&frame(6, "leads", "upsert", json!({"id": "x"})), None, 6);
+    let after = m.cut(Cursor::new(6, Epoch(1))).unwrap();
+    // A cut is unaffected by later changes.
+    assert_eq!(keys(&before), ["2"]);
+    assert_eq!(keys(&after), ["x"]);
+    assert!(m.unchanged_since(&[leads()], 6));
+    assert!(!m.unchanged_since(&[leads()], 5));
+}
+
+#[test]
+fn a_load_goes_live_once_the_head_reaches_what_it_read() {
+    let mut m = Mirror::new(collections());
+    assert!(!m.is_live());
+    m.begin(Epoch(1), 10);
+    let ticket = m.ticket().unwrap();
+    // The tail delivers 11 and 12 while the load reads up to 12.
+    assert!(!m.on_event(&frame(11, "leads", "insert", json!({"id": "a"})), None, 11));
+    let mut table = Table::new();
+    for key in ["a", "old"] {
+        let row = MirrorRow {
+            seq: 11,
+            data: Arc::from(serde_json::value::to_raw_value(&json!({"id": key})).unwrap()),
+            to: None,
+        };
+        table.insert(key.to_owned(), row);
+    }
+    let loaded = Loaded {
+        tables: [(leads(), table)].into(),
+        upto: 12,
+    };
+    assert!(
+        !m.finish(ticket, loaded, 11),
+        "the head is behind what the load read"
+    );
+    assert!(m.cut(Cursor::new(11, Epoch(1))).is_none());
+    // 12 was read by the load (a delete of `old`): not applied twice; 13 is new.
+    assert!(m.on_event(
+        &frame(12, "leads", "delete", json!({"id": "old"})),
+        None,
+        12
+    ));
+    m.on_event(&frame(13, "leads", "insert", json!({"id": "b"})), None, 13);
+    assert_eq!(
+        keys(&m.cut(Cursor::new(13, Epoch(1))).unwrap()),
+        ["a", "b", "old"]
+    );
+}
+
+#[test]
+fn a_stale_load_is_ignored() {
+    let mut m = Mirror::new(collections());
+    m.begin(Epoch(1), 0);
+    let old = m.ticket().unwrap();
+    m.begin(Epoch(2), 0);
+    assert!(!m.finish(old, Loaded::default(), 0));
+    assert!(!m.is_live());
+    let new = m.ticket().unwrap();
+    assert!(m.finish(new, Loaded::default(), 0));
+}
+
+#[test]
+fn audiences_come_from_the_header() {
+    assert_eq!(audience(None), None);
+    assert_eq!(audience(Some(" , ")), None);
+    let to = audience(Some("u-1, u-2")).unwrap();
+    assert_eq!(&to[..], ["u-1", "u-2"]);
+    let row = MirrorRow {
+        seq: 1,
+        data: Arc::from(RawValue::NULL.to_owned()),
+        to: Some(to),
+    };
+    assert!(row.visible_to("u-2") && !row.visible_to("u-3"));
+}

@@ -18,10 +18,10 @@ use axum::http::HeaderMap;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use crate::auth::Claims;
 use crate::error::ApiError;
 use crate::frame::{Control, Frame, StatsFrame};
 use crate::metrics::Transport;
-use crate::auth::Claims;
 use crate::routes::{ConnectQuery, QueryPairs, admit, parsed_query, snapshot};
 use crate::session::{Output, Session};
 use crate::state::AppState;
@@ -109,7 +109,11 @@ fn snapshot_answer(
     Ok(PollResponse {
         events: Vec::new(),
         cursor: page.cursor.to_string(),
-        state: if state.hub.is_live() { "live" } else { "degraded" },
+        state: if state.hub.is_live() {
+            "live"
+        } else {
+            "degraded"
+        },
         reset: None,
         stats: Vec::new(),
         snapshot: Some(snapshot),

@@ -27,9 +27,7 @@ pub fn state() -> StateConfig {
         ("leads".to_owned(), CollectionConfig { key: "id".into() }),
         (
             "services".to_owned(),
-            CollectionConfig {
-                key: "name".into(),
-            },
+            CollectionConfig { key: "name".into() },
         ),
     ];
     StateConfig {
@@ -101,7 +99,12 @@ impl Log {
 
     /// The sequence of the event with CloudEvent `id`, once recorded.
     pub fn seq_of(&self, id: &str) -> Option<u64> {
-        self.0.lock().unwrap().iter().find(|p| p.id == id).map(|p| p.seq)
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|p| p.id == id)
+            .map(|p| p.seq)
     }
 
     pub fn last_seq(&self) -> u64 {
@@ -116,8 +119,8 @@ impl Log {
     /// The tables after the event at `seq`, as `user` sees them (rows written with an
     /// audience that does not name the user are absent).
     pub fn state_at(&self, seq: u64, user: &str) -> Tables {
-        let mut tables: BTreeMap<String, BTreeMap<String, (Value, Option<Vec<String>>)>> =
-            BTreeMap::new();
+        type Audienced = BTreeMap<String, (Value, Option<Vec<String>>)>;
+        let mut tables: BTreeMap<String, Audienced> = BTreeMap::new();
         for p in self.0.lock().unwrap().iter().filter(|p| p.seq <= seq) {
             let table = tables.entry(p.topic.clone()).or_default();
             match change(&p.topic, &p.action, &p.data) {
@@ -136,7 +139,9 @@ impl Log {
             .map(|(topic, rows)| {
                 let rows = rows
                     .into_iter()
-                    .filter(|(_, (_, to))| to.as_ref().is_none_or(|to| to.iter().any(|u| u == user)))
+                    .filter(|(_, (_, to))| {
+                        to.as_ref().is_none_or(|to| to.iter().any(|u| u == user))
+                    })
                     .map(|(k, (v, _))| (k, v))
                     .collect();
                 (topic, rows)
@@ -281,9 +286,16 @@ pub async fn snapshot(app: &TestApp, token: &str, topics: &str, limit: usize) ->
     let mut tables = Tables::new();
     let mut page = first;
     loop {
-        assert_eq!(cursor_of(&page["cursor"]), cursor, "every page has the snapshot's cursor");
+        assert_eq!(
+            cursor_of(&page["cursor"]),
+            cursor,
+            "every page has the snapshot's cursor"
+        );
         let rows_on_page: usize = add_page(&mut tables, &page);
-        assert!(rows_on_page <= limit, "{rows_on_page} rows on a page of {limit}");
+        assert!(
+            rows_on_page <= limit,
+            "{rows_on_page} rows on a page of {limit}"
+        );
         if page["more"] == false {
             assert!(page.get("after").is_none());
             break;
@@ -345,7 +357,11 @@ impl Client {
                 self.tables.insert(topic.clone(), BTreeMap::new());
             }
         } else {
-            assert_eq!(self.cursor, Some(cursor), "every page has the snapshot's cursor");
+            assert_eq!(
+                self.cursor,
+                Some(cursor),
+                "every page has the snapshot's cursor"
+            );
         }
         self.cursor = Some(cursor);
         self.last_seq = cursor.seq;
@@ -355,8 +371,15 @@ impl Client {
     /// An event (a CloudEvent) at `seq`.
     pub fn event(&mut self, seq: u64, event: &Value) {
         let snapshot = self.cursor.expect("a snapshot before any event").seq;
-        assert!(seq > snapshot, "event {seq} is not after the snapshot at {snapshot}");
-        assert!(seq > self.last_seq, "event {seq} after {}: applied twice or out of order", self.last_seq);
+        assert!(
+            seq > snapshot,
+            "event {seq} is not after the snapshot at {snapshot}"
+        );
+        assert!(
+            seq > self.last_seq,
+            "event {seq} after {}: applied twice or out of order",
+            self.last_seq
+        );
         self.last_seq = seq;
         self.events += 1;
         let topic = event["topic"].as_str().unwrap();
@@ -387,7 +410,11 @@ async fn a_snapshot_is_the_reference_at_its_cursor_while_a_publisher_writes() {
     }
     writer.await.unwrap();
     seen.push(snapshot(&app, &token(), "leads", 1000).await);
-    assert!(seen.len() >= 3, "only {} snapshots during the writes", seen.len());
+    assert!(
+        seen.len() >= 3,
+        "only {} snapshots during the writes",
+        seen.len()
+    );
     for (cursor, tables) in &seen {
         assert_eq!(
             non_empty(tables.clone()),
@@ -402,7 +429,10 @@ async fn a_snapshot_is_the_reference_at_its_cursor_while_a_publisher_writes() {
             break tables;
         }
     };
-    assert_eq!(non_empty(last.clone()), non_empty(log.state_at(u64::MAX, "user-1")));
+    assert_eq!(
+        non_empty(last.clone()),
+        non_empty(log.state_at(u64::MAX, "user-1"))
+    );
     assert!(!last["leads"].is_empty());
 }
 
@@ -438,7 +468,14 @@ async fn rows_with_an_audience_are_in_their_users_snapshots_only() {
     let app = app().await;
     let js = app.nats.jetstream().await;
     publish_change(&js, "leads", "insert", json!({"id": 1, "who": "all"}), None).await;
-    publish_change(&js, "leads", "insert", json!({"id": 2}), Some(&["user-2", "user-3"])).await;
+    publish_change(
+        &js,
+        "leads",
+        "insert",
+        json!({"id": 2}),
+        Some(&["user-2", "user-3"]),
+    )
+    .await;
     let last = publish_change(&js, "leads", "insert", json!({"id": 3}), Some(&["user-1"])).await;
     let rows = |user: &'static str| {
         let app = &app;
@@ -470,14 +507,22 @@ async fn snapshot_requests_are_refused_precisely() {
     let t = token();
     let code = |body: &Value| body["error"]["code"].as_str().map(str::to_owned);
     let (status, body) = get(&app, &t, "/v1/snapshot?topics=leads,deals").await;
-    assert_eq!((status, code(&body).as_deref()), (400, Some("not_a_collection")), "{body}");
+    assert_eq!(
+        (status, code(&body).as_deref()),
+        (400, Some("not_a_collection")),
+        "{body}"
+    );
     let (status, body) = get(&app, &t, "/v1/snapshot?topics=leads&limit=0").await;
     assert_eq!(status, 400, "{body}");
     let (status, body) = get(&app, &t, "/v1/snapshot?topics=leads&limit=10001").await;
     assert_eq!(status, 400, "{body}");
     let only_deals = TestApp::token("acme", &["deals"], 60);
     let (status, body) = get(&app, &only_deals, "/v1/snapshot?topics=leads").await;
-    assert_eq!((status, code(&body).as_deref()), (403, Some("topic_forbidden")), "{body}");
+    assert_eq!(
+        (status, code(&body).as_deref()),
+        (403, Some("topic_forbidden")),
+        "{body}"
+    );
     let (status, _) = get(&app, "nope", "/v1/snapshot?topics=leads").await;
     assert_eq!(status, 401);
     // A later page of a snapshot not kept (none are, here) after the collection changed.
@@ -486,7 +531,12 @@ async fn snapshot_requests_are_refused_precisely() {
     let cursor = page["cursor"].as_str().unwrap().to_owned();
     let after = page["after"].as_str().unwrap().to_owned();
     // Unchanged since: the page is cut from the live tables.
-    let (status, same) = get(&app, &t, &format!("/v1/snapshot?topics=leads&limit=2&cursor={cursor}&after={after}")).await;
+    let (status, same) = get(
+        &app,
+        &t,
+        &format!("/v1/snapshot?topics=leads&limit=2&cursor={cursor}&after={after}"),
+    )
+    .await;
     assert_eq!(status, 200, "{same}");
     assert_eq!(same["cursor"], page["cursor"]);
     let seq = publish_change(&js, "leads", "insert", json!({"id": 99}), None).await;
@@ -495,9 +545,23 @@ async fn snapshot_requests_are_refused_precisely() {
         b["cursor"].is_string() && cursor_of(&b["cursor"]).seq >= seq
     })
     .await;
-    let (status, body) = get(&app, &t, &format!("/v1/snapshot?topics=leads&limit=2&cursor={cursor}&after={after}")).await;
-    assert_eq!((status, code(&body).as_deref()), (410, Some("snapshot_expired")), "{body}");
-    let (status, body) = get(&app, &t, &format!("/v1/snapshot?topics=leads&limit=2&cursor={cursor}&after=%%%")).await;
+    let (status, body) = get(
+        &app,
+        &t,
+        &format!("/v1/snapshot?topics=leads&limit=2&cursor={cursor}&after={after}"),
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body).as_deref()),
+        (410, Some("snapshot_expired")),
+        "{body}"
+    );
+    let (status, body) = get(
+        &app,
+        &t,
+        &format!("/v1/snapshot?topics=leads&limit=2&cursor={cursor}&after=%%%"),
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
 }
 
@@ -523,7 +587,12 @@ async fn a_kept_snapshot_serves_its_pages_after_the_collection_changed() {
     add_page(&mut tables, &before);
     let mut after = before["after"].as_str().unwrap().to_owned();
     loop {
-        let (status, page) = get(&app, &t, &format!("/v1/snapshot?topics=leads&limit=3&cursor={cursor}&after={after}")).await;
+        let (status, page) = get(
+            &app,
+            &t,
+            &format!("/v1/snapshot?topics=leads&limit=3&cursor={cursor}&after={after}"),
+        )
+        .await;
         assert_eq!(status, 200, "{page}");
         add_page(&mut tables, &page);
         if page["more"] == false {
@@ -531,5 +600,9 @@ async fn a_kept_snapshot_serves_its_pages_after_the_collection_changed() {
         }
         after = page["after"].as_str().unwrap().to_owned();
     }
-    assert_eq!(tables["leads"].len(), 10, "the whole table as it was at {cursor}");
+    assert_eq!(
+        tables["leads"].len(),
+        10,
+        "the whole table as it was at {cursor}"
+    );
 }

@@ -12,8 +12,8 @@ use herald_test_support::wait;
 use serde_json::json;
 
 use crate::collections::{
-    Client, Log, Published, app, change, cursor_of, get, loaded, non_empty, snapshot, token,
-    write, write_end, write_with,
+    Client, Log, Published, app, change, cursor_of, get, loaded, non_empty, snapshot, token, write,
+    write_end, write_with,
 };
 use crate::collections_stream::{follow_sse, sse_client};
 use crate::helpers::{DEADLINE, TestApp, start_gateway_at};
@@ -24,7 +24,10 @@ use crate::helpers::{DEADLINE, TestApp, start_gateway_at};
 async fn write_state(app: &TestApp, log: &Log, applied: u64, rows_upto: u64) {
     let js = app.nats.jetstream().await;
     let kv = js.get_key_value(STATE_BUCKET).await.unwrap();
-    let (tenant, topic) = (TenantId::parse("acme").unwrap(), Topic::parse("leads").unwrap());
+    let (tenant, topic) = (
+        TenantId::parse("acme").unwrap(),
+        Topic::parse("leads").unwrap(),
+    );
     let mut rows: BTreeMap<String, Row> = BTreeMap::new();
     let mut cleared = 0;
     let published: Vec<Published> = log.0.lock().unwrap().clone();
@@ -84,7 +87,10 @@ async fn rows_only_before_retention(js: &async_nats::jetstream::Context, log: &L
 }
 
 /// The snapshot once the gateway has seen `seq`.
-async fn snapshot_at_least(app: &TestApp, seq: u64) -> (herald_core::cursor::Cursor, crate::collections::Tables) {
+async fn snapshot_at_least(
+    app: &TestApp,
+    seq: u64,
+) -> (herald_core::cursor::Cursor, crate::collections::Tables) {
     loop {
         let (cursor, tables) = snapshot(app, &token(), "leads", 1000).await;
         if cursor.seq >= seq {
@@ -107,7 +113,10 @@ async fn a_gateway_started_after_retention_loads_kv_rows_and_the_retained_events
     // The oldest events leave the stream: only the KV rows remember them.
     let mut stream = js.get_stream(EVENTS_STREAM).await.unwrap();
     stream.purge().sequence(applied + 1).await.unwrap();
-    assert_eq!(stream.info().await.unwrap().state.first_sequence, applied + 1);
+    assert_eq!(
+        stream.info().await.unwrap().state.first_sequence,
+        applied + 1
+    );
     app.restart_gateway().await;
     loaded(&app).await;
     let last = log.last_seq();
@@ -131,12 +140,15 @@ async fn without_its_kv_rows_a_gateway_after_retention_would_miss_rows() {
     rows_only_before_retention(&js, &log).await;
     let applied = log.0.lock().unwrap()[299].seq;
     app.stop_gateway().await;
-    let mut stream = js.get_stream(EVENTS_STREAM).await.unwrap();
+    let stream = js.get_stream(EVENTS_STREAM).await.unwrap();
     stream.purge().sequence(applied + 1).await.unwrap();
     app.restart_gateway().await;
     loaded(&app).await;
     let (_, tables) = snapshot_at_least(&app, log.last_seq()).await;
-    assert_ne!(non_empty(tables), non_empty(log.state_at(u64::MAX, "user-1")));
+    assert_ne!(
+        non_empty(tables),
+        non_empty(log.state_at(u64::MAX, "user-1"))
+    );
 }
 
 #[tokio::test]
@@ -164,7 +176,10 @@ async fn a_snapshot_stream_lives_through_a_nats_restart() {
     );
     // A new snapshot agrees.
     let (_, tables) = snapshot_at_least(&app, log.last_seq()).await;
-    assert_eq!(non_empty(tables), non_empty(log.state_at(u64::MAX, "user-1")));
+    assert_eq!(
+        non_empty(tables),
+        non_empty(log.state_at(u64::MAX, "user-1"))
+    );
 }
 
 #[tokio::test]
@@ -229,7 +244,11 @@ async fn a_cursor_that_cannot_be_resumed_gets_a_reset_then_a_fresh_snapshot() {
     );
     // A cursor of this epoch resumes without a snapshot.
     let mut sse = app
-        .sse(&token(), "topics=leads&snapshot=1", Some(&format!("{}-{}", last, app.epoch().await)))
+        .sse(
+            &token(),
+            "topics=leads&snapshot=1",
+            Some(&format!("{}-{}", last, app.epoch().await)),
+        )
         .await;
     crate::collections::publish_change(&js, "leads", "insert", json!({"id": 1}), None).await;
     let msg = sse.next().await.unwrap().unwrap();
@@ -244,7 +263,9 @@ async fn non_collection_topics_stream_as_usual_beside_a_snapshot() {
     let (status, body) = get(&app, &token(), "/v1/stream?topics=deals&snapshot=1").await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], "not_a_collection");
-    let mut sse = app.sse(&token(), "topics=leads,deals&snapshot=1", None).await;
+    let mut sse = app
+        .sse(&token(), "topics=leads,deals&snapshot=1", None)
+        .await;
     let msg = sse.next().await.unwrap().unwrap();
     assert_eq!(msg.event.as_deref(), Some("snapshot"));
     assert_eq!(msg.json()["topics"], json!({"leads": {}}));

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use herald_test_support::wait;
 
 use crate::collections::{
-    Client, Log, app, cursor_of, get, is_end, non_empty, publish_change, token, write_end, write_with,
+    Client, Log, app, cursor_of, get, is_end, non_empty, token, write_end, write_with,
 };
 use crate::helpers::{DEADLINE, TestApp};
 
@@ -17,7 +17,10 @@ use crate::helpers::{DEADLINE, TestApp};
 pub async fn sse_client(app: &TestApp, query: &str) -> Client {
     let mut sse = app.sse(&token(), query, None).await;
     let hello = sse.hello.as_ref().unwrap().json();
-    assert!(hello.get("cursor").is_none(), "no cursor before the snapshot: {hello}");
+    assert!(
+        hello.get("cursor").is_none(),
+        "no cursor before the snapshot: {hello}"
+    );
     let mut client = Client::default();
     follow_sse(&mut sse, &mut client).await;
     client
@@ -43,7 +46,11 @@ pub async fn follow_sse(sse: &mut crate::helpers::SseClient, client: &mut Client
                 client.snapshot_page(&page, first_page);
                 first_page = page["more"] == false;
                 if first_page {
-                    assert_eq!(msg.id.as_deref(), page["cursor"].as_str(), "id: on the last page");
+                    assert_eq!(
+                        msg.id.as_deref(),
+                        page["cursor"].as_str(),
+                        "id: on the last page"
+                    );
                     assert_eq!(sse.last_id.as_deref(), page["cursor"].as_str());
                 } else {
                     assert!(msg.id.is_none(), "id: only on the last page");
