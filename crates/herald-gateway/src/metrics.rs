@@ -140,7 +140,7 @@ impl Metrics {
         );
         r.register(
             "snapshot_pages",
-            "Snapshot pages served (GET /v1/snapshot, poll and stream snapshots)",
+            "Snapshot pages served by GET /v1/snapshot and long-poll snapshots",
             m.snapshots.clone(),
         );
         r.register(
