@@ -149,6 +149,12 @@ impl App {
     /// Serves until `ctx.shutdown` is cancelled, then drains: every open stream is told to
     /// `reconnect` within the drain window, and this returns once they are closed.
     pub async fn run_until_stopped(self) -> Result<(), Error> {
+        let loader = crate::mirror::load::Loader {
+            js: self.ctx.js.clone(),
+            hub: Arc::clone(&self.hub),
+            shutdown: self.background.clone(),
+        };
+        tokio::spawn(loader.run());
         let tail = tokio::spawn(self.tail.run());
         let stats = tokio::spawn(self.stats.run());
         if let Some(jwks) = self.jwks {

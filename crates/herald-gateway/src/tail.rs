@@ -183,14 +183,6 @@ impl Tail {
             _ => last,
         };
         let head = self.hub.start(epoch, head, first);
-        if let Some(ticket) = self.hub.mirror_ticket() {
-            tokio::spawn(crate::mirror::load::run(
-                self.js.clone(),
-                Arc::clone(&self.hub),
-                ticket,
-                self.shutdown.clone(),
-            ));
-        }
         let consumer = stream
             .create_consumer(OrderedConfig {
                 filter_subject: subject::EVENTS_ALL.to_owned(),

@@ -183,6 +183,8 @@ pub struct Hub {
     collections: Arc<Collections>,
     metrics: Arc<Metrics>,
     published: Notify,
+    /// Wakes the mirror's loader when a load is due.
+    load_due: Notify,
     /// Set once by [`Hub::drain`]; read by every session, without the lock.
     draining: AtomicBool,
 }
@@ -216,6 +218,7 @@ impl Hub {
             }),
             metrics,
             published: Notify::new(),
+            load_due: Notify::new(),
             draining: AtomicBool::new(false),
         })
     }
@@ -450,6 +453,7 @@ impl Hub {
                 entry.awaiting |= entry.snapshots;
             }
             self.after_mirror_change(&mut inner, true);
+            self.load_due.notify_one();
         }
         inner.head
     }
@@ -485,7 +489,14 @@ impl Hub {
         inner.head = frame.seq();
         inner.ring.push(Arc::clone(&frame));
         let head = inner.head;
-        let went_live = inner.mirror.on_event(&frame, to, head);
+        let went_live = match inner.mirror.on_event(&frame, to, head) {
+            mirror::Applied::Live => true,
+            mirror::Applied::Queued | mirror::Applied::Applied => false,
+            mirror::Applied::Restarted => {
+                self.load_due.notify_one();
+                false
+            }
+        };
         let ids: Vec<u64> = match inner.index.get(&frame.tenant) {
             None => Vec::new(),
             Some(idx) => idx
@@ -513,9 +524,19 @@ impl Hub {
         &self.collections
     }
 
-    /// The load the tail should start, once per load ([`crate::mirror::load::run`]).
+    /// The load to run, once per load ([`crate::mirror::load::Loader`]).
     pub fn mirror_ticket(&self) -> Option<Ticket> {
         self.lock().mirror.ticket()
+    }
+
+    /// The next load to run: waits until one is due.
+    pub async fn next_mirror_load(&self) -> Ticket {
+        loop {
+            if let Some(ticket) = self.mirror_ticket() {
+                return ticket;
+            }
+            self.load_due.notified().await;
+        }
     }
 
     /// The current load's number (a loader whose ticket is older gives up).

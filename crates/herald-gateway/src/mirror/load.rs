@@ -76,39 +76,53 @@ pub enum LoadError {
     Recreated,
 }
 
-/// Runs the load of `ticket` until it is handed to the hub, superseded, or shutdown.
-pub async fn run(
-    js: jetstream::Context,
-    hub: Arc<Hub>,
-    ticket: Ticket,
-    shutdown: CancellationToken,
-) {
-    let mut backoff = Backoff::new(Policy::doubling(
-        Duration::from_millis(100),
-        Duration::from_secs(2),
-    ));
-    let collections = Arc::clone(hub.collections());
-    loop {
-        if hub.mirror_generation() != ticket.generation {
-            return;
+/// The one loader of a gateway: runs each load the hub asks for ([`Hub::next_mirror_load`]).
+pub struct Loader {
+    /// JetStream.
+    pub js: jetstream::Context,
+    /// The hub whose mirror it loads.
+    pub hub: Arc<Hub>,
+    /// Stops it.
+    pub shutdown: CancellationToken,
+}
+
+impl Loader {
+    /// Runs loads until shutdown.
+    pub async fn run(self) {
+        loop {
+            let ticket = tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                ticket = self.hub.next_mirror_load() => ticket,
+            };
+            self.run_one(ticket).await;
         }
-        let loaded = tokio::select! {
-            () = shutdown.cancelled() => return,
-            loaded = load(&js, &collections, ticket.epoch) => loaded,
-        };
-        match loaded {
-            Ok(loaded) => {
-                let rows: usize = loaded.tables.values().map(Table::len).sum();
-                tracing::info!(rows, upto = loaded.upto, "collections loaded");
-                hub.finish_load(ticket, loaded);
-                return;
-            }
-            Err(err) => {
-                if !backoff
-                    .wait(&shutdown, "loading the collections failed", &err)
-                    .await
-                {
+    }
+
+    /// Runs the load of `ticket` (retrying with backoff) until it is handed to the hub,
+    /// superseded by a newer one, or shutdown.
+    async fn run_one(&self, ticket: Ticket) {
+        let mut backoff = Backoff::new(Policy::doubling(
+            Duration::from_millis(100),
+            Duration::from_secs(2),
+        ));
+        let collections = Arc::clone(self.hub.collections());
+        while self.hub.mirror_generation() == ticket.generation {
+            let loaded = tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                loaded = load(&self.js, &collections, ticket.epoch) => loaded,
+            };
+            match loaded {
+                Ok(loaded) => {
+                    let rows: usize = loaded.tables.values().map(Table::len).sum();
+                    tracing::info!(rows, upto = loaded.upto, "collections loaded");
+                    self.hub.finish_load(ticket, loaded);
                     return;
+                }
+                Err(err) => {
+                    let why = "loading the collections failed";
+                    if !backoff.wait(&self.shutdown, why, &err).await {
+                        return;
+                    }
                 }
             }
         }

@@ -105,6 +105,23 @@ pub struct Loaded {
     pub upto: u64,
 }
 
+/// Collection events the mirror queues while loading before it gives up on the load under
+/// way and starts another (which reads them from the stream instead).
+pub const MAX_QUEUED: usize = 100_000;
+
+/// What [`Mirror::on_event`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Applied to the live tables (or not a collection's event).
+    Applied,
+    /// Queued: the mirror is loading.
+    Queued,
+    /// The mirror went live with it.
+    Live,
+    /// The queue was full: a new load is due.
+    Restarted,
+}
+
 /// Which load a loader runs (a newer reset makes an older loader's result void).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ticket {
@@ -208,28 +225,37 @@ impl Mirror {
         matches!(self.phase, Phase::Live { .. })
     }
 
-    /// Applies (or queues, while loading) the event the tail delivered at `head`. `true`
-    /// when the mirror went live with it.
-    pub fn on_event(&mut self, frame: &Arc<EventFrame>, to: Audience, head: u64) -> bool {
+    /// Applies (or queues, while loading) the event the tail delivered at `head`.
+    pub fn on_event(&mut self, frame: &Arc<EventFrame>, to: Audience, head: u64) -> Applied {
+        let live = |went: bool| if went { Applied::Live } else { Applied::Queued };
         if !self.collections.contains(&frame.tenant, &frame.topic) {
             return match self.phase {
-                Phase::Loading { .. } => self.try_finish(head),
-                Phase::Live { .. } => false,
+                Phase::Loading { .. } => live(self.try_finish(head)),
+                Phase::Live { .. } => Applied::Applied,
             };
         }
         if let Phase::Live { upto } = self.phase {
             if frame.seq() > upto {
                 self.apply(frame, to);
             }
-            return false;
+            return Applied::Applied;
         }
-        if let Phase::Loading { queue, .. } = &mut self.phase {
+        if let Phase::Loading { queue, ticket, .. } = &mut self.phase {
+            if queue.len() >= MAX_QUEUED {
+                let epoch = ticket.epoch;
+                tracing::warn!(
+                    queued = MAX_QUEUED,
+                    "the collections load is too slow; starting it again"
+                );
+                self.begin(epoch, head);
+                return Applied::Restarted;
+            }
             queue.push(Pending {
                 frame: Arc::clone(frame),
                 to,
             });
         }
-        self.try_finish(head)
+        live(self.try_finish(head))
     }
 
     /// Hands over a finished load; `true` when the mirror went live with it (it waits for

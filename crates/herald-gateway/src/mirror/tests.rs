@@ -70,7 +70,8 @@ fn a_load_goes_live_once_the_head_reaches_what_it_read() {
     m.begin(Epoch(1), 10);
     let ticket = m.ticket().unwrap();
     // The tail delivers 11 and 12 while the load reads up to 12.
-    assert!(!m.on_event(&frame(11, "leads", "insert", json!({"id": "a"})), None, 11));
+    let queued = m.on_event(&frame(11, "leads", "insert", json!({"id": "a"})), None, 11);
+    assert_eq!(queued, Applied::Queued);
     let mut table = Table::new();
     for key in ["a", "old"] {
         let row = MirrorRow {
@@ -90,11 +91,12 @@ fn a_load_goes_live_once_the_head_reaches_what_it_read() {
     );
     assert!(m.cut(Cursor::new(11, Epoch(1))).is_none());
     // 12 was read by the load (a delete of `old`): not applied twice; 13 is new.
-    assert!(m.on_event(
+    let live = m.on_event(
         &frame(12, "leads", "delete", json!({"id": "old"})),
         None,
-        12
-    ));
+        12,
+    );
+    assert_eq!(live, Applied::Live);
     m.on_event(&frame(13, "leads", "insert", json!({"id": "b"})), None, 13);
     assert_eq!(
         keys(&m.cut(Cursor::new(13, Epoch(1))).unwrap()),
@@ -126,4 +128,20 @@ fn audiences_come_from_the_header() {
         to: Some(to),
     };
     assert!(row.visible_to("u-2") && !row.visible_to("u-3"));
+}
+
+#[test]
+fn a_load_that_falls_too_far_behind_starts_again() {
+    let mut m = Mirror::new(collections());
+    m.begin(Epoch(1), 0);
+    let first = m.ticket().unwrap();
+    let one = frame(1, "leads", "insert", json!({"id": 1}));
+    for seq in 1..=MAX_QUEUED as u64 {
+        assert_eq!(m.on_event(&one, None, seq), Applied::Queued);
+    }
+    assert_eq!(m.on_event(&one, None, 0), Applied::Restarted);
+    let second = m.ticket().unwrap();
+    assert_ne!(first, second);
+    assert!(!m.finish(first, Loaded::default(), 1));
+    assert!(m.finish(second, Loaded::default(), 1));
 }
