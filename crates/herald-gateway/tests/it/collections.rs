@@ -107,6 +107,11 @@ impl Log {
             .map(|p| p.seq)
     }
 
+    /// Every recorded sequence, in order.
+    pub fn seqs(&self) -> Vec<u64> {
+        self.0.lock().unwrap().iter().map(|p| p.seq).collect()
+    }
+
     pub fn last_seq(&self) -> u64 {
         self.0.lock().unwrap().last().map_or(0, |p| p.seq)
     }

@@ -22,7 +22,15 @@ use crate::helpers::{DEADLINE, TestApp, start_gateway_at};
 /// `rows_upto` with the marker at `applied` (a lower bound: rows may be ahead of it): the
 /// last change of each key (a tombstone for a delete), `cleared` at the last truncate.
 async fn write_state(app: &TestApp, log: &Log, applied: u64, rows_upto: u64) {
-    let js = app.nats.jetstream().await;
+    write_rows(&app.nats.jetstream().await, log, (applied, rows_upto)).await;
+}
+
+/// [`write_state`] through `js`.
+pub async fn write_rows(
+    js: &async_nats::jetstream::Context,
+    log: &Log,
+    (applied, rows_upto): (u64, u64),
+) {
     let kv = js.get_key_value(STATE_BUCKET).await.unwrap();
     let (tenant, topic) = (
         TenantId::parse("acme").unwrap(),
@@ -64,7 +72,7 @@ async fn write_state(app: &TestApp, log: &Log, applied: u64, rows_upto: u64) {
     let marker = Marker {
         applied,
         cleared,
-        epoch: app.epoch().await.to_string(),
+        epoch: epoch(js).await.to_string(),
     };
     kv.put(
         marker_key(&tenant, &topic),
@@ -84,6 +92,12 @@ async fn rows_only_before_retention(js: &async_nats::jetstream::Context, log: &L
         .filter(|k| k.parse::<u32>().unwrap() >= 10)
         .count();
     assert!(old > 20, "only {old} rows of the first writes are left");
+}
+
+/// The epoch of `HERALD_EVENTS`.
+pub async fn epoch(js: &async_nats::jetstream::Context) -> herald_core::cursor::Epoch {
+    let mut stream = js.get_stream(EVENTS_STREAM).await.unwrap();
+    herald_core::cursor::Epoch::from_created(stream.info().await.unwrap().created)
 }
 
 /// The snapshot once the gateway has seen `seq`.

@@ -8,6 +8,7 @@ mod bounds;
 mod clients;
 mod clock_skew;
 mod collections;
+mod collections_property;
 mod collections_restart;
 mod collections_stream;
 mod filters;
