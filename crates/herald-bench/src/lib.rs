@@ -9,6 +9,7 @@
 //! | [`ingest`] | D: signed webhooks/s at N concurrent requests vs raw JetStream publishes/s |
 //! | [`stats`] | E: events/s aggregated into exact counters |
 //! | [`state`] | F: collections: row changes applied/s, mirror load, memory per row, whole-snapshot latency |
+//! | [`rawwriter`] | A's floor: one thread writing a pre-built frame to every socket, same clients, same run |
 //! | [`stack`] | the system under test: nats-server (+ WebSocket), ingest, the gateway process |
 //! | [`crowd`], [`sse`], [`natsws`] | the clients: raw-HTTP SSE, NATS-protocol WebSocket |
 //! | [`track`] | per-client counters: gaps, duplicates, latency |
@@ -22,6 +23,7 @@ pub mod fanout;
 pub mod ingest;
 pub mod natsws;
 pub mod proc;
+pub mod rawwriter;
 pub mod report;
 pub mod sse;
 pub mod stack;

@@ -144,7 +144,11 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
 
     let events = args.rows + args.updates;
     Ok(Report::new("state", serde_json::to_value(&args)?)
-        .figure("row changes applied to KV/s", events as f64 / applied_s, "events/s")
+        .figure(
+            "row changes applied to KV/s",
+            events as f64 / applied_s,
+            "events/s",
+        )
         .figure("gateway mirror load after restart", load_ms, "ms")
         .figure(
             "gateway memory per row",
@@ -192,7 +196,10 @@ async fn publish(ctx: &ServiceContext, args: &Args) -> anyhow::Result<u64> {
 
 /// Waits (10 minutes at most) until the collection's marker has applied `last`.
 async fn applied_through(ctx: &ServiceContext, last: u64) -> anyhow::Result<()> {
-    let kv = ctx.js.get_key_value(herald_core::state::STATE_BUCKET).await?;
+    let kv = ctx
+        .js
+        .get_key_value(herald_core::state::STATE_BUCKET)
+        .await?;
     let key = marker_key(&TenantId::parse(TENANT)?, &Topic::parse(TOPIC)?);
     tokio::time::timeout(Duration::from_secs(600), async {
         loop {
