@@ -291,6 +291,7 @@ pub async fn load(
         })
         .await
         .map_err(|e| list(e.into()))?;
+    let name = consumer.cached_info().name.clone();
     let mut pending = consumer.cached_info().num_pending;
     let mut messages = consumer.messages().await.map_err(|e| list(e.into()))?;
     let mut stored = Stored::default();
@@ -317,5 +318,8 @@ pub async fn load(
             stored.rows.insert(row_key, row);
         }
     }
+    drop(messages);
+    // Best effort: an ordered consumer also goes away by itself once inactive.
+    let _ = stream.delete_consumer(&name).await;
     Ok(stored)
 }

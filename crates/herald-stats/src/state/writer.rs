@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::consumer::pull::{Ordered, OrderedConfig};
+use async_nats::jetstream::stream::DirectGetErrorKind;
 use async_nats::jetstream::{self, Message, kv};
 use futures::StreamExt;
 use herald_core::cursor::Epoch;
@@ -110,6 +111,8 @@ struct Session<'a> {
     kv: kv::Store,
     events: jetstream::stream::Stream,
     epoch: String,
+    /// The subjects of the collection topics.
+    filters: Vec<String>,
     /// Every collection event up to here is stored (by this writer).
     position: u64,
     /// The start sequence of the consumer.
@@ -133,11 +136,18 @@ impl<'a> Session<'a> {
             w.js.get_stream(STATE_STREAM)
                 .await
                 .map_err(|e| StoreError::Bucket(e.into()))?;
+        let mut filters: Vec<String> = w
+            .collections
+            .iter()
+            .map(|(tenant, topic, _)| format!("{EVENTS_PREFIX}.{tenant}.{topic}.>"))
+            .collect();
+        filters.sort();
         let mut session = Self {
             w,
             kv,
             events,
             epoch,
+            filters,
             position: 0,
             start: 0,
             markers: HashMap::new(),
@@ -219,24 +229,43 @@ impl<'a> Session<'a> {
 
     /// Fails with [`WriterError::EpochChanged`] if `HERALD_EVENTS` is no longer the stream
     /// this session attached to (the ordered consumer would follow a recreated stream).
-    async fn check_epoch(&self) -> Result<(), WriterError> {
+    /// Returns the stream's last sequence.
+    async fn check_epoch(&self) -> Result<u64, WriterError> {
         let info = self.events.get_info().await.map_err(stream_error)?;
         if Epoch::from_created(info.created).to_string() == self.epoch {
-            Ok(())
+            Ok(info.state.last_sequence)
         } else {
             Err(WriterError::EpochChanged)
         }
     }
 
+    /// Moves the position up to the stream's `last` sequence if no collection event lies
+    /// between them, so a quiet collection's `applied` follows the stream (and is not
+    /// reported behind retention when the stream moves on). `last` was read before the
+    /// lookups: an event at or below it that they do not find does not exist.
+    async fn advance_idle(&mut self, last: u64) -> Result<(), WriterError> {
+        if self.position >= last {
+            return Ok(());
+        }
+        for filter in &self.filters {
+            let next = self
+                .events
+                .direct_get_next_for_subject(filter, Some(self.position + 1))
+                .await;
+            match next {
+                Ok(msg) if msg.sequence <= last => return Ok(()),
+                Ok(_) => {}
+                Err(err) if err.kind() == DirectGetErrorKind::NotFound => {}
+                Err(err) => return Err(stream_error(err)),
+            }
+        }
+        self.position = last;
+        Ok(())
+    }
+
     /// Creates the ordered consumer over every collection topic, from `start`.
     async fn messages(&self) -> Result<Ordered, WriterError> {
-        let mut filters: Vec<String> = self
-            .w
-            .collections
-            .iter()
-            .map(|(tenant, topic, _)| format!("{EVENTS_PREFIX}.{tenant}.{topic}.>"))
-            .collect();
-        filters.sort();
+        let mut filters = self.filters.clone();
         let mut config = OrderedConfig {
             description: Some("Herald state writer".into()),
             deliver_policy: DeliverPolicy::ByStartSequence {
@@ -267,6 +296,10 @@ impl<'a> Session<'a> {
                 biased;
                 () = shutdown.cancelled() => return self.raise_all().await,
                 _ = tick.tick() => {
+                    // Also when idle: the ordered consumer would follow a recreated stream
+                    // from the old sequence without a word.
+                    let last = self.check_epoch().await?;
+                    self.advance_idle(last).await?;
                     self.raise_all().await?;
                     continue;
                 }
