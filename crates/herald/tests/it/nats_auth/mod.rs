@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, kv};
 use futures::StreamExt;
+use herald_core::state::STATE_BUCKET;
 use herald_core::streams::{self, DLQ_STREAM, EVENTS_STREAM, STATS_BUCKET, StreamSettings};
 use herald_test_support::NatsServer;
 use herald_test_support::nats::Identities;
@@ -16,6 +17,7 @@ use tokio::sync::mpsc;
 
 mod cluster;
 mod stack;
+mod state;
 
 /// How long a refused operation may take to be reported by the server.
 const DEADLINE: Duration = Duration::from_secs(10);
