@@ -361,6 +361,18 @@ async fn stats_writes_its_bucket_but_cannot_publish_events_or_delete_streams() {
             js.publish("herald.dlq.notifier.acme", "{}".into()),
         )
         .await;
+    // Its ordered consumers (the state writer) may be named; the notifier's durable is not
+    // one of them.
+    stats
+        .refused(
+            "$JS.API.CONSUMER.CREATE.HERALD_EVENTS.notifier.herald.events.>",
+            stream.create_consumer(consumer::pull::Config {
+                name: Some("notifier".into()),
+                filter_subject: "herald.events.>".into(),
+                ..Default::default()
+            }),
+        )
+        .await;
 }
 
 async fn kv_as_admin(nats: &NatsServer) -> kv::Store {
