@@ -175,3 +175,34 @@ async fn the_writer_carries_on_after_nats_restarts() {
     assert_eq!(live(&stored), reference.rows);
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_writes_collections_declared_in_the_environment_and_survives_sigkill() {
+    let nats = nats().await;
+    let js = nats.jetstream().await;
+    let spec = || {
+        stats_spec(&nats.url())
+            .env("HERALD_STATE__COLLECTIONS", "{acme={leads={key=\"id\"}}}")
+            .env("HERALD_STATE_WRITER__MARKER_INTERVAL", "50ms")
+    };
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut reference = Reference::new("id");
+    let last = publish_all(&js, &ops(&mut rng, &mut reference, 5000, 300)).await;
+    let mut child = herald_test_support::process::spawn(spec());
+    let kv = store::bucket(&js).await.unwrap();
+    let mkey = marker_key(&tenant("acme"), &topic("leads"));
+    eventually("the binary's writer has raised the marker", || async {
+        store::read::<Marker>(&kv, &mkey)
+            .await
+            .unwrap()
+            .value
+            .is_some_and(|m| m.applied > 0)
+    })
+    .await;
+    child.kill().await;
+    let more = publish_all(&js, &ops(&mut rng, &mut reference, 500, 300)).await;
+    let mut child = herald_test_support::process::spawn(spec());
+    let stored = caught_up(&js, "acme", "leads", more.max(last)).await;
+    assert_eq!(live(&stored), reference.rows);
+    child.kill().await;
+}
