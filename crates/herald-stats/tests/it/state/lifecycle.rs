@@ -42,6 +42,14 @@ async fn a_writer_killed_mid_way_and_restarted_stays_exact() {
         })
         .await;
         w.abort().await;
+        let applied = load(&js, "acme", "leads")
+            .await
+            .marker
+            .map_or(0, |m| m.applied);
+        assert!(
+            applied < last,
+            "round {round}: killed before the end ({applied} < {last})"
+        );
     }
     let w = Running::spawn(&js, &COLS);
     let stored = caught_up(&js, "acme", "leads", last).await;
