@@ -98,12 +98,12 @@ impl StateMetrics {
         );
     }
 
-    /// Counts one unkeyed event.
-    pub fn unkeyed(&self, reason: &str) {
+    /// Counts `n` unkeyed events of `reason`.
+    pub fn count_unkeyed(&self, reason: &str, n: u64) {
         self.unkeyed
             .get_or_create(&UnkeyedLabels {
                 reason: reason.to_owned(),
             })
-            .inc();
+            .inc_by(n);
     }
 }

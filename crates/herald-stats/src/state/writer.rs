@@ -365,9 +365,7 @@ impl<'a> Session<'a> {
         m.events.inc_by(plan.events);
         m.ignored.inc_by(plan.ignored);
         for (reason, n) in &plan.unkeyed {
-            for _ in 0..*n {
-                m.unkeyed(reason);
-            }
+            m.count_unkeyed(reason, *n);
         }
         let moot = plan.drop_cleared();
         m.applied.inc_by(plan.superseded + moot + plan.truncates);
