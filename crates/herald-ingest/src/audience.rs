@@ -279,7 +279,10 @@ mod tests {
             Err(AudienceError::TooMany { count: 65, .. })
         ));
         assert!(matches!(api(json!([])), Err(AudienceError::Empty(_))));
-        assert!(matches!(api(json!("u-1")), Err(AudienceError::Shape { .. })));
+        assert!(matches!(
+            api(json!("u-1")),
+            Err(AudienceError::Shape { .. })
+        ));
         assert!(matches!(api(json!([1])), Err(AudienceError::Shape { .. })));
         assert!(matches!(
             api(json!(["a", "a"])),
@@ -329,9 +332,15 @@ mod tests {
         let one: AudiencePaths = serde_json::from_value(json!("record.owners.0")).unwrap();
         let item = json!({"record": {"owners": ["u-9", "u-8"]}});
         assert_eq!(one.audience(&item, "body").unwrap().ids(), ["u-9"]);
-        assert_eq!(serde_json::to_value(&one).unwrap(), json!("record.owners.0"));
+        assert_eq!(
+            serde_json::to_value(&one).unwrap(),
+            json!("record.owners.0")
+        );
         for bad in [json!(""), json!("a..b"), json!([]), json!(["ok", "x."])] {
-            assert!(serde_json::from_value::<AudiencePaths>(bad.clone()).is_err(), "{bad}");
+            assert!(
+                serde_json::from_value::<AudiencePaths>(bad.clone()).is_err(),
+                "{bad}"
+            );
         }
     }
 }

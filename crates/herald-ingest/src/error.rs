@@ -94,9 +94,7 @@ impl ApiError {
             Self::BodyRead
             | Self::MalformedJson(_)
             | Self::InvalidName(_)
-            | Self::InvalidAudience(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            | Self::InvalidAudience(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::TenantMismatch(_) => StatusCode::FORBIDDEN,
             Self::InvalidShape(_) => StatusCode::UNPROCESSABLE_ENTITY,

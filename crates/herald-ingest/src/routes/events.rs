@@ -20,9 +20,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Accepted, AppState, body, require_json};
+use crate::audience::Audience;
 use crate::error::{ApiError, AuthError, ParseError};
 use crate::formats;
-use crate::audience::Audience;
 use crate::metrics::PUBLISH_API;
 use crate::publish::Outgoing;
 

@@ -100,8 +100,8 @@ fn audiences(
         return Ok(vec![None; n]);
     };
     // The body parsed (it did a moment ago), as a tree this time: the path may point anywhere.
-    let body: serde_json::Value = serde_json::from_slice(raw)
-        .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    let body: serde_json::Value =
+        serde_json::from_slice(raw).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
     let items = formats::items(cfg.format, &body);
     debug_assert_eq!(items.len(), n, "one raw item per event");
     items
