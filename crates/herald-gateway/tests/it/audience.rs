@@ -302,6 +302,8 @@ async fn histories_hold_only_their_own(app: &TestApp, rng: &mut StdRng, publishe
 /// Live clients (one per user and transport, opened at the start), then resumes from random
 /// cursors, then history.
 async fn isolation(app: &TestApp, seed: u64) {
+    // On failure: rerun with HERALD_AUDIENCE_SEED=<seed>.
+    eprintln!("audience isolation seed {seed}");
     let mut rng = StdRng::seed_from_u64(seed);
     let start = Cursor::new(0, app.epoch().await).to_string();
     // Live: every client is open before anything is published.
@@ -346,9 +348,17 @@ async fn isolation(app: &TestApp, seed: u64) {
     histories_hold_only_their_own(app, &mut rng, &published).await;
 }
 
+/// A random seed, or `HERALD_AUDIENCE_SEED` to replay a failure.
+fn seed() -> u64 {
+    std::env::var("HERALD_AUDIENCE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random)
+}
+
 #[tokio::test]
 async fn every_client_gets_exactly_its_events_live_and_resumed_from_the_ring() {
-    let seed = rand::random();
+    let seed = seed();
     let app = TestApp::spawn().await;
     isolation(&app, seed).await;
     assert!(resumes(&app, "memory").await > 0.0);
@@ -357,7 +367,7 @@ async fn every_client_gets_exactly_its_events_live_and_resumed_from_the_ring() {
 
 #[tokio::test]
 async fn every_client_gets_exactly_its_events_resumed_from_jetstream() {
-    let seed = rand::random();
+    let seed = seed();
     // Two events in the ring: every resume before the markers replays from JetStream, and
     // history reads JetStream too.
     let app = with_ring(2).await;
