@@ -139,13 +139,13 @@ fn to_event(
             )));
         }
     }
-    let to = Audience::from_api(&input.to, &format!("{at}.to"))?;
     let id = match input.id.as_deref().or(idempotency_key) {
         Some(id) => formats::event_id(id, &format!("{at}.id"))?,
         None => EventId::generate(),
     };
     let topic = formats::topic(&input.topic, &format!("{at}.topic"))?;
     let action = formats::action(&input.action, &format!("{at}.action"))?;
+    let to = Audience::from_api(&input.to, &format!("{at}.to"))?;
     let source = input
         .source
         .filter(|s| !s.is_empty())
