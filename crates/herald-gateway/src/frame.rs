@@ -27,9 +27,15 @@ pub type Audience = Arc<[Arc<str>]>;
 /// The audience in `headers`: `None` when there is no `Herald-To` header (a public event).
 /// A header that is present always makes the event private: every comma-separated id in it
 /// (trimmed, empty ones dropped) counts, so a malformed or empty one addresses nobody rather
-/// than everybody.
+/// than everybody. The name is matched in any case (`herald-to` too) for the same reason.
 pub fn audience(headers: Option<&async_nats::HeaderMap>) -> Option<Audience> {
-    let values = headers?.get_all(AUDIENCE_HEADER);
+    let values = headers?
+        .iter()
+        .filter(|(name, _)| {
+            let name: &str = name.as_ref();
+            name.eq_ignore_ascii_case(AUDIENCE_HEADER)
+        })
+        .flat_map(|(_, values)| values);
     let mut ids: Vec<Arc<str>> = Vec::new();
     let mut present = false;
     for value in values {
@@ -447,6 +453,10 @@ mod tests {
         assert!(private.visible_to(Some("u-42")) && private.visible_to(Some("u-7")));
         assert!(!private.visible_to(Some("u-4")) && !private.visible_to(Some("u-42,u-7")));
         assert!(!private.visible_to(None));
+        let mut lower = async_nats::HeaderMap::new();
+        lower.insert("herald-to", "u-7");
+        let private = frame(Some(&lower));
+        assert!(private.visible_to(Some("u-7")) && !private.visible_to(Some("u-42")));
         let mut empty = async_nats::HeaderMap::new();
         empty.insert(AUDIENCE_HEADER, "");
         let nobody = frame(Some(&empty));
