@@ -17,39 +17,16 @@ use herald_core::names::{Action, TenantId, Topic};
 use herald_core::subject;
 use serde_json::value::RawValue;
 
-/// The NATS header naming a private event's audience: user ids, comma-separated. Written by
-/// ingest (`herald_ingest::audience`), read here; the layout is proto/subjects.md's.
-pub const AUDIENCE_HEADER: &str = "Herald-To";
+/// The NATS header naming a private event's audience (`herald_core::audience::HEADER`).
+pub const AUDIENCE_HEADER: &str = herald_core::audience::HEADER;
 
 /// The user ids (token `sub`s) a private event is for.
 pub type Audience = Arc<[Arc<str>]>;
 
-/// The audience in `headers`: `None` when there is no `Herald-To` header (a public event).
-/// A header that is present always makes the event private: every comma-separated id in it
-/// (trimmed, empty ones dropped) counts, so a malformed or empty one addresses nobody rather
-/// than everybody. The name is matched in any case (`herald-to` too) for the same reason.
+/// The audience in `headers` (see [`herald_core::audience::ids`]): `None` for a public event;
+/// a present header that names nobody addresses nobody.
 pub fn audience(headers: Option<&async_nats::HeaderMap>) -> Option<Audience> {
-    let values = headers?
-        .iter()
-        .filter(|(name, _)| {
-            let name: &str = name.as_ref();
-            name.eq_ignore_ascii_case(AUDIENCE_HEADER)
-        })
-        .flat_map(|(_, values)| values);
-    let mut ids: Vec<Arc<str>> = Vec::new();
-    let mut present = false;
-    for value in values {
-        present = true;
-        ids.extend(
-            value
-                .as_str()
-                .split(',')
-                .map(str::trim)
-                .filter(|id| !id.is_empty())
-                .map(Arc::from),
-        );
-    }
-    present.then(|| ids.into())
+    herald_core::audience::ids(headers).map(|ids| ids.into_iter().map(Arc::from).collect())
 }
 
 /// One stored event, ready to send.

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The NATS header carrying the audience (the gateway reads the same name).
-pub const HEADER: &str = "Herald-To";
+pub const HEADER: &str = herald_core::audience::HEADER;
 /// The most ids in one audience.
 pub const MAX_IDS: usize = 64;
 /// The longest id, in characters.

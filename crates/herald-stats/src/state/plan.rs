@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::apply::parse_subject;
 
 /// The header that names an event's audience: comma-separated user ids.
-pub const TO_HEADER: &str = "Herald-To";
+pub const TO_HEADER: &str = herald_core::audience::HEADER;
 
 /// The reason label of an event whose payload is not a JSON event envelope.
 pub const MALFORMED: &str = "malformed";
@@ -122,16 +122,11 @@ impl Plan {
     }
 }
 
-/// The audience in the `Herald-To` header: `None` when absent or naming nobody.
+/// The audience in the `Herald-To` header (see [`herald_core::audience::ids`]): `None` for a
+/// public event; a present header that names nobody gives an empty audience (a row nobody's
+/// snapshot holds), exactly as the gateway reads it.
 pub fn audience(headers: Option<&HeaderMap>) -> Option<Vec<String>> {
-    let value = headers?.get(TO_HEADER)?.as_str();
-    let ids: Vec<String> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|id| !id.is_empty())
-        .map(str::to_owned)
-        .collect();
-    (!ids.is_empty()).then_some(ids)
+    herald_core::audience::ids(headers).map(|ids| ids.into_iter().map(str::to_owned).collect())
 }
 
 #[cfg(test)]
@@ -204,7 +199,7 @@ mod tests {
         );
         let mut empty = HeaderMap::new();
         empty.insert(TO_HEADER, " , ");
-        assert_eq!(audience(Some(&empty)), None);
+        assert_eq!(audience(Some(&empty)), Some(vec![]));
         assert_eq!(audience(None), None);
     }
 }
