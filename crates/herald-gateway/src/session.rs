@@ -47,6 +47,9 @@ pub struct Scope {
     pub stats: Option<TopicSet>,
     /// Which of those topics' events it receives (`actions`, `where`).
     pub filter: Filter,
+    /// Who is connected (the token's `sub`): private events reach it only when their
+    /// audience names it ([`Filter::for_viewer`]).
+    pub viewer: Arc<str>,
     /// Snapshot mode (`snapshot=1`): which collections it gets a snapshot of, and for whom.
     pub snapshot: Option<SnapshotScope>,
 }
@@ -218,8 +221,12 @@ impl Session {
             topics,
             stats,
             filter,
+            viewer,
             snapshot,
         } = scope;
+        // Private events are checked where the filter is: whatever their source (live, ring,
+        // JetStream), one not addressed to the viewer moves the cursor like a filtered one.
+        let filter = filter.for_viewer(viewer);
         let mut sub = state
             .hub
             .subscribe_with(
@@ -383,7 +390,8 @@ impl Session {
                 if self.awaiting && self.sub.is_collection(&e.topic) {
                     return None;
                 }
-                // A filtered-out event moves the cursor too: a resume starts after it.
+                // A filtered-out event (private to others included) moves the cursor too: a
+                // resume starts after it.
                 self.last_seq = e.seq();
                 if !self.filter.matches(e) {
                     self.skipped = true;

@@ -26,7 +26,7 @@ use herald_core::streams::{self, EVENTS_STREAM, StreamSettings};
 use herald_core::subject;
 use tokio_util::sync::CancellationToken;
 
-use crate::frame::EventFrame;
+use crate::frame::{self, EventFrame};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 
@@ -211,9 +211,8 @@ impl Tail {
                     self.metrics.tailed.inc();
                     match EventFrame::new(cursor, msg.subject.as_str(), &msg.payload) {
                         Ok(frame) => {
-                            let to = msg.headers.as_ref().and_then(|h| h.get(crate::mirror::load::TO_HEADER));
-                            let to = crate::mirror::audience(to.map(|v| v.as_str()));
-                            self.hub.publish_to(Arc::new(frame), to);
+                            let audience = frame::audience(msg.headers.as_ref());
+                            self.hub.publish(Arc::new(frame.with_audience(audience)));
                         }
                         Err(err) => tracing::warn!(seq = cursor.seq, %err, "skipping an undeliverable stored message"),
                     }

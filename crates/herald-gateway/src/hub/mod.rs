@@ -23,7 +23,7 @@ use crate::auth::TopicSet;
 use crate::filter::Filter;
 use crate::frame::{Control, EventFrame, Frame, ResetReason, StatsFrame};
 use crate::metrics::Metrics;
-use crate::mirror::{self, Audience, Cut, Loaded, Mirror, Ticket};
+use crate::mirror::{self, Cut, Loaded, Mirror, Ticket};
 
 mod index;
 mod ring;
@@ -475,13 +475,9 @@ impl Hub {
     }
 
     /// Publishes the next event in stream order. Sequences at or below the head are ignored.
+    /// A collection's event is applied to the mirror under the same lock (with its audience,
+    /// which the row keeps).
     pub fn publish(&self, frame: Arc<EventFrame>) {
-        self.publish_to(frame, None);
-    }
-
-    /// [`Hub::publish`] of an event whose `Herald-To` audience is `to` (the mirror keeps it
-    /// with the row it writes).
-    pub fn publish_to(&self, frame: Arc<EventFrame>, to: Audience) {
         let mut inner = self.lock();
         if frame.seq() <= inner.head {
             return;
@@ -489,7 +485,7 @@ impl Hub {
         inner.head = frame.seq();
         inner.ring.push(Arc::clone(&frame));
         let head = inner.head;
-        let went_live = match inner.mirror.on_event(&frame, to, head) {
+        let went_live = match inner.mirror.on_event(&frame, frame.audience.clone(), head) {
             mirror::Applied::Live => true,
             mirror::Applied::Queued | mirror::Applied::Applied => false,
             mirror::Applied::Restarted => {

@@ -34,12 +34,9 @@ use herald_core::subject;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
-use super::{Audience, CollectionId, Loaded, MirrorRow, Table, Ticket, audience};
+use super::{Audience, CollectionId, Loaded, MirrorRow, Table, Ticket};
 use crate::frame::EventFrame;
 use crate::hub::Hub;
-
-/// The header that names an event's audience.
-pub const TO_HEADER: &str = "Herald-To";
 
 /// The longest a load waits for its next message.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -294,7 +291,8 @@ async fn read_rows(
                 top = top.max(row.seq);
                 let data = if row.deleted { None } else { row.data };
                 let data = data.and_then(|d| serde_json::value::to_raw_value(&d).ok());
-                let to = row.to.filter(|t| !t.is_empty()).map(Arc::from);
+                // Present but empty: private to nobody (as the writer stored it).
+                let to = row.to.map(|t| t.into_iter().map(Arc::from).collect());
                 let id = (tenant.clone(), topic.clone());
                 let loading = tables.entry(id).or_default();
                 loading.rows.insert(
@@ -343,7 +341,7 @@ async fn replay(
                 return seq < until;
             };
             if let Some(path) = collections.get(&frame.tenant, &frame.topic) {
-                let to = audience(headers.and_then(|h| h.get(TO_HEADER)).map(|v| v.as_str()));
+                let to = crate::frame::audience(headers);
                 let (change, data) = change_of(path, &frame);
                 let id = (frame.tenant.clone(), frame.topic.clone());
                 tables.entry(id).or_default().apply(seq, change, data, to);

@@ -27,8 +27,9 @@ use crate::frame::EventFrame;
 
 pub mod load;
 
-/// The users a row is visible to (its event's `Herald-To` audience); `None`: everyone.
-pub type Audience = Option<Arc<[String]>>;
+/// The users a row is visible to (its event's `Herald-To` audience); `None`: everyone, an
+/// empty audience: nobody.
+pub type Audience = Option<crate::frame::Audience>;
 
 /// One row as the mirror holds it.
 #[derive(Debug, Clone)]
@@ -46,7 +47,7 @@ impl MirrorRow {
     pub fn visible_to(&self, user: &str) -> bool {
         self.to
             .as_ref()
-            .is_none_or(|to| to.iter().any(|u| u == user))
+            .is_none_or(|to| to.iter().any(|u| &**u == user))
     }
 }
 
@@ -63,17 +64,6 @@ pub struct Cut {
     pub cursor: Cursor,
     /// The tables (an absent collection is empty).
     pub tables: Arc<HashMap<CollectionId, Table>>,
-}
-
-/// The `Herald-To` header: comma-separated user ids (none, or only blanks: everyone).
-pub fn audience(header: Option<&str>) -> Audience {
-    let users: Vec<String> = header?
-        .split(',')
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .map(str::to_owned)
-        .collect();
-    (!users.is_empty()).then(|| users.into())
 }
 
 /// The event's `data` as JSON text (`null` when absent).

@@ -117,17 +117,27 @@ fn a_stale_load_is_ignored() {
 }
 
 #[test]
-fn audiences_come_from_the_header() {
-    assert_eq!(audience(None), None);
-    assert_eq!(audience(Some(" , ")), None);
-    let to = audience(Some("u-1, u-2")).unwrap();
-    assert_eq!(&to[..], ["u-1", "u-2"]);
-    let row = MirrorRow {
+fn a_row_is_visible_to_its_audience_only() {
+    let row = |to: Audience| MirrorRow {
         seq: 1,
         data: Arc::from(RawValue::NULL.to_owned()),
-        to: Some(to),
+        to,
     };
-    assert!(row.visible_to("u-2") && !row.visible_to("u-3"));
+    let some = row(Some(vec![Arc::from("u-1"), Arc::from("u-2")].into()));
+    assert!(some.visible_to("u-2") && !some.visible_to("u-3"));
+    assert!(row(None).visible_to("anyone"));
+    // A present header that names nobody: nobody.
+    assert!(!row(Some(Vec::<Arc<str>>::new().into())).visible_to("u-1"));
+}
+
+#[test]
+fn rows_keep_the_audience_of_the_event_that_wrote_them() {
+    let mut m = live_mirror();
+    let to: crate::frame::Audience = vec![Arc::from("u-7")].into();
+    m.on_event(&frame(1, "leads", "insert", json!({"id": 1})), Some(to), 1);
+    let cut = m.cut(Cursor::new(1, Epoch(1))).unwrap();
+    let row = &cut.tables[&leads()]["1"];
+    assert!(row.visible_to("u-7") && !row.visible_to("u-1"));
 }
 
 #[test]

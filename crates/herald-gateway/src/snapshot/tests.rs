@@ -8,7 +8,7 @@ use herald_core::state::{CollectionConfig, StateConfig};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::mirror::{Table, audience};
+use crate::mirror::Table;
 
 fn topic(name: &str) -> Topic {
     Topic::parse(name).unwrap()
@@ -24,7 +24,7 @@ fn table(rows: &[(&str, Option<&str>)]) -> Table {
             let row = MirrorRow {
                 seq: 1,
                 data: Arc::from(serde_json::value::to_raw_value(&json!({"k": key})).unwrap()),
-                to: audience(*to),
+                to: to.map(|u| vec![Arc::from(u)].into()),
             };
             ((*key).to_owned(), row)
         })
