@@ -6,9 +6,8 @@
 //! connection ends, and taking the fresh snapshot a `reset` brings) ends with the reference
 //! table, every event applied after its snapshot, once, in order.
 //!
-//! No state writer runs here: before each gateway restart the test writes the rows a writer
-//! would have written (the documented KV format), so the restarted gateway's mirror comes from
-//! `herald_state` plus the retained events.
+//! The state writer (the stats-aggregator) runs throughout: a restarted gateway's mirror
+//! comes from the rows it wrote in `herald_state` plus the retained events.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -29,7 +28,7 @@ use crate::collections::{
     Client, Log, Published, Tables, add_page, cursor_of, is_end, non_empty, publish_change_id,
     random_change, state, token, write_end,
 };
-use crate::collections_restart::{epoch, write_rows};
+use crate::collections_restart::{applied_js, epoch, state_writer_at};
 use crate::helpers::{DEADLINE, Gateway, start_gateway_at, test_config};
 
 /// Operations in all.
@@ -315,6 +314,7 @@ async fn every_client_ends_with_the_reference_across_restarts_and_retention() {
         ..StreamSettings::default()
     };
     let mut gw = gateway(&nats.url(), &settings).await;
+    let mut writer = state_writer_at(&nats.url(), &settings, &state()).await;
     let (addr_tx, addr) = watch::channel(gw.addr);
     let (end_tx, end) = watch::channel(0);
     let mut js = nats.jetstream().await;
@@ -330,11 +330,10 @@ async fn every_client_ends_with_the_reference_across_restarts_and_retention() {
         }
         match i {
             2_500 | 7_500 => {
-                // A state writer's rows (ahead of its marker, which lags behind by 500), then
-                // a new gateway: the second time after the oldest events left the stream
-                // (RETAINED < 7,500), so its mirror is the rows plus the retained events.
-                let seqs = log.seqs();
-                write_rows(&js, &log, (seqs[i - 1000], seqs[i - 500])).await;
+                // The writer has written some rows (its marker lags), then a new gateway: the
+                // second time after the oldest events left the stream (RETAINED < 7,500), so
+                // its mirror is the rows plus the retained events.
+                applied_js(&js, log.seqs()[i - 500]).await;
                 gw.stop(DEADLINE).await;
                 gw = gateway(&nats.url(), &settings).await;
                 addr_tx.send(gw.addr).unwrap();
@@ -407,6 +406,7 @@ async fn every_client_ends_with_the_reference_across_restarts_and_retention() {
         }
     }
     tracing::info!(snapshots, streams, resets, "clients checked");
+    writer.stop(DEADLINE).await;
     assert!(
         snapshots >= 5 && streams >= 10,
         "{snapshots} snapshots, {streams} streams"

@@ -355,3 +355,92 @@ async fn sse_client_until_restart(app: &TestApp) -> crate::helpers::SseClient {
     assert_eq!(msg.event.as_deref(), Some("snapshot"));
     sse
 }
+
+/// The stats-aggregator (its state writer) on the app's NATS, with the same collections.
+async fn state_writer(
+    app: &TestApp,
+) -> herald_test_support::service::TestService<herald_stats::App> {
+    state_writer_at(&app.nats.url(), &app.settings, &app.state).await
+}
+
+/// The stats-aggregator (its state writer) on the NATS server at `url`.
+pub async fn state_writer_at(
+    url: &str,
+    settings: &herald_core::streams::StreamSettings,
+    state: &herald_core::state::StateConfig,
+) -> herald_test_support::service::TestService<herald_stats::App> {
+    let mut cfg = herald_stats::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    };
+    cfg.state_writer.marker_interval = std::time::Duration::from_millis(100);
+    let common = herald_core::service::CommonConfig {
+        nats: herald_core::nats::NatsConfig {
+            url: url.to_owned(),
+            ..Default::default()
+        },
+        stream: settings.clone(),
+        state: state.clone(),
+        ..Default::default()
+    };
+    herald_test_support::service::TestService::start_with(cfg, &common).await
+}
+
+/// Waits until the state writer's marker of acme/leads says `seq` is applied.
+async fn applied(app: &TestApp, seq: u64) {
+    applied_js(&app.nats.jetstream().await, seq).await;
+}
+
+/// [`applied`] through `js`.
+pub async fn applied_js(js: &async_nats::jetstream::Context, seq: u64) {
+    let key = marker_key(
+        &TenantId::parse("acme").unwrap(),
+        &Topic::parse("leads").unwrap(),
+    );
+    wait::until("the state writer to apply every event", DEADLINE, || {
+        let (js, key) = (js.clone(), key.clone());
+        async move {
+            let Ok(kv) = js.get_key_value(STATE_BUCKET).await else {
+                return false;
+            };
+            let Ok(Some(entry)) = kv.entry(key).await else {
+                return false;
+            };
+            serde_json::from_slice::<Marker>(&entry.value).is_ok_and(|m| m.applied >= seq)
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_gateway_started_after_retention_loads_what_the_state_writer_wrote() {
+    let mut app = app().await;
+    let mut writer = state_writer(&app).await;
+    let js = app.nats.jetstream().await;
+    let log = Log::default();
+    rows_only_before_retention(&js, &log).await;
+    let seqs = log.seqs();
+    applied(&app, log.last_seq()).await;
+    writer.stop(DEADLINE).await;
+    // 100 more events the writer never saw, then the oldest events leave the stream.
+    write(js.clone(), log.clone(), 14, 100, 10).await;
+    app.stop_gateway().await;
+    let stream = js.get_stream(EVENTS_STREAM).await.unwrap();
+    stream.purge().sequence(seqs[449]).await.unwrap();
+    app.restart_gateway().await;
+    loaded(&app).await;
+    let last = log.last_seq();
+    let (cursor, tables) = snapshot_at_least(&app, last).await;
+    assert_eq!(cursor.seq, last);
+    assert_eq!(non_empty(tables), non_empty(log.state_at(last, "user-1")));
+    // Private rows the writer stored are private in the snapshot too.
+    let user2 = crate::helpers::token_for("user-2", "acme", &["*"], 60, crate::helpers::SECRET);
+    let (_, body) = get(&app, &user2, "/v1/snapshot?topics=leads&limit=10000").await;
+    let theirs: Vec<&String> = body["topics"]["leads"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    let want = log.state_at(last, "user-2");
+    assert_eq!(theirs.len(), want["leads"].len());
+}
