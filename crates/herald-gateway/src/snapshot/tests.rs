@@ -219,3 +219,60 @@ fn retained_snapshots_expire_and_are_bounded() {
     assert!(gone.get(Cursor::new(1, Epoch(1))).is_none());
     assert!(Retained::new(Duration::from_secs(1), 0).is_empty());
 }
+
+/// Timings of the snapshot path over 100,000 rows (run with `--ignored --nocapture`, best in
+/// release): building the rows, cutting under the lock, paging and rendering.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn measure_cut_and_pages() {
+    use std::time::Instant;
+    let rows = 100_000;
+    let data = |i: usize| {
+        let v = json!({"id": i, "name": format!("lead {i}"), "status": "new", "owner": "u-42"});
+        Arc::from(serde_json::value::to_raw_value(&v).unwrap())
+    };
+    let started = Instant::now();
+    let mut table = Table::new();
+    for i in 0..rows {
+        let row = MirrorRow {
+            seq: i as u64,
+            data: data(i),
+            to: None,
+        };
+        table.insert(format!("{i:08}"), row);
+    }
+    let built = started.elapsed();
+    let mut tables = HashMap::new();
+    tables.insert((acme(), topic("leads")), table);
+    let started = Instant::now();
+    let mut cuts = Vec::new();
+    for _ in 0..1000 {
+        cuts.push(tables.clone());
+    }
+    let per_cut = started.elapsed() / 1000;
+    let cut = Cut {
+        cursor: Cursor::new(1, Epoch(1)),
+        tables: Arc::new(tables),
+    };
+    let view = View::new(cut, &acme(), vec![topic("leads")], "u-1".into());
+    let started = Instant::now();
+    let (mut after, mut pages, mut bytes) = (None, 0, 0);
+    loop {
+        let page = view.page(after.as_ref(), DEFAULT_LIMIT, true);
+        pages += 1;
+        bytes += page.json.len();
+        if !page.more {
+            break;
+        }
+        after = page.after;
+    }
+    let paged = started.elapsed();
+    let started = Instant::now();
+    let big = view.page(None, MAX_LIMIT, true);
+    let one_big = started.elapsed();
+    println!(
+        "{rows} rows: insert {built:?}; cut (1 collection) {per_cut:?}; all {pages} pages of \
+         {DEFAULT_LIMIT} ({bytes} bytes) {paged:?}; one page of {MAX_LIMIT} ({} bytes) {one_big:?}",
+        big.json.len()
+    );
+}
