@@ -478,6 +478,7 @@ impl Hub {
     /// A collection's event is applied to the mirror under the same lock (with its audience,
     /// which the row keeps).
     pub fn publish(&self, frame: Arc<EventFrame>) {
+        let prepared = mirror::Prepared::of(&self.collections, &frame, frame.audience.clone());
         let mut inner = self.lock();
         if frame.seq() <= inner.head {
             return;
@@ -485,7 +486,7 @@ impl Hub {
         inner.head = frame.seq();
         inner.ring.push(Arc::clone(&frame));
         let head = inner.head;
-        let went_live = match inner.mirror.on_event(&frame, frame.audience.clone(), head) {
+        let went_live = match inner.mirror.on_event(prepared, head) {
             mirror::Applied::Live => true,
             mirror::Applied::Queued | mirror::Applied::Applied => false,
             mirror::Applied::Restarted => {

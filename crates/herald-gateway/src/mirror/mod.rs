@@ -66,24 +66,40 @@ pub struct Cut {
     pub tables: Arc<HashMap<CollectionId, Table>>,
 }
 
-/// The event's `data` as JSON text (`null` when absent).
-fn data_of(frame: &EventFrame) -> (serde_json::Value, Arc<RawValue>) {
-    let data = frame
-        .fields()
-        .and_then(|f| f.get("data"))
-        .cloned()
-        .unwrap_or(serde_json::Value::Null);
-    let raw = serde_json::value::to_raw_value(&data)
-        .map(Arc::from)
-        .unwrap_or_else(|_| Arc::from(RawValue::NULL.to_owned()));
-    (data, raw)
+/// What a collection's event does, worked out before the hub's lock is taken (parsing the
+/// body and rendering the row are the costly part): applying it under the lock is a map
+/// update.
+#[derive(Debug)]
+pub struct Prepared {
+    seq: u64,
+    id: CollectionId,
+    change: Change,
+    /// The row (the event's `data`) for an upsert.
+    data: Arc<RawValue>,
+    to: Audience,
 }
 
-/// An event the tail delivered while the mirror was loading.
-#[derive(Debug)]
-struct Pending {
-    frame: Arc<EventFrame>,
-    to: Audience,
+impl Prepared {
+    /// The change `frame` (with audience `to`) makes, if it is a collection's event.
+    pub fn of(collections: &Collections, frame: &EventFrame, to: Audience) -> Option<Self> {
+        let path = collections.get(&frame.tenant, &frame.topic)?;
+        let null = serde_json::Value::Null;
+        let data = frame.fields().and_then(|f| f.get("data")).unwrap_or(&null);
+        let change = Change::of(path, frame.action.as_str(), data);
+        let data = match change {
+            Change::Upsert { .. } => serde_json::value::to_raw_value(data)
+                .map(Arc::from)
+                .unwrap_or_else(|_| Arc::from(RawValue::NULL.to_owned())),
+            _ => Arc::from(RawValue::NULL.to_owned()),
+        };
+        Some(Self {
+            seq: frame.seq(),
+            id: (frame.tenant.clone(), frame.topic.clone()),
+            change,
+            data,
+            to,
+        })
+    }
 }
 
 /// What a finished load read: the tables at `upto` (every collection event up to it is in).
@@ -129,7 +145,7 @@ enum Phase {
     Loading {
         ticket: Ticket,
         spawned: bool,
-        queue: Vec<Pending>,
+        queue: Vec<Prepared>,
         ready: Option<Loaded>,
     },
 }
@@ -215,18 +231,19 @@ impl Mirror {
         matches!(self.phase, Phase::Live { .. })
     }
 
-    /// Applies (or queues, while loading) the event the tail delivered at `head`.
-    pub fn on_event(&mut self, frame: &Arc<EventFrame>, to: Audience, head: u64) -> Applied {
+    /// Applies (or queues, while loading) the event the tail delivered at `head`: `None` for
+    /// an event of no collection.
+    pub fn on_event(&mut self, event: Option<Prepared>, head: u64) -> Applied {
         let live = |went: bool| if went { Applied::Live } else { Applied::Queued };
-        if !self.collections.contains(&frame.tenant, &frame.topic) {
+        let Some(event) = event else {
             return match self.phase {
                 Phase::Loading { .. } => live(self.try_finish(head)),
                 Phase::Live { .. } => Applied::Applied,
             };
-        }
+        };
         if let Phase::Live { upto } = self.phase {
-            if frame.seq() > upto {
-                self.apply(frame, to);
+            if event.seq > upto {
+                self.apply(event);
             }
             return Applied::Applied;
         }
@@ -240,10 +257,7 @@ impl Mirror {
                 self.begin(epoch, head);
                 return Applied::Restarted;
             }
-            queue.push(Pending {
-                frame: Arc::clone(frame),
-                to,
-            });
+            queue.push(event);
         }
         live(self.try_finish(head))
     }
@@ -275,9 +289,9 @@ impl Mirror {
             return false;
         };
         self.tables = loaded.tables;
-        for pending in queue {
-            if pending.frame.seq() > loaded.upto {
-                self.apply(&pending.frame, pending.to);
+        for event in queue {
+            if event.seq > loaded.upto {
+                self.apply(event);
             }
         }
         // Conservatively: pages of snapshots cut before the load are not served.
@@ -289,24 +303,18 @@ impl Mirror {
     }
 
     /// Applies one event in stream order (every earlier one is in).
-    fn apply(&mut self, frame: &EventFrame, to: Audience) {
-        let Some(path) = self.collections.get(&frame.tenant, &frame.topic) else {
-            return;
-        };
-        let id = (frame.tenant.clone(), frame.topic.clone());
-        let (data, raw) = data_of(frame);
-        let change = Change::of(path, frame.action.as_str(), &data);
+    fn apply(&mut self, event: Prepared) {
+        let Prepared {
+            seq,
+            id,
+            change,
+            data,
+            to,
+        } = event;
         let table = self.tables.entry(id.clone()).or_default();
         match change {
             Change::Upsert { key } => {
-                table.insert(
-                    key,
-                    MirrorRow {
-                        seq: frame.seq(),
-                        data: raw,
-                        to,
-                    },
-                );
+                table.insert(key, MirrorRow { seq, data, to });
             }
             Change::Delete { key } => {
                 table.remove(&key);
@@ -314,7 +322,7 @@ impl Mirror {
             Change::Clear => *table = Table::new(),
             Change::Ignored | Change::Unkeyed(_) => return,
         }
-        self.changed.insert(id, frame.seq());
+        self.changed.insert(id, seq);
     }
 
     /// Every collection at `cursor` (the hub's head), or `None` while loading. O(number of

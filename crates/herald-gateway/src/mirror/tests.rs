@@ -22,6 +22,12 @@ fn frame(seq: u64, topic: &str, action: &str, data: serde_json::Value) -> Arc<Ev
     Arc::new(EventFrame::new(Cursor::new(seq, Epoch(1)), &subject, body.as_bytes()).unwrap())
 }
 
+/// Hands `frame` to the mirror as the hub does.
+fn on(m: &mut Mirror, frame: &Arc<EventFrame>, to: Audience, head: u64) -> Applied {
+    let prepared = Prepared::of(&Arc::clone(m.collections()), frame, to);
+    m.on_event(prepared, head)
+}
+
 fn leads() -> CollectionId {
     (
         TenantId::parse("acme").unwrap(),
@@ -48,13 +54,38 @@ fn live_mirror() -> Mirror {
 #[test]
 fn events_change_rows_in_stream_order() {
     let mut m = live_mirror();
-    m.on_event(&frame(1, "leads", "insert", json!({"id": 1})), None, 1);
-    m.on_event(&frame(2, "leads", "insert", json!({"id": 2})), None, 2);
-    m.on_event(&frame(3, "deals", "insert", json!({"id": 3})), None, 3);
-    m.on_event(&frame(4, "leads", "delete", json!({"id": 1})), None, 4);
+    on(
+        &mut m,
+        &frame(1, "leads", "insert", json!({"id": 1})),
+        None,
+        1,
+    );
+    on(
+        &mut m,
+        &frame(2, "leads", "insert", json!({"id": 2})),
+        None,
+        2,
+    );
+    on(
+        &mut m,
+        &frame(3, "deals", "insert", json!({"id": 3})),
+        None,
+        3,
+    );
+    on(
+        &mut m,
+        &frame(4, "leads", "delete", json!({"id": 1})),
+        None,
+        4,
+    );
     let before = m.cut(Cursor::new(4, Epoch(1))).unwrap();
-    m.on_event(&frame(5, "leads", "truncate", json!(null)), None, 5);
-    m.on_event(&frame(6, "leads", "upsert", json!({"id": "x"})), None, 6);
+    on(&mut m, &frame(5, "leads", "truncate", json!(null)), None, 5);
+    on(
+        &mut m,
+        &frame(6, "leads", "upsert", json!({"id": "x"})),
+        None,
+        6,
+    );
     let after = m.cut(Cursor::new(6, Epoch(1))).unwrap();
     // A cut is unaffected by later changes.
     assert_eq!(keys(&before), ["2"]);
@@ -70,7 +101,12 @@ fn a_load_goes_live_once_the_head_reaches_what_it_read() {
     m.begin(Epoch(1), 10);
     let ticket = m.ticket().unwrap();
     // The tail delivers 11 and 12 while the load reads up to 12.
-    let queued = m.on_event(&frame(11, "leads", "insert", json!({"id": "a"})), None, 11);
+    let queued = on(
+        &mut m,
+        &frame(11, "leads", "insert", json!({"id": "a"})),
+        None,
+        11,
+    );
     assert_eq!(queued, Applied::Queued);
     let mut table = Table::new();
     for key in ["a", "old"] {
@@ -91,13 +127,19 @@ fn a_load_goes_live_once_the_head_reaches_what_it_read() {
     );
     assert!(m.cut(Cursor::new(11, Epoch(1))).is_none());
     // 12 was read by the load (a delete of `old`): not applied twice; 13 is new.
-    let live = m.on_event(
+    let live = on(
+        &mut m,
         &frame(12, "leads", "delete", json!({"id": "old"})),
         None,
         12,
     );
     assert_eq!(live, Applied::Live);
-    m.on_event(&frame(13, "leads", "insert", json!({"id": "b"})), None, 13);
+    on(
+        &mut m,
+        &frame(13, "leads", "insert", json!({"id": "b"})),
+        None,
+        13,
+    );
     assert_eq!(
         keys(&m.cut(Cursor::new(13, Epoch(1))).unwrap()),
         ["a", "b", "old"]
@@ -134,7 +176,12 @@ fn a_row_is_visible_to_its_audience_only() {
 fn rows_keep_the_audience_of_the_event_that_wrote_them() {
     let mut m = live_mirror();
     let to: crate::frame::Audience = vec![Arc::from("u-7")].into();
-    m.on_event(&frame(1, "leads", "insert", json!({"id": 1})), Some(to), 1);
+    on(
+        &mut m,
+        &frame(1, "leads", "insert", json!({"id": 1})),
+        Some(to),
+        1,
+    );
     let cut = m.cut(Cursor::new(1, Epoch(1))).unwrap();
     let row = &cut.tables[&leads()]["1"];
     assert!(row.visible_to("u-7") && !row.visible_to("u-1"));
@@ -147,9 +194,9 @@ fn a_load_that_falls_too_far_behind_starts_again() {
     let first = m.ticket().unwrap();
     let one = frame(1, "leads", "insert", json!({"id": 1}));
     for seq in 1..=MAX_QUEUED as u64 {
-        assert_eq!(m.on_event(&one, None, seq), Applied::Queued);
+        assert_eq!(on(&mut m, &one, None, seq), Applied::Queued);
     }
-    assert_eq!(m.on_event(&one, None, 0), Applied::Restarted);
+    assert_eq!(on(&mut m, &one, None, 0), Applied::Restarted);
     let second = m.ticket().unwrap();
     assert_ne!(first, second);
     assert!(!m.finish(first, Loaded::default(), 1));
