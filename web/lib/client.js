@@ -329,7 +329,7 @@ export class HeraldClient {
       token,
       heartbeat: this.heartbeat,
       pollWait: this.opts.pollWait,
-      snapshot: Boolean(this.collections?.size), // the stream opens with the collections' rows
+      snapshot: [...(this.collections ?? [])].some((c) => !c.error?.fatal), // the stream opens with the collections' rows
       env: this.env,
       on: this.handlers(gen),
     };

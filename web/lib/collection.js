@@ -127,9 +127,20 @@ export class Collection {
     this.cancel(); // the stream's snapshot replaces one read over HTTP
     this.fromStream = true;
     this.afterReset = false;
+    this.rows.unseen = false;
     this.publish(this.rows.page(frame));
-    if (frame.more && frame.poll && frame.after) this.load({ cursor: frame.cursor, after: frame.after });
-    else if (!frame.more) this.fromStream = false;
+    if (frame.more && frame.poll && frame.after) return this.load({ cursor: frame.cursor, after: frame.after });
+    if (frame.more) return;
+    this.fromStream = false;
+    // Not in the stream's snapshot: ask for it alone (its rows, or why not: not_a_collection).
+    if (this.rows.unseen) this.kick();
+  }
+
+  /** The gateway refused the stream's `snapshot=1`: none of its topics is a collection. */
+  refused(failure) {
+    this.rows.dropPartial();
+    this.fromStream = false;
+    this.setError({ status: failure.status, code: failure.code, message: failure.message ?? failure.code, fatal: true });
   }
 
   /** The stream's cursor moved (a long-poll batch ends there; a follower learns its place). */

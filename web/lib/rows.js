@@ -110,15 +110,25 @@ export class Rows {
    */
   page(frame) {
     if (!this.partial || this.partial.cursor !== frame.cursor) {
-      this.partial = { cursor: frame.cursor, items: new Map() };
+      this.partial = { cursor: frame.cursor, items: new Map(), seen: false };
       this.held = [];
       this.pending = [];
     }
-    for (const [k, row] of Object.entries(frame.topics?.[this.topic] ?? {})) this.partial.items.set(k, row);
+    const rows = frame.topics?.[this.topic];
+    if (rows && typeof rows === "object") {
+      this.partial.seen = true;
+      for (const [k, row] of Object.entries(rows)) this.partial.items.set(k, row);
+    }
     if (frame.more) return [];
-    const { cursor, items } = this.partial;
+    const { cursor, items, seen } = this.partial;
     this.partial = null;
-    return this.replace(cursor, items);
+    if (seen) return this.replace(cursor, items);
+    // A snapshot of other collections, without this one: it changes nothing here.
+    this.unseen = true;
+    if (!this.loaded) return [];
+    const held = this.held;
+    this.held = [];
+    return held.flatMap((h) => (h.event ? this.applyAt(h.event, h.position) : this.flush(h.mark)));
   }
 
   /** Abandons a snapshot half received over the stream (its connection ended). */

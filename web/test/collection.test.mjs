@@ -311,3 +311,26 @@ test("follower tabs read /v1/snapshot and apply the leader's events after its cu
   assert.deepEqual(rowsOf(leads), { 5: "Barbara" });
   for (const t of [a, b, c]) t.h.close();
 });
+
+test("snapshot=1 refused (not_a_collection): the next connection goes without it, the feed goes on, the collection says why", async () => {
+  const t = harness({ topics: ["leads"] });
+  const leads = t.h.collection("leads");
+  await flush();
+  assert.equal(t.made[0].ctx.snapshot, true);
+  t.made[0].ctx.on.fail({ kind: "refused", status: 400, code: "not_a_collection", message: "leads is not a collection" });
+  await advance(1000);
+  assert.equal(t.made[1].ctx.snapshot, false);
+  assert.equal(leads.error.code, "not_a_collection");
+  assert.equal(leads.error.fatal, true);
+  assert.equal(leads.status, "loading");
+  t.h.close();
+});
+
+test("a stream snapshot without this collection's topic: its rows are read alone from /v1/snapshot", async () => {
+  const { h, leads, conn, fetched } = await sseCollection({}, () => reply(200, { cursor: "5-0000000a", topics: { leads: { 1: lead(1, "Ada") } }, more: false }));
+  conn.ctx.on.control("snapshot", { cursor: "5-0000000a", topics: { deals: {} }, more: false }, "5-0000000a");
+  await flush();
+  assert.equal(fetched.filter((f) => f.url.includes("/v1/snapshot?topics=leads")).length, 1);
+  assert.deepEqual(rowsOf(leads), { 1: "Ada" });
+  h.close();
+});
