@@ -56,6 +56,9 @@ import { useCollection } from "${PREFIX}/react/index.js";
 const q = new URLSearchParams(location.search);
 const herald = Herald.connect("", { token: location.hash.slice("#token=".length), topics: ["leads"], transport: q.get("transport") ?? "auto" });
 window.herald = herald;
+// ?preopen=1: the app opens the collection before the first render, so the first connection
+// brings the rows; without it the hook opens it in an effect and reads GET /v1/snapshot.
+if (q.get("preopen") === "1") herald.collection("leads");
 window.__statuses = [];
 window.__resyncs = 0;
 herald.on("resync", () => window.__resyncs++);
@@ -99,7 +102,7 @@ function routed() {
  * Opens the React app in `context` against the gateway at `base`; resolves once it rendered.
  * `transport`: sse, ws, poll or auto.
  */
-export async function openReactApp(context, base, { transport = "auto" } = {}) {
+export async function openReactApp(context, base, { transport = "auto", preopen = true } = {}) {
   const list = routed();
   await context.route(`${base}${PREFIX}/**`, (route) => {
     const path = new URL(route.request().url()).pathname;
@@ -110,7 +113,11 @@ export async function openReactApp(context, base, { transport = "auto" } = {}) {
   const page = await context.newPage();
   page.errors = [];
   page.on("pageerror", (err) => page.errors.push(err));
-  await page.goto(`${base}${PREFIX}/?transport=${transport}#token=${token()}`);
+  page.snapshotRequests = 0;
+  page.on("request", (req) => {
+    if (new URL(req.url()).pathname === "/v1/snapshot") page.snapshotRequests++;
+  });
+  await page.goto(`${base}${PREFIX}/?transport=${transport}&preopen=${preopen ? 1 : 0}#token=${token()}`);
   await page.waitForSelector("#status", { timeout: TIMEOUT });
   return page;
 }

@@ -79,6 +79,11 @@ export class Collection {
     return this.rows.items;
   }
 
+  /** The key path (the `key` option). */
+  get key() {
+    return this.rows.path.join(".");
+  }
+
   /** The position the rows reflect. */
   get cursor() {
     return this.rows.cursor;

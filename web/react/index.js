@@ -15,8 +15,12 @@
 // skip re-rendering. `items` is the same rows as a Map key → row, for lookups.
 //
 // Components that ask for the same client, topic and key share one collection (one snapshot,
-// one set of listeners); it closes when the last of them unmounts. React ≥ 18 (a peer
-// dependency); no other dependency.
+// one set of listeners); it closes when the last of them unmounts. A collection the app opened
+// itself (`herald.collection("leads")` next to `Herald.connect`, before the first render) is
+// used as is and left open: that way the first connection brings the rows (`snapshot=1`);
+// otherwise React's effects run after the connection started and the rows come from
+// `GET /v1/snapshot` — as exact, one request more. React ≥ 18 (a peer dependency); no other
+// dependency.
 
 import { useEffect, useState, useSyncExternalStore } from "react";
 
@@ -84,16 +88,19 @@ function acquire(herald, topic, options) {
   const byName = shared.get(herald);
   const name = `${topic}|${options.key ?? "id"}`;
   let entry = byName.get(name);
+  if (entry?.collection.closed) entry = null;
   if (!entry) {
-    const collection = herald.collection(topic, options);
-    entry = { collection, store: collectionStore(collection), refs: 0 };
+    const key = options.key ?? "id";
+    const own = [...(herald.collections ?? [])].find((c) => c.topic === topic && c.key === key && !c.closed);
+    const collection = own ?? herald.collection(topic, options);
+    entry = { collection, store: collectionStore(collection), refs: 0, owned: !own };
     byName.set(name, entry);
   }
   entry.refs++;
   const release = () => {
     if (--entry.refs > 0) return;
-    byName.delete(name);
-    entry.collection.close();
+    if (byName.get(name) === entry) byName.delete(name);
+    if (entry.owned) entry.collection.close();
   };
   return { store: entry.store, release };
 }

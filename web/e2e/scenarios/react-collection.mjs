@@ -52,10 +52,14 @@ async function equalsSnapshot(stack, model) {
   }
 }
 
-async function basics({ stack, browser }, transport, model, run) {
+async function basics({ stack, browser }, transport, preopen, model, run) {
   await inContext(browser, VIEWPORT, async (context) => {
-    const page = await openReactApp(context, stack.gatewayUrl, { transport });
+    const page = await openReactApp(context, stack.gatewayUrl, { transport, preopen });
     await tableEquals(page, model, `the ${transport} table to show the snapshot`);
+    // Opened with the app: the stream brought the rows (long-poll: its first page, and the
+    // rest — none here — over HTTP). Opened by the hook's effect: GET /v1/snapshot.
+    if (preopen && page.snapshotRequests !== 0) throw new Error(`${transport}: ${page.snapshotRequests} GET /v1/snapshot, want the stream's snapshot`);
+    if (!preopen && page.snapshotRequests === 0) throw new Error(`${transport}: no GET /v1/snapshot for a collection opened after the connection`);
     const t = `${run}-${transport}`;
     await change(stack, model, [
       ["insert", { id: `${t}-a`, name: "Ada", status: "new" }],
@@ -76,7 +80,9 @@ export default async function ({ stack, browser }) {
   await change(stack, model, Array.from({ length: 20 }, (_, i) => ["insert", { id: `${run}-${i}`, name: `Lead ${i}`, status: "new" }]));
   await until("the gateway's snapshot to hold the 20 rows", async () => Object.keys((await stack.snapshot(["leads"])).rows.leads).length === 20);
 
-  for (const transport of ["ws", "poll"]) await basics({ stack, browser }, transport, model, run);
+  await basics({ stack, browser }, "ws", true, model, run);
+  await basics({ stack, browser }, "poll", true, model, run);
+  await basics({ stack, browser }, "sse", false, model, run);
 
   await inContext(browser, VIEWPORT, async (context) => {
     const page = await openReactApp(context, stack.gatewayUrl, { transport: "sse" });
