@@ -170,7 +170,8 @@ export class Collection {
     this.cancel();
     this.rows.reset();
     this.afterReset = true;
-    this.fromStream = this.client.role !== "follower";
+    // SSE and WebSocket follow a reset with a fresh snapshot; a long-poll reset carries none.
+    this.fromStream = this.client.role !== "follower" && this.client.kind !== "poll";
     this.updateStatus();
     this.kick();
   }

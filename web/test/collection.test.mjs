@@ -334,3 +334,24 @@ test("a stream snapshot without this collection's topic: its rows are read alone
   assert.deepEqual(rowsOf(leads), { 1: "Ada" });
   h.close();
 });
+
+test("a long-poll reset carries no snapshot: the rows are read from /v1/snapshot at once, even with no event after it", async () => {
+  const t = harness({ topics: ["leads"], transport: "poll" }, { fetch: () => reply(200, { cursor: "40-0000000b", topics: { leads: { 9: lead(9, "Radia") } }, more: false }) });
+  const leads = t.h.collection("leads");
+  await flush();
+  const conn = t.made[0];
+  conn.ctx.on.open();
+  conn.ctx.on.control("status", { state: "live" }, null);
+  conn.ctx.on.control("snapshot", { topics: { leads: { 1: lead(1, "Ada") } }, more: false, cursor: "20-0000000a", poll: true }, "20-0000000a");
+  conn.ctx.on.cursor("20-0000000a");
+  assert.deepEqual(rowsOf(leads), { 1: "Ada" });
+  // {"events":[],"cursor":"40-…b","reset":{"reason":"epoch_mismatch","cursor":"40-…b"}}
+  conn.ctx.on.control("status", { state: "live" }, null);
+  conn.ctx.on.control("reset", { reason: "epoch_mismatch", cursor: "40-0000000b" }, "40-0000000b");
+  conn.ctx.on.cursor("40-0000000b");
+  await flush();
+  assert.equal(t.fetched.filter((f) => f.url.includes("/v1/snapshot")).length, 1);
+  assert.deepEqual(rowsOf(leads), { 9: "Radia" });
+  assert.equal(leads.status, "live");
+  t.h.close();
+});
