@@ -79,7 +79,8 @@ export class LiveTable {
   }
 
   count() {
-    if (this.countEl) this.countEl.textContent = `${this.collection.items.size} rows`;
+    const n = this.collection.items.size;
+    if (this.countEl) this.countEl.textContent = `${n} ${n === 1 ? "row" : "rows"}`;
   }
 
   showStatus() {

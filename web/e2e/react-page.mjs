@@ -57,7 +57,8 @@ const q = new URLSearchParams(location.search);
 const herald = Herald.connect("", { token: location.hash.slice("#token=".length), topics: ["leads"], transport: q.get("transport") ?? "auto" });
 window.herald = herald;
 // ?preopen=1: the app opens the collection before the first render, so the first connection
-// brings the rows; without it the hook opens it in an effect and reads GET /v1/snapshot.
+// brings the rows. Without it, the app renders once the connection is live: the hook opens the
+// collection after the connection started, and reads GET /v1/snapshot.
 if (q.get("preopen") === "1") herald.collection("leads");
 window.__statuses = [];
 window.__resyncs = 0;
@@ -76,7 +77,15 @@ function Leads() {
         h("td", { className: "status" }, row.status ?? ""))))));
 }
 
-createRoot(document.getElementById("root")).render(h(StrictMode, null, h(Leads)));
+const mount = () => createRoot(document.getElementById("root")).render(h(StrictMode, null, h(Leads)));
+if (q.get("preopen") === "1") mount();
+else {
+  const off = herald.on("state", (s) => {
+    if (s !== "live" && s !== "polling") return;
+    off();
+    mount();
+  });
+}
 `;
 
 const HTML = `<!doctype html><html><head><meta charset="utf-8"><title>leads (React)</title>

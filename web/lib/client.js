@@ -226,6 +226,7 @@ export class HeraldClient {
         cursor: () => this.cursor,
       });
       this.reason = "waiting for the tab that holds the connection";
+      for (const c of this.collections ?? []) c.followed(); // until this tab leads, if it does
       this.group.start();
     } else {
       this.role = "alone";

@@ -3,8 +3,7 @@
 // updates is the same element), deleted rows removed; and a page opened afterwards starts
 // from the snapshot with the same rows.
 
-import { screenshot, TIMEOUT } from "../browser.mjs";
-import { openDashboard } from "../browser.mjs";
+import { describeCollections, openDashboard, screenshot, TIMEOUT } from "../browser.mjs";
 import { withLiveDashboard } from "../page.mjs";
 import { until } from "../stack.mjs";
 
@@ -16,7 +15,9 @@ const tableOf = (page, id) =>
 
 export default function ({ stack, browser }) {
   return withLiveDashboard({ stack, browser }, async ({ context, page, run }) => {
-    await page.waitForSelector('#leads-panel[data-status="live"]', { timeout: TIMEOUT });
+    await page.waitForSelector('#leads-panel[data-status="live"]', { timeout: TIMEOUT }).catch(async (err) => {
+      throw new Error(`${err.message}\n  ${await describeCollections(page)}`);
+    });
     const id = (n) => `${run}-t${n}`;
     await stack.publish([
       { id: `${run}-e1`, action: "insert", data: { id: id(1), name: "Ada", company: "Initech", status: "new" } },
@@ -50,7 +51,9 @@ export default function ({ stack, browser }) {
     const same = (a, b) => JSON.stringify(a, Object.keys(a).sort()) === JSON.stringify(b, Object.keys(b).sort());
     await until("the leads table to equal GET /v1/snapshot", async () => same(await statuses(page), want));
     const fresh = await openDashboard(context, stack.gatewayUrl);
-    await fresh.waitForSelector('#leads-panel[data-status="live"]', { timeout: TIMEOUT });
+    await fresh.waitForSelector('#leads-panel[data-status="live"]', { timeout: TIMEOUT }).catch(async (err) => {
+      throw new Error(`${err.message}\n  ${await describeCollections(fresh)}`);
+    });
     await until("a fresh page's table to equal GET /v1/snapshot", async () => same(await statuses(fresh), want));
     await screenshot(page, "dashboard-tables");
   });

@@ -5,7 +5,7 @@
 // row — the table equals the model of what was published, and `GET /v1/snapshot`. Over SSE,
 // WebSocket and long-poll.
 
-import { assertSequence, screenshot, TIMEOUT } from "../browser.mjs";
+import { assertSequence, describeCollections, screenshot, TIMEOUT } from "../browser.mjs";
 import { inContext, VIEWPORT } from "../page.mjs";
 import { openReactApp, shownRows } from "../react-page.mjs";
 import { uid, until } from "../stack.mjs";
@@ -38,7 +38,7 @@ async function tableEquals(page, model, what) {
     const missing = Object.keys(expect(model)).filter((k) => !(k in got));
     const extra = Object.keys(got).filter((k) => !model.has(k));
     const stale = Object.keys(got).filter((k) => model.has(k) && JSON.stringify(got[k]) !== JSON.stringify(expect(model)[k] ?? null));
-    throw new Error(`${err.message}\n  missing ${missing.join(",") || "none"}; extra ${extra.join(",") || "none"}; stale ${stale.join(",") || "none"}`);
+    throw new Error(`${err.message}\n  missing ${missing.join(",") || "none"}; extra ${extra.join(",") || "none"}; stale ${stale.join(",") || "none"}\n  ${await describeCollections(page)}`);
   }
 }
 
