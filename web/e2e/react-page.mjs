@@ -66,7 +66,9 @@ herald.on("resync", () => window.__resyncs++);
 
 function Leads() {
   const { data, isLoading, error, status } = useCollection(herald, "leads");
+  window.__renders = (window.__renders ?? 0) + 1;
   if (window.__statuses.at(-1) !== status) window.__statuses.push(status);
+  if (status === "live" && window.__liveAt === undefined) window.__liveAt = Math.round(performance.now());
   return h("main", null,
     h("p", { id: "status", "data-status": status }, status),
     isLoading ? h("p", { id: "loading" }, "Loading…") : null,
