@@ -10,7 +10,7 @@ import { test } from "node:test";
 
 import { Rows, rowKey } from "../lib/rows.js";
 import { advance, flush, harness, reply, useFakeTime } from "./helpers.mjs";
-import { advance as tabsAdvance, threeTabs } from "./tabgroup.mjs";
+import { group, advance as tabsAdvance, threeTabs } from "./tabgroup.mjs";
 
 useFakeTime();
 
@@ -354,4 +354,30 @@ test("a long-poll reset carries no snapshot: the rows are read from /v1/snapshot
   assert.deepEqual(rowsOf(leads), { 9: "Radia" });
   assert.equal(leads.status, "live");
   t.h.close();
+});
+
+test("a tab opened with history: n joins as a follower after its history page: its collection reads /v1/snapshot", async () => {
+  const { tab } = group();
+  const a = tab();
+  await tabsAdvance(50);
+  const conn = a.made[0];
+  conn.ctx.on.open();
+  conn.ctx.on.control("status", { state: "live", heartbeat_ms: 1000 }, "3-0000000a");
+  await tabsAdvance(50);
+  const d = tab({ history: 5 }, {
+    fetch: (url) =>
+      url.includes("/v1/history")
+        ? reply(200, { events: [], cursor: "3-0000000a", more: false })
+        : reply(200, { cursor: "3-0000000a", topics: { leads: { 1: lead(1, "Ada") } }, more: false }),
+  });
+  const leads = d.h.collection("leads"); // before the history page is in: the client has no role yet
+  await tabsAdvance(200);
+  assert.equal(d.h.stats().role, "follower");
+  assert.equal(d.fetched.filter((f) => f.url.includes("/v1/snapshot")).length, 1);
+  assert.deepEqual(rowsOf(leads), { 1: "Ada" });
+  conn.ctx.on.event(change("e4", "insert", lead(4, "Edsger")), "4-0000000a");
+  await tabsAdvance(50);
+  assert.deepEqual(rowsOf(leads), { 1: "Ada", 4: "Edsger" });
+  a.h.close();
+  d.h.close();
 });
