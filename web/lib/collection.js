@@ -156,7 +156,7 @@ export class Collection {
   }
 
   onEvent(event, meta) {
-    if (event?.topic !== this.topic) return;
+    if (event?.topic !== this.topic || this.error?.fatal) return; // a fatal error holds nothing
     if (this.afterReset && this.fromStream && !this.rows.partial) {
       // The gateway did not follow its reset with a snapshot: read one.
       this.afterReset = false;
@@ -267,6 +267,7 @@ export class Collection {
   setError(info) {
     if (info === null && this.error === null) return;
     this.error = info;
+    if (info?.fatal) this.rows.held = []; // no snapshot is coming: nothing to hold events for
     if (info) this.emit("error", info);
     this.updateStatus(true);
   }

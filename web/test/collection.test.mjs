@@ -381,3 +381,18 @@ test("a tab opened with history: n joins as a follower after its history page: i
   a.h.close();
   d.h.close();
 });
+
+test("after a fatal error the collection holds no events (no snapshot will come to apply them to)", async () => {
+  const t = harness({ topics: ["leads"] }, { fetch: () => reply(403, { error: { code: "topic_forbidden", message: "no" } }) });
+  await flush();
+  t.made[0].ctx.on.open();
+  t.made[0].ctx.on.control("status", { state: "live" }, "10-0000000a");
+  const leads = t.h.collection("leads");
+  t.made[0].ctx.on.event(change("h1", "insert", lead(1, "held")), "11-0000000a");
+  await flush();
+  assert.equal(leads.error.code, "topic_forbidden");
+  for (let i = 0; i < 100; i++) t.made[0].ctx.on.event(change(`x${i}`, "insert", lead(i, "x")), `${12 + i}-0000000a`);
+  assert.equal(leads.rows.held.length, 0);
+  assert.equal(leads.items.size, 0);
+  t.h.close();
+});
