@@ -102,6 +102,7 @@ pub fn scope(claims: &Claims, requested: &[String], max: usize) -> Result<Scope,
         topics: events,
         stats,
         filter: Filter::default(),
+        viewer: claims.sub.as_str().into(),
     })
 }
 
