@@ -219,6 +219,7 @@ pub fn ws_frame(data: &[u8]) {
             since,
             actions,
             conditions,
+            ..
         } => {
             if let Some(since) = since {
                 let _ = since.parse::<Cursor>();

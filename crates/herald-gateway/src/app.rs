@@ -72,7 +72,13 @@ impl App {
         cfg.validate()?;
         let (metrics, registry) = Metrics::new();
         let metrics = Arc::new(metrics);
-        let hub = Hub::new(cfg.ring_events, cfg.ring_bytes, Arc::clone(&metrics));
+        let collections = Arc::new(ctx.state.collections()?);
+        let hub = Hub::with_collections(
+            cfg.ring_events,
+            cfg.ring_bytes,
+            Arc::clone(&metrics),
+            collections,
+        );
         let auth = Arc::new(Authenticator::new(&cfg.jwt)?);
         // Background work stops on a child token: when serving ends (or fails) without
         // stopping the other services that share `ctx.shutdown` under `herald up`.
@@ -93,6 +99,10 @@ impl App {
             metrics: Arc::clone(&metrics),
             replay_slots: Arc::new(Semaphore::new(cfg.max_replays.max(1))),
             shutdown: ctx.shutdown.clone(),
+            snapshots: Arc::new(crate::snapshot::Retained::new(
+                cfg.snapshot_ttl,
+                cfg.snapshot_retained,
+            )),
             cfg: Arc::new(cfg.clone()),
         };
         let readiness = Arc::new(GatewayReadiness {
@@ -110,17 +120,7 @@ impl App {
             metrics: Arc::clone(&metrics),
             shutdown: background.clone(),
         };
-        let tail = Tail {
-            client: ctx.client.clone(),
-            liveness: ctx.liveness.clone(),
-            js: ctx.js.clone(),
-            settings: ctx.streams.clone(),
-            hub: Arc::clone(&hub),
-            metrics: Arc::clone(&metrics),
-            connection_check: cfg.connection_check,
-            stream_check: cfg.stream_check,
-            shutdown: background.clone(),
-        };
+        let tail = tail(&ctx, &hub, &metrics, &cfg, background.clone());
         Ok(App {
             listener,
             addr,
@@ -149,6 +149,12 @@ impl App {
     /// Serves until `ctx.shutdown` is cancelled, then drains: every open stream is told to
     /// `reconnect` within the drain window, and this returns once they are closed.
     pub async fn run_until_stopped(self) -> Result<(), Error> {
+        let loader = crate::mirror::load::Loader {
+            js: self.ctx.js.clone(),
+            hub: Arc::clone(&self.hub),
+            shutdown: self.background.clone(),
+        };
+        tokio::spawn(loader.run());
         let tail = tokio::spawn(self.tail.run());
         let stats = tokio::spawn(self.stats.run());
         if let Some(jwks) = self.jwks {
@@ -178,6 +184,27 @@ impl App {
             tracing::error!(%err, "the stats watch panicked");
         }
         served.map_err(Error::Io)
+    }
+}
+
+/// The tail of `hub`, stopped by `shutdown`.
+fn tail(
+    ctx: &ServiceContext,
+    hub: &Arc<Hub>,
+    metrics: &Arc<Metrics>,
+    cfg: &Config,
+    shutdown: CancellationToken,
+) -> Tail {
+    Tail {
+        client: ctx.client.clone(),
+        liveness: ctx.liveness.clone(),
+        js: ctx.js.clone(),
+        settings: ctx.streams.clone(),
+        hub: Arc::clone(hub),
+        metrics: Arc::clone(metrics),
+        connection_check: cfg.connection_check,
+        stream_check: cfg.stream_check,
+        shutdown,
     }
 }
 

@@ -84,6 +84,14 @@ pub struct Config {
     pub poll_max_wait: Duration,
     /// Most events one long-poll response carries (`POLL_MAX_EVENTS`). Default 500.
     pub poll_max_events: usize,
+    /// How long a snapshot is kept for its next page after its last one was served
+    /// (`SNAPSHOT_TTL`, `GET /v1/snapshot`). Default 60 s.
+    #[serde(with = "humantime_serde")]
+    pub snapshot_ttl: Duration,
+    /// The most snapshots kept for their next pages at once; the least recently paged goes
+    /// first (`SNAPSHOT_RETAINED`). A kept snapshot costs the rows changed since it was cut.
+    /// Default 64.
+    pub snapshot_retained: usize,
     /// Connection limits (`HERALD_GATEWAY__LIMITS__*`).
     pub limits: Limits,
     /// Origins allowed by CORS (`CORS_ORIGINS`): empty (default) sends no CORS headers,
@@ -117,6 +125,8 @@ impl Default for Config {
             stream_check: Duration::from_secs(2),
             poll_max_wait: Duration::from_secs(30),
             poll_max_events: 500,
+            snapshot_ttl: Duration::from_secs(60),
+            snapshot_retained: 64,
             limits: Limits::default(),
             cors_origins: Vec::new(),
             web_dir: None,

@@ -40,6 +40,15 @@ pub enum ApiError {
     /// (410). The same reasons a stream answers with `reset`.
     #[error("the cursor cannot be paged back from ({}): fetch the latest history without `before`", .0.as_str())]
     CursorReset(crate::frame::ResetReason),
+    /// 400: a topic asked for as a collection is not one (`/v1/snapshot`, `snapshot=1`).
+    #[error("{0}")]
+    NotACollection(String),
+    /// 410: a page of a snapshot this gateway no longer holds (`/v1/snapshot` with `cursor`).
+    #[error("this snapshot is no longer held; start again without `cursor`")]
+    SnapshotExpired,
+    /// 503: the gateway is loading its mirror of the collections.
+    #[error("the gateway is loading the collections; retry shortly")]
+    StateLoading,
     /// 500: something the gateway cannot explain to the client (the cause is logged).
     #[error("internal error")]
     Internal,
@@ -100,9 +109,12 @@ impl ApiError {
         match self {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) | Self::OriginForbidden => StatusCode::FORBIDDEN,
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::NotACollection(_) => StatusCode::BAD_REQUEST,
+            Self::SnapshotExpired => StatusCode::GONE,
             Self::TooManyConnections(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::RateLimited { .. } | Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RateLimited { .. } | Self::NotReady | Self::StateLoading => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::NoStats => StatusCode::NOT_FOUND,
             Self::CursorReset(crate::frame::ResetReason::OutOfRetention) => StatusCode::GONE,
             Self::CursorReset(_) => StatusCode::CONFLICT,
@@ -121,6 +133,9 @@ impl ApiError {
             Self::RateLimited { .. } => "rate_limited",
             Self::NotReady => "not_ready",
             Self::NoStats => "no_stats",
+            Self::NotACollection(_) => "not_a_collection",
+            Self::SnapshotExpired => "snapshot_expired",
+            Self::StateLoading => "state_loading",
             Self::CursorReset(reason) => reason.as_str(),
             Self::Internal => "internal",
         }
@@ -132,7 +147,7 @@ impl IntoResponse for ApiError {
         let mut resp = error_response(self.status(), self.code(), &self.to_string());
         let retry_after = match self {
             Self::RateLimited { retry_after } => Some(retry_after),
-            Self::NotReady => Some(1),
+            Self::NotReady | Self::StateLoading => Some(1),
             _ => None,
         };
         if let Some(secs) = retry_after {
@@ -158,6 +173,9 @@ pub enum Error {
     /// The JWT key configuration is unusable.
     #[error("invalid JWT configuration: {0}")]
     Jwt(String),
+    /// The `[state]` section is unusable.
+    #[error("invalid [state] configuration")]
+    State(#[from] herald_core::state::StateConfigError),
     /// A setting that must be positive is zero.
     #[error("{0} must be greater than zero")]
     NotPositive(&'static str),

@@ -380,6 +380,8 @@ pub enum Frame {
     Event(Arc<EventFrame>),
     /// A stats document.
     Stats(Arc<StatsFrame>),
+    /// A page of a collection snapshot (snapshot mode, [`crate::snapshot`]).
+    Snapshot(Arc<crate::snapshot::SnapshotFrame>),
     /// A control message.
     Control(Control),
 }

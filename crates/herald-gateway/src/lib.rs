@@ -14,11 +14,13 @@
 //! | [`stats_feed`] | the one `herald_stats` watch feeding live `$stats` documents |
 //! | [`hub`] | subscribers by (tenant, topic), bounded queues, ring buffer, hand-off |
 //! | [`replay`] | short-lived tenant-filtered replays, bounded by a semaphore; reset detection |
+//! | [`mirror`] | every collection in memory, applied in stream order inside the hub; its exact load |
+//! | [`snapshot`] | snapshot topics, pages, rendering, and the snapshots kept for later pages |
 //! | [`history`] | the latest events of some topics, from the ring or backwards from JetStream |
 //! | [`filter`] | `actions` / `where` filters, applied to live, ring, replay and history alike |
 //! | [`session`] | one client's ordered delivery, heartbeats, expiry, drain |
 //! | [`frame`] | SSE and WebSocket renderings of events and control messages |
-//! | [`routes`] | `/v1/stream`, `/v1/ws`, `/v1/poll`, `/v1/stats`, `/v1/history` |
+//! | [`routes`] | `/v1/stream`, `/v1/ws`, `/v1/poll`, `/v1/stats`, `/v1/history`, `/v1/snapshot` |
 //! | [`server`] | the HTTP server: hyper for requests, a lean writer for SSE streams |
 //! | [`limits`] | connections per user and tenant, connection rate |
 //! | [`metrics`] | Prometheus metrics |
@@ -36,10 +38,12 @@ pub mod history;
 pub mod hub;
 pub mod limits;
 pub mod metrics;
+pub mod mirror;
 pub mod replay;
 pub mod routes;
 pub mod server;
 pub mod session;
+pub mod snapshot;
 pub mod state;
 pub mod stats_feed;
 pub mod tail;

@@ -95,6 +95,10 @@ pub struct Metrics {
     pub silent_peers: Counter,
     /// Connections refused at accept because a connection cap was full, by cap.
     pub refused_connections: Family<herald_core::serve::RefusedLabels, Counter>,
+    /// Rows the collection mirror holds, over every collection.
+    pub mirror_rows: Gauge,
+    /// Snapshots served (`/v1/snapshot` pages and stream snapshots).
+    pub snapshots: Counter,
 }
 
 impl Metrics {
@@ -128,6 +132,16 @@ impl Metrics {
             "rejected_connections",
             "Connections refused by a limit",
             m.rejected.clone(),
+        );
+        r.register(
+            "mirror_rows",
+            "Rows the collection mirror holds",
+            m.mirror_rows.clone(),
+        );
+        r.register(
+            "snapshot_pages",
+            "Snapshot pages served by GET /v1/snapshot and long-poll snapshots",
+            m.snapshots.clone(),
         );
         r.register(
             "lag_events",

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_core::cursor::{Cursor, Epoch};
-use herald_core::names::TenantId;
+use herald_core::names::{TenantId, Topic};
 use rand::Rng;
 use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 
@@ -22,7 +22,9 @@ use crate::filter::Filter;
 use crate::frame::{Control, Frame, ReconnectReason, ResetReason};
 use crate::hub::{Backlog, Closed, Queued, Subscription};
 use crate::metrics::ResumeSource;
+use crate::mirror::Cut;
 use crate::replay::{self, Plan, Replay};
+use crate::snapshot::{Pager, View};
 use crate::state::AppState;
 
 /// What a session produces next.
@@ -48,6 +50,17 @@ pub struct Scope {
     /// Who is connected (the token's `sub`): private events reach it only when their
     /// audience names it ([`Filter::for_viewer`]).
     pub viewer: Arc<str>,
+    /// Snapshot mode (`snapshot=1`): which collections it gets a snapshot of, and for whom.
+    pub snapshot: Option<SnapshotScope>,
+}
+
+/// What a snapshot-mode session gets snapshots of ([`crate::snapshot`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotScope {
+    /// The collection topics, in page order.
+    pub topics: Vec<Topic>,
+    /// The user (`sub`): rows with an audience are in its snapshots only if it names them.
+    pub user: String,
 }
 
 /// A session's clocks.
@@ -72,17 +85,25 @@ struct Start<'a> {
     /// The subscription's head cursor and sequence: where a reset resumes.
     head: Cursor,
     head_seq: u64,
+    /// The resume was refused with a `reset`.
+    was_reset: bool,
 }
 
 impl<'a> Start<'a> {
     /// The hello frame, and `since` as the last sequence sent when it is of this epoch.
-    fn hello(state: &'a AppState, sub: &Subscription, since: Option<Cursor>) -> Self {
+    /// In snapshot mode the hello carries no cursor: the snapshot's last page does.
+    fn hello(
+        state: &'a AppState,
+        sub: &Subscription,
+        since: Option<Cursor>,
+        snapshot: bool,
+    ) -> Self {
         let head = sub.head_cursor();
         let mut backlog = VecDeque::new();
         backlog.push_back(Frame::Control(Control::Hello {
             live: sub.live,
             heartbeat_ms: u64::try_from(state.cfg.heartbeat.as_millis()).unwrap_or(u64::MAX),
-            cursor: since.is_none().then_some(head),
+            cursor: (since.is_none() && !snapshot).then_some(head),
         }));
         Self {
             state,
@@ -91,6 +112,7 @@ impl<'a> Start<'a> {
             last_seq: since.filter(|c| c.epoch == sub.epoch).map_or(0, |c| c.seq),
             head,
             head_seq: sub.head,
+            was_reset: false,
         }
     }
 
@@ -102,6 +124,7 @@ impl<'a> Start<'a> {
             cursor: self.head,
         }));
         self.last_seq = self.head_seq;
+        self.was_reset = true;
     }
 
     /// A cursor past what this process has seen: fine if the stream holds it.
@@ -162,6 +185,15 @@ pub struct Session {
     stats: Option<TopicSet>,
     /// Which events of its topics it receives.
     filter: Filter,
+    /// Snapshot mode: what it gets snapshots of.
+    snapshots: Option<SnapshotScope>,
+    /// Snapshot mode: a snapshot is due (after a `reset`, or the mirror is loading); events
+    /// of collection topics are held back until it comes (it holds them).
+    awaiting: bool,
+    /// A snapshot being sent, page by page.
+    pager: Option<Pager>,
+    /// The snapshot cut at registration, sent once the backlog (hello, reset) is out.
+    opening: Option<Cut>,
     /// An event was filtered out since the client last got a cursor
     /// ([`Session::take_skipped`]).
     skipped: bool,
@@ -190,23 +222,25 @@ impl Session {
             stats,
             filter,
             viewer,
+            snapshot,
         } = scope;
         // Private events are checked where the filter is: whatever their source (live, ring,
         // JetStream), one not addressed to the viewer moves the cursor like a filtered one.
         let filter = filter.for_viewer(viewer);
         let mut sub = state
             .hub
-            .subscribe(
+            .subscribe_with(
                 tenant.clone(),
                 topics.clone(),
                 since,
                 state.cfg.client_queue,
+                snapshot.is_some(),
             )
             .ok_or(ApiError::NotReady)?;
         if stats.is_some() {
             sub.set_stats(stats.clone());
         }
-        let mut start = Start::hello(state, &sub, since);
+        let mut start = Start::hello(state, &sub, since, snapshot.is_some());
         match std::mem::replace(&mut sub.backlog, Backlog::Nothing) {
             Backlog::Nothing => {}
             Backlog::Ring(events) => {
@@ -217,6 +251,7 @@ impl Session {
             Backlog::Ahead(since) => start.ahead(since).await?,
             Backlog::Replay(since) => start.replay(&tenant, &topics, since).await?,
         }
+        let cut = sub.cut.take();
         let mut session = Self::new(
             sub,
             topics,
@@ -231,6 +266,14 @@ impl Session {
         session.filter = filter;
         session.replay = start.replay;
         session.last_seq = start.last_seq;
+        session.snapshots = snapshot;
+        // A snapshot only when the client has no cursor, or its cursor was refused.
+        if session.snapshots.is_some() && (since.is_none() || start.was_reset) {
+            match cut {
+                Some(cut) => session.opening = Some(cut),
+                None => session.awaiting = true,
+            }
+        }
         Ok(session)
     }
 
@@ -251,6 +294,10 @@ impl Session {
             topics,
             stats: None,
             filter: Filter::default(),
+            snapshots: None,
+            awaiting: false,
+            pager: None,
+            opening: None,
             skipped: false,
             backlog: VecDeque::new(),
             replay: None,
@@ -321,10 +368,26 @@ impl Session {
         self.topics = topics;
     }
 
+    /// Starts sending `cut` (snapshot mode); the live queue goes on after its cursor.
+    fn begin_snapshot(&mut self, cut: Cut) {
+        let Some(scope) = &self.snapshots else {
+            return;
+        };
+        let tenant = self.sub.tenant().clone();
+        self.last_seq = self.last_seq.max(cut.cursor.seq);
+        let view = View::new(cut, &tenant, scope.topics.clone(), scope.user.clone());
+        self.pager = Some(Pager::new(view));
+        self.awaiting = false;
+    }
+
     fn accept(&mut self, frame: Frame) -> Option<Output> {
         match &frame {
             Frame::Event(e) => {
                 if e.seq() <= self.last_seq || !self.topics.contains(&e.topic) {
+                    return None;
+                }
+                // Its snapshot, due, will hold it.
+                if self.awaiting && self.sub.is_collection(&e.topic) {
                     return None;
                 }
                 // A filtered-out event (private to others included) moves the cursor too: a
@@ -338,12 +401,17 @@ impl Session {
             }
             // The stream was recreated: sequences start over in the new epoch.
             Frame::Control(Control::Reset { cursor, .. }) => {
+                if self.snapshots.is_some() {
+                    // The hub sends a fresh snapshot once its mirror is reloaded.
+                    self.awaiting = true;
+                    self.pager = None;
+                }
                 self.skipped = false;
                 self.last_seq = cursor.seq;
                 self.head = cursor.seq;
                 self.epoch = cursor.epoch;
             }
-            Frame::Stats(_) | Frame::Control(_) => {}
+            Frame::Stats(_) | Frame::Snapshot(_) | Frame::Control(_) => {}
         }
         Some(Output::Frame(frame))
     }
@@ -356,7 +424,10 @@ impl Session {
     /// Whether a frame is already waiting (backlog, or the live queue when not replaying),
     /// so a transport can write several in one go without polling [`Session::next`] in vain.
     pub fn has_ready(&self) -> bool {
-        !self.backlog.is_empty() || (self.replay.is_none() && !self.sub.rx.is_empty())
+        !self.backlog.is_empty()
+            || self.pager.is_some()
+            || self.opening.is_some()
+            || (self.replay.is_none() && !self.sub.rx.is_empty())
     }
 
     /// The next thing to send. Cancel-safe: nothing is lost if the future is dropped.
@@ -368,6 +439,16 @@ impl Session {
             if let Some(frame) = self.backlog.pop_front() {
                 if let Some(out) = self.accept(frame) {
                     return out;
+                }
+                continue;
+            }
+            if let Some(cut) = self.opening.take() {
+                self.begin_snapshot(cut);
+            }
+            if let Some(pager) = self.pager.as_mut() {
+                match pager.next_page() {
+                    Some(page) => return Output::Frame(Frame::Snapshot(Arc::new(page))),
+                    None => self.pager = None,
                 }
                 continue;
             }
@@ -405,6 +486,12 @@ impl Session {
                     }
                     // The flag is set: the top of the loop starts the drain.
                     Some(Queued::Drain) => {}
+                    // The mirror went live after a reset: the pages go out next.
+                    Some(Queued::Snapshot(cut)) => {
+                        if self.awaiting {
+                            self.begin_snapshot(cut);
+                        }
+                    }
                     None => {
                         let control = match self.sub.closed() {
                             Some(Closed::Overflow) => Control::Overflow,

@@ -29,6 +29,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Slots for concurrent JetStream replays.
     pub replay_slots: Arc<Semaphore>,
+    /// Snapshots kept for their later pages (`GET /v1/snapshot`).
+    pub snapshots: Arc<crate::snapshot::Retained>,
     /// Cancelled on shutdown (WebSocket connections without a subscription watch it; sessions
     /// learn it from the hub's drain).
     pub shutdown: CancellationToken,

@@ -16,12 +16,14 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use herald_core::cursor::{Cursor, Epoch};
 use herald_core::names::{TenantId, Topic};
+use herald_core::state::Collections;
 use tokio::sync::{Notify, mpsc};
 
 use crate::auth::TopicSet;
 use crate::filter::Filter;
 use crate::frame::{Control, EventFrame, Frame, ResetReason, StatsFrame};
 use crate::metrics::Metrics;
+use crate::mirror::{self, Cut, Loaded, Mirror, Ticket};
 
 mod index;
 mod ring;
@@ -74,6 +76,9 @@ pub enum Queued {
     Frame(Frame),
     /// The process is shutting down ([`Hub::drain`]): time to pick a moment to end.
     Drain,
+    /// A snapshot-mode subscriber's fresh snapshot, cut when the mirror went live after a
+    /// reset: every later event follows it in the queue.
+    Snapshot(Cut),
 }
 
 /// A registered subscriber. Unregisters itself when dropped.
@@ -90,6 +95,10 @@ pub struct Subscription {
     pub live: bool,
     /// What to send before the live queue.
     pub backlog: Backlog,
+    tenant: TenantId,
+    /// Snapshot mode: every collection at [`Subscription::head`], cut under the registration
+    /// lock; `None` while the mirror loads (a [`Queued::Snapshot`] follows once it is live).
+    pub cut: Option<Cut>,
     closed: Arc<OnceLock<Closed>>,
 }
 
@@ -109,6 +118,16 @@ impl Subscription {
     /// queued at once.
     pub fn set_stats(&self, scope: Option<TopicSet>) {
         self.hub.set_stats(self.id, scope);
+    }
+
+    /// The tenant it is registered for.
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    /// Whether `topic` of its tenant is a collection.
+    pub fn is_collection(&self, topic: &Topic) -> bool {
+        self.hub.collections.contains(&self.tenant, topic)
     }
 
     /// The cursor of the registration point.
@@ -135,6 +154,10 @@ struct Entry {
     stats: Option<TopicSet>,
     tx: mpsc::Sender<Queued>,
     closed: Arc<OnceLock<Closed>>,
+    /// Snapshot mode: a reset is followed by a fresh snapshot.
+    snapshots: bool,
+    /// Snapshot mode, waiting for the mirror to go live to get its snapshot.
+    awaiting: bool,
 }
 
 struct Inner {
@@ -148,14 +171,20 @@ struct Inner {
     stats: HashMap<TenantId, HashMap<Topic, Arc<StatsFrame>>>,
     /// The subscribers of each tenant that receive stats documents.
     stats_subs: HashMap<TenantId, HashSet<u64>>,
+    /// Every collection, applied in stream order ([`crate::mirror`]).
+    mirror: Mirror,
     next_id: u64,
 }
 
 /// The fan-out. One per gateway process, fed by the tail.
 pub struct Hub {
     inner: Mutex<Inner>,
+    /// The declared collections.
+    collections: Arc<Collections>,
     metrics: Arc<Metrics>,
     published: Notify,
+    /// Wakes the mirror's loader when a load is due.
+    load_due: Notify,
     /// Set once by [`Hub::drain`]; read by every session, without the lock.
     draining: AtomicBool,
 }
@@ -163,7 +192,18 @@ pub struct Hub {
 impl Hub {
     /// An empty hub whose ring holds at most `ring_events` events and `ring_bytes` bytes.
     pub fn new(ring_events: usize, ring_bytes: usize, metrics: Arc<Metrics>) -> Arc<Self> {
+        Self::with_collections(ring_events, ring_bytes, metrics, Arc::default())
+    }
+
+    /// An empty hub that mirrors `collections`.
+    pub fn with_collections(
+        ring_events: usize,
+        ring_bytes: usize,
+        metrics: Arc<Metrics>,
+        collections: Arc<Collections>,
+    ) -> Arc<Self> {
         Arc::new(Self {
+            collections: Arc::clone(&collections),
             inner: Mutex::new(Inner {
                 epoch: None,
                 head: 0,
@@ -173,10 +213,12 @@ impl Hub {
                 index: HashMap::new(),
                 stats: HashMap::new(),
                 stats_subs: HashMap::new(),
+                mirror: Mirror::new(collections),
                 next_id: 0,
             }),
             metrics,
             published: Notify::new(),
+            load_due: Notify::new(),
             draining: AtomicBool::new(false),
         })
     }
@@ -250,6 +292,20 @@ impl Hub {
         since: Option<Cursor>,
         capacity: usize,
     ) -> Option<Subscription> {
+        self.subscribe_with(tenant, topics, since, capacity, false)
+    }
+
+    /// [`Hub::subscribe`], in snapshot mode when `snapshots`: the subscription carries every
+    /// collection at its head ([`Subscription::cut`]), and after a reset its queue carries a
+    /// fresh one.
+    pub fn subscribe_with(
+        self: &Arc<Self>,
+        tenant: TenantId,
+        topics: TopicSet,
+        since: Option<Cursor>,
+        capacity: usize,
+        snapshots: bool,
+    ) -> Option<Subscription> {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let closed = Arc::new(OnceLock::new());
         let mut inner = self.lock();
@@ -264,6 +320,11 @@ impl Hub {
                 None => Backlog::Replay(c),
             },
         };
+        let cut = if snapshots {
+            inner.mirror.cut(Cursor::new(inner.head, epoch))
+        } else {
+            None
+        };
         let id = inner.next_id;
         inner.next_id += 1;
         inner
@@ -274,11 +335,13 @@ impl Hub {
         inner.subs.insert(
             id,
             Entry {
-                tenant,
+                tenant: tenant.clone(),
                 topics,
                 stats: None,
                 tx,
                 closed: Arc::clone(&closed),
+                snapshots,
+                awaiting: snapshots && cut.is_none(),
             },
         );
         Some(Subscription {
@@ -289,6 +352,8 @@ impl Hub {
             head: inner.head,
             live: inner.live,
             backlog,
+            tenant,
+            cut,
             closed,
         })
     }
@@ -349,6 +414,7 @@ impl Hub {
     /// connected clients must not silently miss them.
     pub fn start(&self, epoch: Epoch, head: u64, first_seq: u64) -> u64 {
         let mut inner = self.lock();
+        let first = inner.epoch.is_none();
         let reset = match inner.epoch {
             None => {
                 inner.epoch = Some(epoch);
@@ -378,6 +444,17 @@ impl Hub {
             };
             self.broadcast_locked(&mut inner, &control);
         }
+        if first || reset.is_some() {
+            // The mirror missed events (or has none yet): load it again; snapshot-mode
+            // subscribers get a fresh snapshot after their `reset`.
+            let head = inner.head;
+            inner.mirror.begin(epoch, head);
+            for entry in inner.subs.values_mut() {
+                entry.awaiting |= entry.snapshots;
+            }
+            self.after_mirror_change(&mut inner, true);
+            self.load_due.notify_one();
+        }
         inner.head
     }
 
@@ -398,13 +475,25 @@ impl Hub {
     }
 
     /// Publishes the next event in stream order. Sequences at or below the head are ignored.
+    /// A collection's event is applied to the mirror under the same lock (with its audience,
+    /// which the row keeps).
     pub fn publish(&self, frame: Arc<EventFrame>) {
+        let prepared = mirror::Prepared::of(&self.collections, &frame, frame.audience.clone());
         let mut inner = self.lock();
         if frame.seq() <= inner.head {
             return;
         }
         inner.head = frame.seq();
         inner.ring.push(Arc::clone(&frame));
+        let head = inner.head;
+        let went_live = match inner.mirror.on_event(prepared, head) {
+            mirror::Applied::Live => true,
+            mirror::Applied::Queued | mirror::Applied::Applied => false,
+            mirror::Applied::Restarted => {
+                self.load_due.notify_one();
+                false
+            }
+        };
         let ids: Vec<u64> = match inner.index.get(&frame.tenant) {
             None => Vec::new(),
             Some(idx) => idx
@@ -422,8 +511,106 @@ impl Hub {
                 &self.metrics,
             );
         }
+        self.after_mirror_change(&mut inner, went_live);
         drop(inner);
         self.published.notify_waiters();
+    }
+
+    /// The declared collections.
+    pub fn collections(&self) -> &Arc<Collections> {
+        &self.collections
+    }
+
+    /// The load to run, once per load ([`crate::mirror::load::Loader`]).
+    pub fn mirror_ticket(&self) -> Option<Ticket> {
+        self.lock().mirror.ticket()
+    }
+
+    /// The next load to run: waits until one is due.
+    pub async fn next_mirror_load(&self) -> Ticket {
+        loop {
+            if let Some(ticket) = self.mirror_ticket() {
+                return ticket;
+            }
+            self.load_due.notified().await;
+        }
+    }
+
+    /// The current load's number (a loader whose ticket is older gives up).
+    pub fn mirror_generation(&self) -> u64 {
+        self.lock().mirror.generation()
+    }
+
+    /// Whether the mirror is live (snapshots can be cut).
+    pub fn mirror_live(&self) -> bool {
+        self.lock().mirror.is_live()
+    }
+
+    /// Hands a finished load to the mirror.
+    pub fn finish_load(&self, ticket: Ticket, loaded: Loaded) {
+        let mut inner = self.lock();
+        let head = inner.head;
+        let went_live = inner.mirror.finish(ticket, loaded, head);
+        self.after_mirror_change(&mut inner, went_live);
+    }
+
+    /// Every collection at the head, or `None` while the mirror loads (or before the stream
+    /// was reached).
+    pub fn snapshot(&self) -> Option<Cut> {
+        let inner = self.lock();
+        let epoch = inner.epoch?;
+        inner.mirror.cut(Cursor::new(inner.head, epoch))
+    }
+
+    /// Every collection as it was at `cursor`, if none of `ids` changed since (so the current
+    /// tables are that snapshot's).
+    pub fn snapshot_unchanged_since(
+        &self,
+        cursor: Cursor,
+        ids: &[mirror::CollectionId],
+    ) -> Option<Cut> {
+        let inner = self.lock();
+        if inner.epoch != Some(cursor.epoch) || cursor.seq > inner.head {
+            return None;
+        }
+        if !inner.mirror.unchanged_since(ids, cursor.seq) {
+            return None;
+        }
+        inner.mirror.cut(cursor)
+    }
+
+    /// Once the mirror went live, queues a fresh snapshot for every subscriber awaiting one;
+    /// updates the mirror's row gauge.
+    fn after_mirror_change(&self, inner: &mut Inner, went_live: bool) {
+        self.metrics
+            .mirror_rows
+            .set(i64::try_from(inner.mirror.rows()).unwrap_or(i64::MAX));
+        if !went_live {
+            return;
+        }
+        let Some(epoch) = inner.epoch else { return };
+        let Some(cut) = inner.mirror.cut(Cursor::new(inner.head, epoch)) else {
+            return;
+        };
+        let ids: Vec<u64> = inner
+            .subs
+            .iter()
+            .filter(|(_, e)| e.awaiting)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let Some(entry) = inner.subs.get_mut(&id) else {
+                continue;
+            };
+            entry.awaiting = false;
+            if let Err(mpsc::error::TrySendError::Full(_)) =
+                entry.tx.try_send(Queued::Snapshot(cut.clone()))
+            {
+                let _ = entry.closed.set(Closed::Overflow);
+                self.metrics.overflows.inc();
+                Self::remove_locked(inner, id);
+            }
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! HTTP routes: `/v1/stream` (SSE), `/v1/ws` (WebSocket), `/v1/poll` (long-poll),
-//! `/v1/stats` (stats snapshots), `/v1/history` (the latest events, oldest first).
+//! `/v1/stats` (stats snapshots), `/v1/history` (the latest events, oldest first),
+//! `/v1/snapshot` (the rows of collections at one cursor).
 //!
 //! Every transport admits a connection the same way ([`admit`]): verify the token (401),
 //! scope the topics to the claim (400/403), parse the cursor (400), then the limits
@@ -20,6 +21,7 @@ use crate::state::AppState;
 
 pub mod history;
 pub mod poll;
+pub mod snapshot;
 pub mod sse;
 pub mod stats;
 pub mod ws;
@@ -32,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/poll", get(poll::poll))
         .route("/v1/stats", get(stats::stats))
         .route("/v1/history", get(history::history))
+        .route("/v1/snapshot", get(snapshot::snapshot))
         .with_state(state)
 }
 
@@ -56,6 +59,8 @@ pub struct ConnectQuery {
     pub access_token: Option<String>,
     /// Long-poll only: seconds to wait for an event.
     pub wait: Option<u64>,
+    /// `1`: start with a snapshot of the collections among the topics (no cursor only).
+    pub snapshot: Option<String>,
 }
 
 impl ConnectQuery {
@@ -103,6 +108,7 @@ pub fn scope(claims: &Claims, requested: &[String], max: usize) -> Result<Scope,
         stats,
         filter: Filter::default(),
         viewer: claims.sub.as_str().into(),
+        snapshot: None,
     })
 }
 

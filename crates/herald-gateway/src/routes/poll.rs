@@ -18,10 +18,11 @@ use axum::http::HeaderMap;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use crate::auth::Claims;
 use crate::error::ApiError;
 use crate::frame::{Control, Frame, StatsFrame};
 use crate::metrics::Transport;
-use crate::routes::{ConnectQuery, QueryPairs, admit, parsed_query};
+use crate::routes::{ConnectQuery, QueryPairs, admit, parsed_query, snapshot};
 use crate::session::{Output, Session};
 use crate::state::AppState;
 use herald_core::names::Topic;
@@ -42,6 +43,11 @@ pub struct PollResponse {
     /// `{"topic","cursor","doc"}`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub stats: Vec<Box<RawValue>>,
+    /// With `snapshot=1` and no `since`: the first page of a snapshot of the collections
+    /// among the topics, at `cursor`, as `{"topics","more"[,"after"]}` (further pages from
+    /// `/v1/snapshot?cursor=<cursor>&after=<after>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<Box<RawValue>>,
 }
 
 /// Waits up to `wait` seconds (≤ `poll_max_wait`) for events after `since`.
@@ -56,6 +62,9 @@ pub async fn poll(
     let pairs = parsed_query(pairs)?;
     let admitted = admit(&state, &headers, &query, query.since.as_deref(), &pairs).await?;
     let _guard = (admitted.permit, state.metrics.connection(Transport::Poll));
+    if admitted.since.is_none() && snapshot::wants_snapshot(query.snapshot.as_deref())? {
+        return snapshot_answer(&state, &admitted.claims, &query).map(Json);
+    }
     let max_wait = state.cfg.poll_max_wait;
     let wait = query
         .wait
@@ -80,6 +89,37 @@ pub async fn poll(
     Ok(Json(answer.finish(&session)))
 }
 
+/// A poll with `snapshot=1` and no `since`: answered at once with the snapshot's first
+/// page; its cursor is the snapshot's, so the next poll (`since`) continues after it.
+fn snapshot_answer(
+    state: &AppState,
+    claims: &Claims,
+    query: &ConnectQuery,
+) -> Result<PollResponse, ApiError> {
+    let scope = snapshot::snapshot_scope(state, claims, &query.topic_list(), false)?;
+    let page = snapshot::first_page(state, claims, scope)?;
+    // The page is `{"cursor":…,"topics":…,"more":…[,"after":…]}`: the cursor moves up.
+    let mut body: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&page.json)
+        .map_err(|err| {
+            tracing::error!(%err, "a snapshot page is not JSON");
+            ApiError::Internal
+        })?;
+    body.remove("cursor");
+    let snapshot = serde_json::value::to_raw_value(&body).map_err(|_| ApiError::Internal)?;
+    Ok(PollResponse {
+        events: Vec::new(),
+        cursor: page.cursor.to_string(),
+        state: if state.hub.is_live() {
+            "live"
+        } else {
+            "degraded"
+        },
+        reset: None,
+        stats: Vec::new(),
+        snapshot: Some(snapshot),
+    })
+}
+
 /// A long-poll answer being collected.
 struct Answer {
     resp: PollResponse,
@@ -100,6 +140,7 @@ impl Answer {
                 state: if live { "live" } else { "degraded" },
                 reset: None,
                 stats: Vec::new(),
+                snapshot: None,
             },
             stats: BTreeMap::new(),
             since_seq,
@@ -153,6 +194,8 @@ impl Answer {
                 self.news |= self.since_seq.is_none_or(|since| doc.seq > since);
                 self.stats.insert(doc.topic.clone(), doc);
             }
+            // A poll session is never in snapshot mode (a poll's snapshot is in its answer).
+            Output::Frame(Frame::Snapshot(_)) => {}
             Output::Frame(Frame::Control(
                 Control::Status { live } | Control::Hello { live, .. },
             )) => {

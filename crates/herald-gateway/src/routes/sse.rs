@@ -24,7 +24,7 @@ use crate::error::ApiError;
 use crate::frame::{Control, EventFrame, Frame, ReconnectReason};
 use crate::limits::Permit;
 use crate::metrics::{ConnectionGuard, Transport, TransportLabels};
-use crate::routes::{ConnectQuery, QueryPairs, admit, parsed_query};
+use crate::routes::{ConnectQuery, QueryPairs, admit, parsed_query, snapshot};
 use crate::session::{Output, Session};
 use crate::state::AppState;
 
@@ -52,7 +52,15 @@ pub async fn stream(
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.trim().is_empty());
     let cursor = last_event_id.or(query.since.as_deref());
-    let admitted = admit(&state, &headers, &query, cursor, &pairs).await?;
+    let mut admitted = admit(&state, &headers, &query, cursor, &pairs).await?;
+    if snapshot::wants_snapshot(query.snapshot.as_deref())? {
+        admitted.scope.snapshot = Some(snapshot::snapshot_scope(
+            &state,
+            &admitted.claims,
+            &query.topic_list(),
+            false,
+        )?);
+    }
     let retry = retry_hint(&state);
     let opened = Session::open(
         &state,
@@ -183,6 +191,7 @@ impl SseStream {
                 Piece::Event(e)
             }
             Output::Frame(Frame::Stats(s)) => Piece::Bytes(s.sse.clone()),
+            Output::Frame(Frame::Snapshot(s)) => Piece::Bytes(s.sse()),
             Output::Frame(Frame::Control(c)) => Piece::Bytes(c.sse()),
         })
     }

@@ -77,6 +77,10 @@ pub enum ClientFrame {
         /// `path:value` conditions that must all hold ([`crate::filter`]).
         #[serde(default, rename = "where")]
         conditions: Vec<String>,
+        /// Start with a snapshot of the collections among the topics (without `since`:
+        /// a fresh start, not a resume of the previous subscription).
+        #[serde(default)]
+        snapshot: bool,
     },
     /// Stop receiving `topics`.
     Unsubscribe {
@@ -197,7 +201,7 @@ impl Conn {
     async fn subscribe(
         &mut self,
         topics: &[String],
-        since: Option<String>,
+        (since, snapshot): (Option<String>, bool),
         filter: Result<Filter, crate::filter::FilterError>,
     ) -> Result<(), Message> {
         let api = |e: ApiError| error_frame(e.code(), &e.to_string());
@@ -208,8 +212,16 @@ impl Conn {
         )
         .map_err(api)?;
         scope.filter = filter.map_err(|e| api(e.into()))?;
+        if snapshot {
+            scope.snapshot = Some(
+                crate::routes::snapshot::snapshot_scope(&self.state, &self.claims, topics, false)
+                    .map_err(api)?,
+            );
+        }
         let since: Option<Cursor> = match parse_cursor(since.as_deref()).map_err(api)? {
             Some(c) => Some(c),
+            // A snapshot replaces the table: a fresh start, not a resume.
+            None if snapshot => None,
             None => self.session.as_ref().map(Session::cursor),
         };
         self.session = None;
@@ -272,9 +284,10 @@ impl Conn {
                 since,
                 actions,
                 conditions,
+                snapshot,
             } => {
                 let filter = Filter::parse(actions.as_deref(), &conditions);
-                self.subscribe(&topics, since, filter).await?;
+                self.subscribe(&topics, (since, snapshot), filter).await?;
             }
             ClientFrame::Unsubscribe { topics } => self.unsubscribe(topics)?,
             ClientFrame::Refresh { token } => {
@@ -391,6 +404,7 @@ impl Conn {
                 text_step(e.ws_text())
             }
             Output::Frame(Frame::Stats(s)) => text_step(s.ws.clone()),
+            Output::Frame(Frame::Snapshot(s)) => text_step(s.ws_text()),
             Output::Frame(Frame::Control(c)) => {
                 Step::Send(Message::Text(Utf8Bytes::from(c.ws_text())))
             }

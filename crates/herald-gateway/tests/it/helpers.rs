@@ -12,6 +12,7 @@ use herald_core::names::{Action, TenantId, Topic};
 use herald_core::nats::NatsConfig;
 use herald_core::secret::Secret;
 use herald_core::service::CommonConfig;
+use herald_core::state::StateConfig;
 use herald_core::streams::{EVENTS_STREAM, StreamSettings};
 use herald_gateway::auth::Claims;
 use herald_gateway::{App, Config};
@@ -36,6 +37,8 @@ pub struct TestApp {
     pub gw: Gateway,
     pub cfg: Config,
     pub settings: StreamSettings,
+    /// The `[state]` section (collections) every gateway of the app starts with.
+    pub state: StateConfig,
     pub http: reqwest::Client,
 }
 
@@ -60,14 +63,24 @@ impl TestApp {
     }
 
     pub async fn spawn_with(cfg: Config, settings: StreamSettings) -> Self {
+        Self::spawn_with_state(cfg, settings, StateConfig::default()).await
+    }
+
+    /// [`TestApp::spawn_with`] with collections.
+    pub async fn spawn_with_state(
+        cfg: Config,
+        settings: StreamSettings,
+        state: StateConfig,
+    ) -> Self {
         herald_core::telemetry::init_for_tests();
         let nats = NatsServer::start().await;
-        let gw = start_gateway(&nats, &cfg, &settings).await;
+        let gw = start_gateway_at(nats.url(), &cfg, &settings, &state).await;
         let app = Self {
             nats,
             gw,
             cfg,
             settings,
+            state,
             http: reqwest::Client::new(),
         };
         app.wait_ready().await;
@@ -81,7 +94,7 @@ impl TestApp {
     /// Stops the gateway (clients are told to reconnect) and starts a new one on a new port.
     pub async fn restart_gateway(&mut self) {
         self.stop_gateway().await;
-        self.gw = start_gateway(&self.nats, &self.cfg, &self.settings).await;
+        self.gw = start_gateway_at(self.nats.url(), &self.cfg, &self.settings, &self.state).await;
         self.wait_ready().await;
     }
 
@@ -245,16 +258,23 @@ pub fn token_for(sub: &str, tenant: &str, topics: &[&str], ttl: i64, secret: &st
 }
 
 pub async fn start_gateway(nats: &NatsServer, cfg: &Config, settings: &StreamSettings) -> Gateway {
-    start_gateway_at(nats.url(), cfg, settings).await
+    start_gateway_at(nats.url(), cfg, settings, &StateConfig::default()).await
 }
 
-async fn start_gateway_at(url: String, cfg: &Config, settings: &StreamSettings) -> Gateway {
+/// A gateway on the NATS server at `url`, with the collections of `state`.
+pub async fn start_gateway_at(
+    url: String,
+    cfg: &Config,
+    settings: &StreamSettings,
+    state: &StateConfig,
+) -> Gateway {
     let common = CommonConfig {
         nats: NatsConfig {
             url,
             ..NatsConfig::default()
         },
         stream: settings.clone(),
+        state: state.clone(),
         ..CommonConfig::default()
     };
     TestService::start_with(cfg.clone(), &common).await
@@ -296,7 +316,7 @@ impl KillableGateway {
                 .build()
                 .expect("a runtime");
             let gw = rt.block_on(async move {
-                let gw = start_gateway_at(url, &cfg, &settings).await;
+                let gw = start_gateway_at(url, &cfg, &settings, &StateConfig::default()).await;
                 let _ = addr_tx.send(gw.addr);
                 let _ = kill_rx.await;
                 gw

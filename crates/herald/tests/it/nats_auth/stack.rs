@@ -147,6 +147,22 @@ impl Stack {
         .await;
     }
 
+    /// The gateway, as its own identity, loaded its mirror of the collections (the
+    /// `herald_state` bucket and the stream) and serves the row in `GET /v1/snapshot`.
+    pub async fn snapshot_holds_the_row(&self) {
+        let http = reqwest::Client::new();
+        let token = services::token(JWT_SECRET, "u-1", TENANT, &["*"]);
+        let url = format!("http://{}/v1/snapshot?topics=leads", self.gateway);
+        wait::until("the gateway's snapshot holds the row", DEADLINE, || async {
+            let Ok(resp) = http.get(&url).bearer_auth(&token).send().await else {
+                return false;
+            };
+            let body: serde_json::Value = resp.json().await.unwrap_or_default();
+            body["topics"]["leads"]["7"]["id"] == 7
+        })
+        .await;
+    }
+
     /// Stops every service and asserts each stopped cleanly.
     pub async fn stop(self) {
         self.services.stop().await;
@@ -180,6 +196,7 @@ async fn services_wait_for_admin_provisioning_and_then_deliver_with_auth_on() {
     stack.wait_ready().await;
     stack.delivers_a_webhook_to_sse().await;
     stack.stores_a_collection_row(&nats.jetstream().await).await;
+    stack.snapshot_holds_the_row().await;
     stack.stop().await;
     // Before provisioning the services tried to create the streams (refused); nothing else
     // any service did was refused (a stream that already matches is not updated).
