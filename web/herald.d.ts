@@ -43,6 +43,8 @@ export interface ResyncInfo {
 export interface EventMeta {
   /** The client's cursor once this event was received. */
   cursor: string | null;
+  /** The event's own cursor when the transport gave one (SSE, WebSocket); null on long-poll. */
+  position?: string | null;
 }
 
 /**
@@ -254,6 +256,12 @@ export declare class HeraldClient {
   isConnected(): boolean;
   /** A snapshot of the connection and of what this tab received. */
   stats(): HeraldStats;
+  /**
+   * A live, keyed view of the collection `topic` (proto/state.md), loaded once and kept
+   * current over this connection. The client's topics must include `topic` (or be empty /
+   * `*`), and the client must have no `actions` / `where` filter; otherwise it throws.
+   */
+  collection<R = Record<string, unknown>>(topic: string, options?: CollectionOptions): Collection<R>;
   /** Closes the connection (or leaves the tab group) for good. */
   close(): void;
 }
@@ -286,3 +294,69 @@ export declare class SseParser {
   });
   push(text: string): void;
 }
+
+// ── Collections (lib/collection.js, proto/state.md) ─────────────────────────────────────────
+
+export interface CollectionOptions {
+  /**
+   * The dotted path into each event's `data` that holds the row key, as the server's
+   * `[state.collections.<tenant>.<topic>] key`. Default `"id"`.
+   */
+  key?: string;
+  /** Rows per `GET /v1/snapshot` page (the gateway's default: 1000, at most 10000). */
+  pageSize?: number;
+}
+
+/**
+ * `loading`: no complete snapshot yet, or a fresh one is on its way after a reset (`items`
+ * holds the last rows known); `live`: the rows are current and follow the stream; `stale`: the
+ * connection is down (reconnecting, offline, degraded) — the rows are the last ones known and
+ * catch up by themselves when it is back.
+ */
+export type CollectionStatus = "loading" | "live" | "stale";
+
+/** One change of a collection's rows. */
+export interface CollectionChange<R = Record<string, unknown>> {
+  /** `snapshot`: every row was replaced (key, row, previous are null); `clear`: a truncate/reset. */
+  type: "snapshot" | "upsert" | "delete" | "clear";
+  key: string | null;
+  /** The new row (`upsert`), else null. */
+  row: R | null;
+  /** The row before the change (`upsert` of an existing key, `delete`), else null. */
+  previous: R | null;
+}
+
+/** Why the rows could not be loaded (yet): a refused or failed `GET /v1/snapshot`. */
+export interface CollectionError {
+  status?: number;
+  /** `not_a_collection`, `topic_forbidden`, `snapshot_behind`, `unreachable`, … */
+  code: string;
+  message: string;
+  /** Asking again cannot help (400, 403): the collection stops trying. */
+  fatal?: boolean;
+}
+
+export declare class Collection<R = Record<string, unknown>> {
+  readonly topic: string;
+  /** The rows: key → row (the `data` of the event that wrote it), snapshot order then arrival order. */
+  readonly items: Map<string, R>;
+  readonly status: CollectionStatus;
+  /** The last failure to load the rows, or null; retried by itself unless `fatal`. */
+  readonly error: CollectionError | null;
+  /** The stream position the rows reflect. */
+  readonly cursor: string | null;
+  on(name: "change", cb: (change: CollectionChange<R>) => void): Unsubscribe;
+  on(name: "status", cb: (status: CollectionStatus) => void): Unsubscribe;
+  on(name: "error", cb: (error: CollectionError) => void): Unsubscribe;
+  /** Stops following the collection; the rows stay as they are. */
+  close(): void;
+}
+
+/** The gateway refused a `GET /v1/snapshot` request. */
+export declare class SnapshotError extends Error {
+  readonly status: number;
+  readonly code: string;
+  /** The gateway's `Retry-After`, in ms. */
+  readonly retryAfter?: number;
+}
+export declare const COLLECTION_STATUSES: readonly CollectionStatus[];

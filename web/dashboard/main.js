@@ -12,6 +12,10 @@
 // like any other event, oldest first) and continues live from right after them: no gap, no
 // repeat, so a visitor who arrives after 14 events sees those 14.
 //
+// Live tables: the `leads` and `services` collections (h.collection(), proto/state.md), when
+// the gateway has them (`GET /v1/snapshot` answers for the topic): loaded with the stream's
+// opening snapshot, then changed row by row in place (dashboard/tables.js).
+//
 // Counters: `GET /v1/stats` (the stats-aggregator's exact documents) at start and on every
 // resync, then each new document live over the same connection (`$stats`); topics without a
 // document yet are counted from the feed.
@@ -19,6 +23,13 @@
 import { Herald } from "../herald.js";
 import { Counters } from "./counters.js";
 import { Feed } from "./feed.js";
+import { LiveTable } from "./tables.js";
+
+/** The dashboard's tables: a collection each, with its key path and columns. */
+const TABLES = [
+  { topic: "leads", key: "id", panel: "leads-panel", columns: [{ field: "key" }, { field: "name" }, { field: "company" }, { field: "status", chip: true }] },
+  { topic: "services", key: "name", panel: "services-panel", columns: [{ field: "key" }, { field: "status", chip: true }, { field: "latency_ms" }] },
+];
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -166,16 +177,54 @@ async function loadStats(url, token, counters) {
   }
 }
 
-function start() {
+/**
+ * Which of the dashboard's collections this gateway has, asked before connecting so that the
+ * stream opens with their rows: no for `400 not_a_collection`, `403` (not granted) and `404`
+ * (a gateway without collections); yes for rows and for anything that may pass (503, network).
+ */
+async function availableTables(url, token) {
+  const ask = async ({ topic }) => {
+    try {
+      const res = await fetch(`${url.replace(/\/+$/, "")}/v1/snapshot?topics=${topic}&limit=1`, { headers: { Authorization: `Bearer ${token}` }, cache: "no-store" });
+      return ![400, 403, 404].includes(res.status);
+    } catch {
+      return true;
+    }
+  };
+  const answers = await Promise.all(TABLES.map(ask));
+  return TABLES.filter((_, i) => answers[i]);
+}
+
+/** Opens a collection and its table per available table (before the first connection). */
+function openTables(h, tables, log) {
+  const open = {};
+  for (const t of tables) {
+    try {
+      const collection = h.collection(t.topic, { key: t.key });
+      $(t.panel).hidden = false;
+      new LiveTable($(t.panel), collection, t.columns);
+      collection.on("error", (e) => log.add("error", `${t.topic} rows: ${e.code}: ${e.message}`));
+      open[t.topic] = collection;
+    } catch (err) {
+      log.add("error", `${t.topic}: ${err.message}`); // e.g. ?topics= without it
+    }
+  }
+  $("tables-none").hidden = Object.keys(open).length > 0;
+  window.heraldCollections = open;
+}
+
+async function start() {
   const { url, opts } = settings();
   if (!opts.token) {
     $("no-token").hidden = false;
     return;
   }
+  const tables = await availableTables(url, opts.token);
   const h = Herald.connect(url, opts);
   const feed = new Feed($("feed"), $("new-badge"), $("feed-empty"));
   const counters = new Counters();
   const log = new Log($("log"));
+  openTables(h, tables, log);
   // Every event id in arrival order, for the browser tests (the feed keeps only 50).
   const received = [];
   window.herald = h;

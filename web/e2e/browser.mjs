@@ -12,7 +12,9 @@ export const TIMEOUT = 20_000;
 export function launch() {
   return chromium.launch({
     executablePath: process.env.HERALD_CHROMIUM ?? "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    // Local Network Access checks: pages the React scenario serves through Playwright routes
+    // count as public, and Chromium would block their WebSocket to the loopback gateway.
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-features=LocalNetworkAccessChecks"],
   });
 }
 
@@ -47,6 +49,20 @@ export async function waitState(page, state, timeout = TIMEOUT) {
 export async function describe(page) {
   try {
     return JSON.stringify(await page.evaluate(() => ({ states: window.__states, stats: window.herald.stats() })));
+  } catch (err) {
+    return `(page unavailable: ${err.message})`;
+  }
+}
+
+/** The collections of the page's client, for failure messages. */
+export async function describeCollections(page) {
+  try {
+    return JSON.stringify(
+      await page.evaluate(() => ({
+        client: { state: window.herald.state, reason: window.herald.reason, cursor: window.herald.cursor, role: window.herald.stats().role, transport: window.herald.stats().transport },
+        collections: [...(window.herald.collections ?? [])].map((c) => ({ topic: c.topic, status: c.status, error: c.error, rows: c.items.size, cursor: c.cursor, fromStream: c.fromStream, fetching: Boolean(c.fetching), held: c.rows.held.length })),
+      })),
+    );
   } catch (err) {
     return `(page unavailable: ${err.message})`;
   }

@@ -1,6 +1,7 @@
 // The real Herald stack for browser tests: nats-server, herald-ingest, herald-gateway and
-// herald-stats (counting `leads` by `status`) as separate processes, each on a free port, each
-// killable and restartable on the same port.
+// herald-stats (counting `leads` by `status`, and writing the collections' rows) as separate
+// processes, each on a free port, each killable and restartable on the same port. `leads`
+// (key `id`) and `services` (key `name`) are collections (proto/state.md).
 //
 // This is a thin client of `herald-launch` (crates/herald-launch), the one Stack the Rust tests,
 // chaos and bench use: it starts the stack from flags, prints one JSON line with the URLs, then
@@ -23,6 +24,8 @@ const API_KEY = "k";
 export const TENANT = "demo";
 /** The gateway's heartbeat in the tests (the client is told the same). */
 export const HEARTBEAT_MS = 1000;
+/** The collections every service of the stack is told about (`[state]`). */
+export const COLLECTIONS = `{${TENANT}={leads={key="id"},services={key="name"}}}`;
 
 /** Waits for `check()` to return a truthy value, polling every `every` ms, up to `ms`. */
 export async function until(what, check, { ms = 20_000, every = 100 } = {}) {
@@ -84,7 +87,9 @@ export class Stack {
     const bin = join(process.env.CARGO_TARGET_DIR ?? join(REPO, "target"), "debug", "herald-launch");
     if (!existsSync(bin)) throw new Error(`${bin} not found (cargo build -p herald-launch)`);
     const env = (component, vars) => Object.entries(vars).flatMap(([k, v]) => ["--env", `${component}:${k}=${v}`]);
+    const state = ["ingest", "gateway", "stats"].flatMap((c) => env(c, { HERALD_STATE__COLLECTIONS: COLLECTIONS }));
     const args = [
+      ...state,
       "--ingest", "--gateways", "1", "--stats", "--log-filter", "info", "--log-dir", this.logDir,
       ...env("ingest", {
         HERALD_INGEST__SOURCES: `{crm={tenant="${TENANT}",format="sequin",verify={scheme="bearer"},secrets=["t0k"]}}`,
@@ -176,6 +181,20 @@ export class Stack {
     const res = await fetch(`${this.gatewayUrl}/v1/stats`, { headers: { Authorization: `Bearer ${token()}` } });
     if (!res.ok) throw new Error(`GET /v1/stats: ${res.status} ${await res.text()}`);
     return res.json();
+  }
+
+  /** `GET /v1/snapshot` on the gateway, every page: `{ cursor, rows: { topic: { key: row } } }`. */
+  async snapshot(topics = ["leads"]) {
+    const rows = Object.fromEntries(topics.map((t) => [t, {}]));
+    let q = `topics=${topics.join(",")}&limit=10000`;
+    for (;;) {
+      const res = await fetch(`${this.gatewayUrl}/v1/snapshot?${q}`, { headers: { Authorization: `Bearer ${token()}` } });
+      if (!res.ok) throw new Error(`GET /v1/snapshot: ${res.status} ${await res.text()}`);
+      const page = await res.json();
+      for (const [t, r] of Object.entries(page.topics)) Object.assign(rows[t], r);
+      if (!page.more) return { cursor: page.cursor, rows };
+      q = `topics=${topics.join(",")}&limit=10000&cursor=${page.cursor}&after=${page.after}`;
+    }
   }
 
   /** Open gateway connections by transport, from its /metrics. */

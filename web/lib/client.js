@@ -15,6 +15,7 @@
 
 import { BACKOFF } from "./backoff.js";
 import { connectionStats, inheritCounts, isConnected, reconnect } from "./connection.js";
+import { openCollection } from "./collection.js";
 import { advances } from "./cursor.js";
 import { Delivery, safely } from "./delivery.js";
 import { filterKey, normalizeFilter } from "./filter.js";
@@ -185,6 +186,14 @@ export class HeraldClient {
     return connectionStats(this);
   }
 
+  /**
+   * A live, keyed view of the collection `topic` (proto/state.md): its rows, loaded once and
+   * kept current over this connection (lib/collection.js). `key`: the key path into `data`.
+   */
+  collection(topic, options) {
+    return openCollection(this, topic, options);
+  }
+
   /** Closes the connection (or leaves the tab group) for good. */
   close() {
     if (this.closed) return;
@@ -217,6 +226,7 @@ export class HeraldClient {
         cursor: () => this.cursor,
       });
       this.reason = "waiting for the tab that holds the connection";
+      for (const c of this.collections ?? []) c.followed(); // until this tab leads, if it does
       this.group.start();
     } else {
       this.role = "alone";
@@ -243,6 +253,7 @@ export class HeraldClient {
     this.opened = false;
     for (const t of ["retry", "watchdog", "upgrade"]) this.clearTimer(t);
     this.role = "follower";
+    for (const c of this.collections ?? []) c.followed();
   }
 
   listenToBrowser() {
@@ -319,9 +330,12 @@ export class HeraldClient {
       token,
       heartbeat: this.heartbeat,
       pollWait: this.opts.pollWait,
+      snapshot: [...(this.collections ?? [])].some((c) => !c.error?.fatal), // the stream opens with the collections' rows
       env: this.env,
       on: this.handlers(gen),
     };
+    this.askedSnapshot = ctx.snapshot;
+    for (const c of this.collections ?? []) c.connecting(ctx.snapshot && ctx.cursor === null);
     const Transport = (this.env.transports ?? TRANSPORTS)[kind];
     this.transport = new Transport(ctx);
     this.startedAt = this.env.now();
@@ -392,6 +406,11 @@ export class HeraldClient {
         else if (cursor) this.cursor = cursor;
         this.resync({ reason: data?.reason ?? "reset", cursor: this.cursor });
         return;
+      case "snapshot":
+        // Collection rows, page by page; the last page's cursor is where the stream goes on.
+        for (const c of this.collections ?? []) c.onFrame(data);
+        if (data && !data.more) this.advance(data.cursor ?? cursor);
+        return;
       case "overflow":
         return fail(this, gen, { kind: "closed", code: "overflow", message: "the client fell behind; resuming" });
       case "reconnect":
@@ -415,18 +434,22 @@ export class HeraldClient {
     if (cursor && advances(this.cursor, cursor)) {
       this.cursor = cursor;
       if (this.role === "leader") this.group?.post({ t: "cursor", cursor });
+      for (const c of this.collections ?? []) c.cursorMoved(cursor);
     }
   }
 
   deliver(event, cursor) {
     this.advance(cursor);
-    if (this.role === "leader") this.group?.post({ t: "event", event, cursor: this.cursor });
-    this.dispatch(event);
+    if (this.role === "leader") this.group?.post({ t: "event", event, cursor: this.cursor, at: cursor ?? null });
+    this.dispatch(event, cursor);
   }
 
-  /** Hands an event to the app once, however many times it arrived. */
-  dispatch(event) {
-    const meta = { cursor: this.cursor };
+  /**
+   * Hands an event to the app once, however many times it arrived. `position`: the event's
+   * own cursor when the transport gave one (SSE, WebSocket), null on long-poll.
+   */
+  dispatch(event, position = null) {
+    const meta = { cursor: this.cursor, position: position ?? null };
     if (this.delivery.dispatch(event, meta)) this.emit("event", event, meta);
   }
 

@@ -23,13 +23,13 @@ export function onTabMessage(client, m) {
   switch (m.t) {
     case "event":
       client.advance(m.cursor);
-      client.dispatch(m.event);
+      client.dispatch(m.event, m.at ?? null);
       break;
     case "catchup":
       // The events this tab missed while it was frozen or leading a stale connection.
       for (const r of Array.isArray(m.events) ? m.events : []) {
         client.advance(r.cursor);
-        client.dispatch(r.event);
+        client.dispatch(r.event, r.at ?? null);
       }
       break;
     case "cursor":

@@ -72,7 +72,7 @@ export async function openWithHistory(client) {
     if (client.closed || client.cursor !== null) return;
     for (const item of page.events) {
       client.advance(item.cursor);
-      client.dispatch(item.event);
+      client.dispatch(item.event, item.cursor);
     }
     client.advance(page.cursor);
   } catch (err) {

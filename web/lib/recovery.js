@@ -34,6 +34,8 @@ export async function fail(client, gen, failure) {
   for (const t of ["retry", "watchdog", "upgrade"]) client.clearTimer(t);
   client.lastFailure = failure;
   client.emit("error", failure);
+  // `snapshot=1` refused: the next connection goes without it, the collections say why.
+  if (failure.code === "not_a_collection") for (const c of client.collections ?? []) c.refused(failure);
 
   let now = IMMEDIATE.has(failure.code) && client.attempt === 0;
   // An expired or refused token is fetched again (with getToken) before the next attempt.

@@ -232,7 +232,7 @@ export class TabGroup {
   post(msg) {
     if (!this.channel || this.closed || !this.leader) return;
     if (msg.t === "event") {
-      this.recent.push({ event: msg.event, cursor: msg.cursor });
+      this.recent.push({ event: msg.event, cursor: msg.cursor, at: msg.at ?? null });
       if (this.recent.length > RECENT) this.recent.shift();
     }
     this.send({ ...msg, epoch: this.epoch, from: this.id });

@@ -90,7 +90,7 @@ export class SseTransport {
     let res;
     try {
       // The cursor goes as `Last-Event-ID` and as `since` (a proxy may drop the header).
-      res = await env.fetch(endpoint(base, "/v1/stream", { topics: topicsParam(topics), since: cursor, ...filterParams(this.ctx.filter) }), {
+      res = await env.fetch(endpoint(base, "/v1/stream", { topics: topicsParam(topics), since: cursor, snapshot: this.ctx.snapshot ? 1 : undefined, ...filterParams(this.ctx.filter) }), {
         headers,
         cache: "no-store",
         credentials: "same-origin",
@@ -174,7 +174,7 @@ export class WsTransport {
     if (this.stopped) return;
     this.opened = true;
     const { topics, cursor, filter } = this.ctx;
-    this.send({ op: "subscribe", topics: topics ?? [], ...(cursor ? { since: cursor } : {}), ...filterFrame(filter) });
+    this.send({ op: "subscribe", topics: topics ?? [], ...(cursor ? { since: cursor } : {}), ...(this.ctx.snapshot ? { snapshot: true } : {}), ...filterFrame(filter) });
     this.ctx.on.open();
   }
 
@@ -275,7 +275,7 @@ export class PollTransport {
       let body;
       try {
         res = await env.fetch(
-          endpoint(base, "/v1/poll", { topics: topicsParam(topics), since: this.cursor, wait, ...filterParams(this.ctx.filter) }),
+          endpoint(base, "/v1/poll", { topics: topicsParam(topics), since: this.cursor, wait, snapshot: this.ctx.snapshot ? 1 : undefined, ...filterParams(this.ctx.filter) }),
           { headers, cache: "no-store", credentials: "same-origin", signal: this.abort.signal },
         );
         if (res.ok) body = await res.json();
@@ -301,6 +301,8 @@ export class PollTransport {
       on.alive();
       on.control("status", { state: body.state === "degraded" ? "degraded" : "live" }, null);
       if (body.reset) on.control("reset", body.reset, body.reset.cursor ?? null);
+      // Collection rows (`snapshot=1`): the first page; the others are read from /v1/snapshot.
+      if (body.snapshot) on.control("snapshot", { ...body.snapshot, cursor: body.cursor, poll: true }, body.cursor);
       for (const doc of Array.isArray(body.stats) ? body.stats : []) on.control("stats", doc, null);
       for (const event of body.events) {
         if (this.stopped) return;

@@ -122,14 +122,15 @@ export function channels(latency) {
 export function group(latency = 0) {
   const locks = new FakeLocks();
   const channel = channels(latency);
-  const tab = () => {
+  /** A tab: `options` and `extra` as harness() takes them (client options; fetch). */
+  const tab = (options = {}, extra = {}) => {
     const loop = new Loop();
     const env = {
       locks: locks.for(loop),
       BroadcastChannel: channel(loop),
       setTimeout: (fn, ms) => setTimeout(() => loop.run(fn), ms),
     };
-    const t = harness({ shareTabs: true, env });
+    const t = harness({ shareTabs: true, ...options, env }, extra);
     t.loop = loop;
     t.got = [];
     t.h.subscribe("*", (e) => t.got.push(e.id));

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use herald_core::names::TenantId;
 use herald_core::secret::Secret;
+use herald_core::state::{CollectionConfig, StateConfig};
 use herald_ingest::config::{Format, SourceConfig, Verify};
 
 pub use herald_core::dev::{API_KEY, JWT_SECRET, SEQUIN_TOKEN, TENANT, WEBHOOK_SECRET};
@@ -45,6 +46,25 @@ pub fn apply_defaults(
     }
     gateway.jwt.secret = Some(Secret::new(JWT_SECRET));
     apply_ingest_defaults(ingest);
+    true
+}
+
+/// The demo's collections, declared when `herald up` runs on the dev credentials and nothing
+/// is in `[state]`: `leads` rows by `id` (the demo's Sequin table) and `services` by `name`
+/// (the demo's status upserts), which the dashboard shows as live tables. Returns whether it
+/// declared them.
+pub fn apply_state_defaults(state: &mut StateConfig) -> bool {
+    if !state.collections.is_empty() {
+        return false;
+    }
+    let key = |k: &str| CollectionConfig { key: k.into() };
+    state.collections.insert(
+        TENANT.into(),
+        BTreeMap::from([
+            ("leads".into(), key("id")),
+            ("services".into(), key("name")),
+        ]),
+    );
     true
 }
 
@@ -122,6 +142,34 @@ mod tests {
             i.api_keys
                 .insert(tenant(), vec![Secret::new("real-key-0123456789")]);
         }));
+    }
+
+    #[test]
+    fn the_demo_collections_are_declared_unless_state_is_configured() {
+        let mut state = StateConfig::default();
+        assert!(apply_state_defaults(&mut state));
+        let collections = state.collections().expect("valid");
+        let topic = |t: &str| herald_core::names::Topic::parse(t.to_owned()).expect("topic");
+        assert_eq!(
+            collections
+                .get(&tenant(), &topic("leads"))
+                .map(ToString::to_string),
+            Some("id".to_owned())
+        );
+        assert_eq!(
+            collections
+                .get(&tenant(), &topic("services"))
+                .map(ToString::to_string),
+            Some("name".to_owned())
+        );
+        let mut own = StateConfig::default();
+        own.collections
+            .entry("acme".into())
+            .or_default()
+            .insert("orders".into(), CollectionConfig { key: "pk".into() });
+        let before = own.clone();
+        assert!(!apply_state_defaults(&mut own));
+        assert_eq!(own, before, "a configured [state] is left as it is");
     }
 
     #[test]

@@ -63,6 +63,10 @@ impl Stack {
         let mut ingest = section::<herald_ingest::App>(file)?;
         let mut gateway = section::<herald_gateway::App>(file)?;
         let dev_credentials = dev::apply_defaults(&mut ingest, &mut gateway);
+        if dev_credentials {
+            // The demo's `leads` and `services` are collections: the dashboard's live tables.
+            dev::apply_state_defaults(&mut common.state);
+        }
         if gateway.web_dir.is_none() && Path::new("web/index.html").exists() {
             gateway.web_dir = Some(PathBuf::from("web"));
         }
