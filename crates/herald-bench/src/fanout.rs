@@ -74,12 +74,12 @@ struct Side {
 /// Runs A and B; returns their reports.
 pub async fn run(args: Args) -> anyhow::Result<Vec<Report>> {
     let layout = args.load.layout();
-    let mut stack = Stack::start(layout).await?;
+    let stack = Stack::start(layout).await?;
     let counts = Counts::new(layout.groups());
 
     let before = rss_kib(stack.gateway_pid)?;
     let crowd = Crowd::sse(&stack, layout, args.load.clients).await?;
-    let mut stack_arc = Arc::new(stack);
+    let stack_arc = Arc::new(stack);
     let herald = side(
         &stack_arc,
         crowd,
@@ -89,27 +89,11 @@ pub async fn run(args: Args) -> anyhow::Result<Vec<Report>> {
         &args,
     )
     .await?;
-    stack = Arc::try_unwrap(stack_arc).map_err(|_| anyhow::anyhow!("the stack is still shared"))?;
+    let mut stack =
+        Arc::try_unwrap(stack_arc).map_err(|_| anyhow::anyhow!("the stack is still shared"))?;
     stack.stop_gateway().await?;
 
-    // The floor: the same clients and events, one thread writing pre-built frames.
-    let raw = RawWriter::start(&stack.client, layout).await?;
-    let paths = (0..args.load.clients)
-        .map(|i| format!("/raw?g={}", layout.group_of(i)))
-        .collect();
-    let crowd = Crowd::sse_to(raw.addr, paths, layout).await?;
-    stack_arc = Arc::new(stack);
-    let floor = side(
-        &stack_arc,
-        crowd,
-        &counts,
-        ("raw writer", raw.tid),
-        0,
-        &args,
-    )
-    .await?;
-    raw.stop().await?;
-    stack = Arc::try_unwrap(stack_arc).map_err(|_| anyhow::anyhow!("the stack is still shared"))?;
+    let (floor, stack) = raw_side(stack, &counts, &args).await?;
 
     let before = rss_kib(stack.nats_pid)?;
     let crowd = Crowd::nats_ws(&stack, layout, args.load.clients).await?;
@@ -152,6 +136,25 @@ pub async fn run(args: Args) -> anyhow::Result<Vec<Report>> {
             "KiB",
         );
     Ok(vec![fanout, idle])
+}
+
+/// The floor's side: the same clients and events, one thread writing pre-built frames.
+async fn raw_side(
+    stack: Stack,
+    counts: &Arc<Counts>,
+    args: &Args,
+) -> anyhow::Result<(Side, Stack)> {
+    let layout = args.load.layout();
+    let raw = RawWriter::start(&stack.client, layout).await?;
+    let paths = (0..args.load.clients)
+        .map(|i| format!("/raw?g={}", layout.group_of(i)))
+        .collect();
+    let crowd = Crowd::sse_to(raw.addr, paths, layout).await?;
+    let stack = Arc::new(stack);
+    let floor = side(&stack, crowd, counts, ("raw writer", raw.tid), 0, args).await?;
+    raw.stop().await?;
+    let stack = Arc::try_unwrap(stack).map_err(|_| anyhow::anyhow!("the stack is still shared"))?;
+    Ok((floor, stack))
 }
 
 /// The burst phase's figures, both sides.

@@ -61,28 +61,7 @@ fn update_key(args: &Args, u: u64) -> u64 {
 pub async fn run(args: Args) -> anyhow::Result<Report> {
     anyhow::ensure!(args.rows > 0, "--rows must be at least 1");
     let dir = tempfile::Builder::new().prefix("herald-bench-").tempdir()?;
-    let mut stack = herald_launch::Stack::start_nats(StackOptions {
-        log_dir: dir.path().join("logs"),
-        bin_dir: bin_dir(),
-        log_filter: "error".to_owned(),
-        nats: NatsOptions::default(),
-        config: None,
-    })
-    .await?;
-    let nats_url = stack.nats().url();
-    let state = StateConfig {
-        collections: [(
-            TENANT.to_owned(),
-            [(TOPIC.to_owned(), CollectionConfig { key: "id".into() })].into(),
-        )]
-        .into(),
-    };
-    let mut common = CommonConfig::default();
-    common.nats.url = nats_url.clone();
-    common.state = state;
-    let shutdown = CancellationToken::new();
-    let ctx = ServiceContext::connect(&common, "bench-state", shutdown.clone()).await?;
-    herald_core::streams::provision(&ctx.js, &ctx.streams).await?;
+    let (mut stack, ctx, shutdown) = start(dir.path()).await?;
 
     // The gateway first, with an empty mirror: its RSS before and after the rows arrive is
     // what they cost it. A tiny ring, so the events themselves are not what is measured.
@@ -127,16 +106,9 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     let loaded = wait_for_cursor(&http, &base, &token, last, args.page).await?;
     let load_ms = restarted.elapsed().as_secs_f64() * 1e3;
 
-    let mut took_us = Vec::with_capacity(args.snapshots);
-    let mut exact = loaded == followed && exact(&args, &loaded.1);
-    for _ in 0..args.snapshots {
-        let t = Instant::now();
-        let (_, rows) = snapshot(&http, &base, &token, args.page).await?;
-        took_us.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
-        exact &= rows.len() as u64 == args.rows;
-    }
-    took_us.sort_unstable();
-    let [p50, _, p99, _] = percentiles(&took_us);
+    let (took_us, all_rows) = time_snapshots(&http, &base, &token, &args).await?;
+    let exact = loaded == followed && exact(&args, &loaded.1) && all_rows;
+    let [p50, p99, ..] = percentiles(&took_us);
 
     shutdown.cancel();
     writer.await??;
@@ -161,6 +133,56 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
             "every snapshot holds every row at its last value, the same after a restart",
             exact,
         ))
+}
+
+/// Reads `args.snapshots` whole snapshots one after the other: the time each took (µs,
+/// sorted), and whether every one held every row.
+async fn time_snapshots(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    args: &Args,
+) -> anyhow::Result<(Vec<u32>, bool)> {
+    let mut took_us = Vec::with_capacity(args.snapshots);
+    let mut all_rows = true;
+    for _ in 0..args.snapshots {
+        let t = Instant::now();
+        let (_, rows) = snapshot(http, base, token, args.page).await?;
+        took_us.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
+        all_rows &= rows.len() as u64 == args.rows;
+    }
+    took_us.sort_unstable();
+    Ok((took_us, all_rows))
+}
+
+/// nats-server (in `dir`), the streams, and a service context declaring the collection.
+async fn start(
+    dir: &std::path::Path,
+) -> anyhow::Result<(herald_launch::Stack, ServiceContext, CancellationToken)> {
+    let stack = herald_launch::Stack::start_nats(StackOptions {
+        log_dir: dir.join("logs"),
+        bin_dir: bin_dir(),
+        log_filter: "error".to_owned(),
+        nats: NatsOptions::default(),
+        config: None,
+    })
+    .await?;
+    let nats_url = stack.nats().url();
+    let state = StateConfig {
+        collections: [(
+            TENANT.to_owned(),
+            [(TOPIC.to_owned(), CollectionConfig { key: "id".into() })].into(),
+        )]
+        .into(),
+    };
+    let mut common = CommonConfig::default();
+    common.nats.url = nats_url.clone();
+    common.state = state;
+    let shutdown = CancellationToken::new();
+    let ctx = ServiceContext::connect(&common, "bench-state", shutdown.clone()).await?;
+    herald_core::streams::provision(&ctx.js, &ctx.streams).await?;
+
+    Ok((stack, ctx, shutdown))
 }
 
 /// Publishes the inserts then the updates straight to JetStream, pipelined; returns the last
