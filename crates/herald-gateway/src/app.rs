@@ -17,6 +17,8 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::limits::Limiter;
+use crate::presence::{Presence, TopicMap};
+use crate::routes::public::PublicLimiter;
 use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::stats_feed::StatsFeed;
@@ -33,6 +35,7 @@ pub struct App {
     hub: Arc<Hub>,
     tail: Tail,
     stats: StatsFeed,
+    presence: crate::presence::sync::Sync,
     jwks: Option<JwksTask>,
     background: CancellationToken,
     ctx: ServiceContext,
@@ -85,6 +88,12 @@ impl App {
                 background.clone(),
             )
         });
+        let presence = Presence::new(
+            TopicMap::parse("presence", &cfg.presence)?,
+            Presence::random_id(),
+            ctx.streams.presence_ttl(),
+            cfg.presence_debounce,
+        );
         let state = AppState {
             hub: Arc::clone(&hub),
             js: ctx.js.clone(),
@@ -93,8 +102,12 @@ impl App {
             metrics: Arc::clone(&metrics),
             replay_slots: Arc::new(Semaphore::new(cfg.max_replays.max(1))),
             shutdown: ctx.shutdown.clone(),
+            presence: Arc::clone(&presence),
+            public: Arc::new(TopicMap::parse("public", &cfg.public)?),
+            public_limiter: PublicLimiter::new(&cfg.limits),
             cfg: Arc::new(cfg.clone()),
         };
+        let public = routes::public::router(state.clone());
         let readiness = Arc::new(GatewayReadiness {
             client: ctx.client.clone(),
             liveness: ctx.liveness.clone(),
@@ -102,12 +115,18 @@ impl App {
         });
         let router = with_layers(
             routes::router(state).merge(ops_router(registry, readiness)),
+            public,
             &cfg,
         );
         let stats = StatsFeed {
             js: ctx.js.clone(),
             hub: Arc::clone(&hub),
             metrics: Arc::clone(&metrics),
+            shutdown: background.clone(),
+        };
+        let presence = crate::presence::sync::Sync {
+            js: ctx.js.clone(),
+            presence,
             shutdown: background.clone(),
         };
         let tail = Tail {
@@ -135,6 +154,7 @@ impl App {
             hub,
             tail,
             stats,
+            presence,
             jwks: jwks.map(|f| Box::pin(f) as JwksTask),
             background,
             ctx,
@@ -151,6 +171,7 @@ impl App {
     pub async fn run_until_stopped(self) -> Result<(), Error> {
         let tail = tokio::spawn(self.tail.run());
         let stats = tokio::spawn(self.stats.run());
+        let presence = tokio::spawn(self.presence.run());
         if let Some(jwks) = self.jwks {
             tokio::spawn(jwks);
         }
@@ -177,6 +198,13 @@ impl App {
         if let Err(err) = stats.await {
             tracing::error!(%err, "the stats watch panicked");
         }
+        // The presence writer deletes this gateway's entries (bounded), so its users leave
+        // at once rather than within the TTL.
+        match tokio::time::timeout(std::time::Duration::from_secs(5), presence).await {
+            Ok(Err(err)) => tracing::error!(%err, "the presence sync panicked"),
+            Ok(Ok(())) => {}
+            Err(_) => tracing::warn!("the presence sync did not stop in time"),
+        }
         served.map_err(Error::Io)
     }
 }
@@ -189,12 +217,16 @@ herald_core::impl_service!(App {
     error: Error,
 });
 
-/// `router` plus `web_dir`'s files, under the tracing and CORS layers.
-fn with_layers(mut router: Router, cfg: &Config) -> Router {
+/// `router` plus `web_dir`'s files, under the tracing and CORS layers; `public` (which has
+/// its own CORS: any origin) is merged after the CORS layer and under the tracing one.
+fn with_layers(mut router: Router, public: Router, cfg: &Config) -> Router {
     if let Some(dir) = &cfg.web_dir {
         router = router.merge(web::router(dir));
     }
-    let mut router = router.layer(
+    if let Some(cors) = cors_layer(&cfg.cors_origins) {
+        router = router.layer(cors);
+    }
+    router.merge(public).layer(
         // The span names the path only: the query may hold `access_token`, and no secret is
         // ever logged.
         tower_http::trace::TraceLayer::new_for_http().make_span_with(
@@ -202,11 +234,7 @@ fn with_layers(mut router: Router, cfg: &Config) -> Router {
                 tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
             },
         ),
-    );
-    if let Some(cors) = cors_layer(&cfg.cors_origins) {
-        router = router.layer(cors);
-    }
-    router
+    )
 }
 
 /// CORS for `origins`: none → no layer; `*` → any origin; else those origins, with

@@ -40,6 +40,18 @@ pub enum ApiError {
     /// (410). The same reasons a stream answers with `reset`.
     #[error("the cursor cannot be paged back from ({}): fetch the latest history without `before`", .0.as_str())]
     CursorReset(crate::frame::ResetReason),
+    /// 404: a topic that is not a presence topic (`GET /v1/presence`).
+    #[error("topic {0:?} is not a presence topic")]
+    NotPresenceTopic(String),
+    /// 404: a tenant with no public topics (`/v1/public/<tenant>/…`).
+    #[error("this tenant has no public topics")]
+    NotPublic,
+    /// 403: a topic that is not public (`/v1/public/<tenant>/…`).
+    #[error("topic {0:?} is not public")]
+    TopicNotPublic(String),
+    /// 429: too many open public connections from this address; with `Retry-After`.
+    #[error("too many open public connections from this address")]
+    TooManyPublic,
     /// 500: something the gateway cannot explain to the client (the cause is logged).
     #[error("internal error")]
     Internal,
@@ -99,7 +111,11 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) | Self::OriginForbidden => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::OriginForbidden | Self::TopicNotPublic(_) => {
+                StatusCode::FORBIDDEN
+            }
+            Self::NotPresenceTopic(_) | Self::NotPublic => StatusCode::NOT_FOUND,
+            Self::TooManyPublic => StatusCode::TOO_MANY_REQUESTS,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::TooManyConnections(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::RateLimited { .. } | Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
@@ -121,6 +137,10 @@ impl ApiError {
             Self::RateLimited { .. } => "rate_limited",
             Self::NotReady => "not_ready",
             Self::NoStats => "no_stats",
+            Self::NotPresenceTopic(_) => "not_presence_topic",
+            Self::NotPublic => "not_public",
+            Self::TopicNotPublic(_) => "topic_not_public",
+            Self::TooManyPublic => "too_many_connections",
             Self::CursorReset(reason) => reason.as_str(),
             Self::Internal => "internal",
         }
@@ -132,7 +152,7 @@ impl IntoResponse for ApiError {
         let mut resp = error_response(self.status(), self.code(), &self.to_string());
         let retry_after = match self {
             Self::RateLimited { retry_after } => Some(retry_after),
-            Self::NotReady => Some(1),
+            Self::NotReady | Self::TooManyPublic => Some(1),
             _ => None,
         };
         if let Some(secs) = retry_after {
@@ -158,6 +178,14 @@ pub enum Error {
     /// The JWT key configuration is unusable.
     #[error("invalid JWT configuration: {0}")]
     Jwt(String),
+    /// A `[gateway.public]` or `[gateway.presence]` entry names an invalid tenant or topic.
+    #[error("invalid [gateway.{section}] entry: {message}")]
+    Topics {
+        /// `public` or `presence`.
+        section: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// A setting that must be positive is zero.
     #[error("{0} must be greater than zero")]
     NotPositive(&'static str),

@@ -170,6 +170,8 @@ pub struct Session {
     drain: Option<Pin<Box<Sleep>>>,
     drain_window: Duration,
     ended: bool,
+    /// Its presence membership and `presence` events, if any ([`Session::attach_presence`]).
+    presence: crate::presence::Attached,
 }
 
 impl Session {
@@ -253,7 +255,14 @@ impl Session {
             drain: None,
             drain_window,
             ended: false,
+            presence: crate::presence::Attached::default(),
         }
+    }
+
+    /// Makes the session a presence member and/or a receiver of `presence` events
+    /// ([`crate::presence::Presence::attach`]); they follow its topics from now on.
+    pub fn attach_presence(&mut self, presence: crate::presence::Attached) {
+        self.presence = presence;
     }
 
     /// Where the client is: the last event sent or, once the backlog is exhausted, at least
@@ -311,6 +320,7 @@ impl Session {
     /// Replaces the topic set; topics kept across the change miss nothing.
     pub fn set_topics(&mut self, topics: TopicSet) {
         self.sub.set_topics(topics.clone());
+        self.presence.set_topics(&topics);
         self.topics = topics;
     }
 
@@ -405,6 +415,7 @@ impl Session {
                         return self.end(control);
                     }
                 },
+                frame = self.presence.next() => return Output::Frame(Frame::Stats(frame)),
                 _ = self.heartbeat.tick() => return Output::Heartbeat,
             }
         }

@@ -45,6 +45,7 @@ pub fn mint(
         tenant: tenant.clone(),
         topics: topics.to_vec(),
         exp: now + ttl.as_secs(),
+        presence: false,
     };
     Ok(jsonwebtoken::encode(
         &Header::default(),

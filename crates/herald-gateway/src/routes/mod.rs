@@ -1,5 +1,7 @@
 //! HTTP routes: `/v1/stream` (SSE), `/v1/ws` (WebSocket), `/v1/poll` (long-poll),
-//! `/v1/stats` (stats snapshots), `/v1/history` (the latest events, oldest first).
+//! `/v1/stats` (stats snapshots), `/v1/history` (the latest events, oldest first),
+//! `/v1/presence` (who is connected), and the token-less `/v1/public/<tenant>/…`
+//! ([`public`], merged separately by the app: it has its own CORS).
 //!
 //! Every transport admits a connection the same way ([`admit`]): verify the token (401),
 //! scope the topics to the claim (400/403), parse the cursor (400), then the limits
@@ -20,6 +22,8 @@ use crate::state::AppState;
 
 pub mod history;
 pub mod poll;
+pub mod presence;
+pub mod public;
 pub mod sse;
 pub mod stats;
 pub mod ws;
@@ -32,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/poll", get(poll::poll))
         .route("/v1/stats", get(stats::stats))
         .route("/v1/history", get(history::history))
+        .route("/v1/presence", get(presence::presence))
         .with_state(state)
 }
 
@@ -56,9 +61,17 @@ pub struct ConnectQuery {
     pub access_token: Option<String>,
     /// Long-poll only: seconds to wait for an event.
     pub wait: Option<u64>,
+    /// SSE and WebSocket: `1` (or `true`) to receive `presence` events of the presence
+    /// topics in scope.
+    pub presence: Option<String>,
 }
 
 impl ConnectQuery {
+    /// Whether `presence=1` (or `true`) asks for `presence` events.
+    pub fn wants_presence(&self) -> bool {
+        matches!(self.presence.as_deref(), Some("1" | "true"))
+    }
+
     /// The requested topics.
     pub fn topic_list(&self) -> Vec<String> {
         self.topics

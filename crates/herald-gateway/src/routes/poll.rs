@@ -56,12 +56,7 @@ pub async fn poll(
     let pairs = parsed_query(pairs)?;
     let admitted = admit(&state, &headers, &query, query.since.as_deref(), &pairs).await?;
     let _guard = (admitted.permit, state.metrics.connection(Transport::Poll));
-    let max_wait = state.cfg.poll_max_wait;
-    let wait = query
-        .wait
-        .map_or(max_wait, Duration::from_secs)
-        .min(max_wait);
-    let mut session = Session::open(
+    let session = Session::open(
         &state,
         admitted.claims.tenant.clone(),
         admitted.scope,
@@ -69,7 +64,20 @@ pub async fn poll(
         admitted.claims.remaining(),
     )
     .await?;
-    let mut answer = Answer::new(state.hub.is_live(), admitted.since.map(|c| c.seq));
+    Ok(Json(answer(&state, session, admitted.since, query.wait).await))
+}
+
+/// Collects `session`'s answer: waits up to `wait` seconds (≤ `poll_max_wait`) for events
+/// after `since`.
+pub(crate) async fn answer(
+    state: &AppState,
+    mut session: Session,
+    since: Option<herald_core::cursor::Cursor>,
+    wait: Option<u64>,
+) -> PollResponse {
+    let max_wait = state.cfg.poll_max_wait;
+    let wait = wait.map_or(max_wait, Duration::from_secs).min(max_wait);
+    let mut answer = Answer::new(state.hub.is_live(), since.map(|c| c.seq));
     let deadline = tokio::time::Instant::now() + wait;
     answer
         .collect(&mut session, deadline, state.cfg.poll_max_events)
@@ -77,7 +85,7 @@ pub async fn poll(
     state
         .metrics
         .delivered(Transport::Poll, answer.resp.events.len() as u64);
-    Ok(Json(answer.finish(&session)))
+    answer.finish(&session)
 }
 
 /// A long-poll answer being collected.
