@@ -284,7 +284,11 @@ impl Inner {
             .get(&key)
             .map(|m| m.iter().cloned().collect())
             .unwrap_or_default();
-        let joined = if see_subs { members.clone() } else { Vec::new() };
+        let joined = if see_subs {
+            members.clone()
+        } else {
+            Vec::new()
+        };
         render(tenant, topic, members.len(), &joined, &[], true)
     }
 

@@ -64,7 +64,9 @@ pub async fn poll(
         admitted.claims.remaining(),
     )
     .await?;
-    Ok(Json(answer(&state, session, admitted.since, query.wait).await))
+    Ok(Json(
+        answer(&state, session, admitted.since, query.wait).await,
+    ))
 }
 
 /// Collects `session`'s answer: waits up to `wait` seconds (≤ `poll_max_wait`) for events

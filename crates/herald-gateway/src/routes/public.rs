@@ -72,9 +72,10 @@ struct Admitted {
 /// The client's address; unspecified when the request did not come through the server (tests
 /// that call the router directly).
 fn client_ip(peer: Option<Extension<ConnectInfo<SocketAddr>>>) -> IpAddr {
-    peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |Extension(ConnectInfo(addr))| {
-        addr.ip()
-    })
+    peer.map_or(
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        |Extension(ConnectInfo(addr))| addr.ip(),
+    )
 }
 
 /// Checks the tenant (404), the topics (400/403), the filter and cursor (400), then the

@@ -137,9 +137,7 @@ pub async fn upgrade(
     Ok(ws
         .protocols([PROTOCOL])
         .max_message_size(MAX_CLIENT_FRAME)
-        .on_upgrade(move |socket| {
-            connection(state, socket, claims, presence, (permit, guard))
-        }))
+        .on_upgrade(move |socket| connection(state, socket, claims, presence, (permit, guard))))
 }
 
 /// Whether the upgrade's `Origin` is the gateway's own (its host is the `Host` header) or one

@@ -19,6 +19,8 @@ mod ops;
 mod origin;
 mod outage;
 mod poll;
+mod presence;
+mod public;
 mod resume;
 mod scenario;
 mod server;

@@ -58,7 +58,9 @@ fn on_session(state: &AppState, session: &mut Session, out: Output) -> Step {
             state.metrics.delivered(Transport::Ws, 1);
             utf8(e.ws_text()).map_or(Step::Skip, |m| Step::Send(vec![m]))
         }
-        Output::Frame(Frame::Stats(s)) => utf8(s.ws.clone()).map_or(Step::Skip, |m| Step::Send(vec![m])),
+        Output::Frame(Frame::Stats(s)) => {
+            utf8(s.ws.clone()).map_or(Step::Skip, |m| Step::Send(vec![m]))
+        }
         Output::Frame(Frame::Control(c)) => Step::Send(vec![text(c.ws_text())]),
         Output::End => Step::Last(Message::Close(Some(CloseFrame {
             code: 1000,
