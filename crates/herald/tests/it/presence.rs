@@ -1,0 +1,161 @@
+//! Presence across two real gateway processes on one nats-server: joins on either are seen
+//! from the other, counts are exact at quiescence, and the users of a gateway killed with
+//! SIGKILL (no shutdown hook, its entries left in the bucket) leave within the presence TTL.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use herald_test_support::NatsServer;
+use herald_test_support::process::{self, ServiceProcess, ServiceSpec, Signal};
+use serde_json::{Value, json};
+
+use crate::sse::Reader;
+
+const SECRET: &str = "presence-test-secret-0123456789abcdef";
+/// `stream.presence_ttl` of the test: entries not rewritten for this long are gone.
+const TTL: Duration = Duration::from_secs(2);
+/// What a leave may take beyond the TTL: the sweep (a tenth of it), the debounce, delivery.
+const SLACK: Duration = Duration::from_millis(800);
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn token(sub: &str, presence: bool) -> String {
+    let exp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let claims = json!({"sub": sub, "tenant": "acme", "topics": ["lobby"], "exp": exp, "presence": presence});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// Builds the gateway binary (a no-op when fresh) and returns its path.
+fn gateway_binary() -> std::path::PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(herald_test_support::workspace_root())
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "herald-gateway",
+            "--bin",
+            "herald-gateway",
+        ])
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "building herald-gateway failed");
+    herald_launch::service::bin_dir().join("herald-gateway")
+}
+
+async fn spawn_gateway(nats: &NatsServer, name: &str, dir: &tempfile::TempDir) -> ServiceProcess {
+    let rest = format!(
+        "[stream]\npresence_ttl = \"{}ms\"\n[gateway]\npresence_debounce = \"50ms\"\n\
+         [gateway.jwt]\nsecret = \"{SECRET}\"\n[gateway.presence.acme]\ntopics = [\"lobby\"]\n",
+        TTL.as_millis()
+    );
+    let config = dir.path().join(format!("{name}.toml"));
+    std::fs::write(&config, format!("[nats]\nurl = \"{}\"\n{rest}", nats.url())).unwrap();
+    let spec = ServiceSpec::new(name, gateway_binary())
+        .config(config)
+        .listen(process::free_addr())
+        .log_file(dir.path().join(format!("{name}.log")));
+    process::spawn_ready(spec).await
+}
+
+async fn open(http: &reqwest::Client, gw: &ServiceProcess, sub: &str, query: &str) -> Reader {
+    let url = format!("{}/v1/stream?topics=lobby{query}", gw.base_url().unwrap());
+    let resp = http
+        .get(url)
+        .bearer_auth(token(sub, true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    Reader::new(resp)
+}
+
+/// Reads `presence` events into a member set until it is `want`; each event's count must be
+/// the set's size. Returns when it got there.
+async fn until(reader: &mut Reader, members: &mut BTreeSet<String>, want: &[&str]) -> Instant {
+    let want: BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
+    while *members != want {
+        let msg = tokio::time::timeout(DEADLINE, reader.next())
+            .await
+            .unwrap_or_else(|_| panic!("no presence event; members {members:?}, want {want:?}"))
+            .unwrap()
+            .expect("the stream goes on");
+        if msg.event.as_deref() != Some("presence") {
+            continue;
+        }
+        let ev = msg.json();
+        let names = |k: &str| -> Vec<String> {
+            let list = ev[k].as_array().unwrap();
+            list.iter()
+                .map(|v| v.as_str().unwrap().to_owned())
+                .collect()
+        };
+        if ev["snapshot"] == true {
+            *members = names("joined").into_iter().collect();
+        } else {
+            members.extend(names("joined"));
+            for gone in names("left") {
+                members.remove(&gone);
+            }
+        }
+        assert_eq!(ev["count"].as_u64(), Some(members.len() as u64), "{ev}");
+    }
+    Instant::now()
+}
+
+async fn count(http: &reqwest::Client, gw: &ServiceProcess) -> Value {
+    let url = format!("{}/v1/presence?topics=lobby", gw.base_url().unwrap());
+    let resp = http
+        .get(url)
+        .bearer_auth(token("probe", true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json::<Value>().await.unwrap()["presence"][0].clone()
+}
+
+#[tokio::test]
+async fn a_sigkilled_gateways_users_leave_within_the_presence_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start().await;
+    let a = spawn_gateway(&nats, "gateway-a", &dir).await;
+    let b = spawn_gateway(&nats, "gateway-b", &dir).await;
+    let http = reqwest::Client::new();
+
+    let mut watch_a = open(&http, &a, "watcher-a", "&presence=1").await;
+    let mut watch_b = open(&http, &b, "watcher-b", "&presence=1").await;
+    let _u1 = open(&http, &a, "u1", "").await;
+    let _u2 = open(&http, &b, "u2", "").await;
+    let _u3 = open(&http, &b, "u3", "").await;
+    let everyone = ["u1", "u2", "u3", "watcher-a", "watcher-b"];
+    let (mut seen_a, mut seen_b) = (BTreeSet::new(), BTreeSet::new());
+    until(&mut watch_a, &mut seen_a, &everyone).await;
+    until(&mut watch_b, &mut seen_b, &everyone).await;
+    let expected = json!({"topic": "lobby", "count": 5, "members": everyone});
+    assert_eq!(
+        count(&http, &a).await,
+        expected,
+        "exact at quiescence, from A"
+    );
+    assert_eq!(count(&http, &b).await, expected, "and from B");
+
+    // B dies without a word: its entries stay in the bucket until the TTL drops them.
+    let killed = Instant::now();
+    b.signal(Signal::Kill).unwrap();
+    let left = until(&mut watch_a, &mut seen_a, &["u1", "watcher-a"]).await;
+    let took = left.duration_since(killed);
+    eprintln!("a SIGKILLed gateway's users left after {took:?} (TTL {TTL:?})");
+    assert!(took <= TTL + SLACK, "took {took:?}");
+    let expected = json!({"topic": "lobby", "count": 2, "members": ["u1", "watcher-a"]});
+    assert_eq!(count(&http, &a).await, expected);
+}
