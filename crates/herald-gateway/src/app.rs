@@ -88,25 +88,8 @@ impl App {
                 background.clone(),
             )
         });
-        let presence = Presence::new(
-            TopicMap::parse("presence", &cfg.presence)?,
-            Presence::random_id(),
-            ctx.streams.presence_ttl(),
-            cfg.presence_debounce,
-        );
-        let state = AppState {
-            hub: Arc::clone(&hub),
-            js: ctx.js.clone(),
-            auth,
-            limiter: Limiter::new(cfg.limits.clone()),
-            metrics: Arc::clone(&metrics),
-            replay_slots: Arc::new(Semaphore::new(cfg.max_replays.max(1))),
-            shutdown: ctx.shutdown.clone(),
-            presence: Arc::clone(&presence),
-            public: Arc::new(TopicMap::parse("public", &cfg.public)?),
-            public_limiter: PublicLimiter::new(&cfg.limits),
-            cfg: Arc::new(cfg.clone()),
-        };
+        let presence = Presence::from_config(&cfg, ctx.streams.presence_ttl())?;
+        let state = app_state(&cfg, &ctx, &hub, auth, &metrics, &presence)?;
         let public = routes::public::router(state.clone());
         let readiness = Arc::new(GatewayReadiness {
             client: ctx.client.clone(),
@@ -124,11 +107,7 @@ impl App {
             metrics: Arc::clone(&metrics),
             shutdown: background.clone(),
         };
-        let presence = crate::presence::sync::Sync {
-            js: ctx.js.clone(),
-            presence,
-            shutdown: background.clone(),
-        };
+        let presence = presence.sync(ctx.js.clone(), background.clone());
         let tail = Tail {
             client: ctx.client.clone(),
             liveness: ctx.liveness.clone(),
@@ -207,6 +186,30 @@ impl App {
         }
         served.map_err(Error::Io)
     }
+}
+
+/// What every handler shares.
+fn app_state(
+    cfg: &Config,
+    ctx: &ServiceContext,
+    hub: &Arc<Hub>,
+    auth: Arc<Authenticator>,
+    metrics: &Arc<Metrics>,
+    presence: &Arc<Presence>,
+) -> Result<AppState, Error> {
+    Ok(AppState {
+        hub: Arc::clone(hub),
+        js: ctx.js.clone(),
+        auth,
+        limiter: Limiter::new(cfg.limits.clone()),
+        metrics: Arc::clone(metrics),
+        replay_slots: Arc::new(Semaphore::new(cfg.max_replays.max(1))),
+        shutdown: ctx.shutdown.clone(),
+        presence: Arc::clone(presence),
+        public: Arc::new(TopicMap::parse("public", &cfg.public)?),
+        public_limiter: PublicLimiter::new(&cfg.limits),
+        cfg: Arc::new(cfg.clone()),
+    })
 }
 
 herald_core::impl_service!(App {

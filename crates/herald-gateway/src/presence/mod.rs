@@ -148,6 +148,34 @@ impl Presence {
         })
     }
 
+    /// The registry of `cfg.presence` for this process (a [`Presence::random_id`]), with
+    /// entries living `ttl` (`stream.presence_ttl`).
+    pub fn from_config(
+        cfg: &crate::config::Config,
+        ttl: Duration,
+    ) -> Result<Arc<Self>, crate::error::Error> {
+        let topics = TopicMap::parse("presence", &cfg.presence)?;
+        Ok(Self::new(
+            topics,
+            Self::random_id(),
+            ttl,
+            cfg.presence_debounce,
+        ))
+    }
+
+    /// The loops that keep this registry in step with NATS ([`sync::Sync`]).
+    pub fn sync(
+        self: Arc<Self>,
+        js: async_nats::jetstream::Context,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> sync::Sync {
+        sync::Sync {
+            js,
+            presence: self,
+            shutdown,
+        }
+    }
+
     /// A fresh gateway id: random, so a restarted gateway never reuses a dead one's entries.
     pub fn random_id() -> String {
         format!("gw-{:016x}", rand::random::<u64>())
