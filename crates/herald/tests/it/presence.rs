@@ -159,3 +159,53 @@ async fn a_sigkilled_gateways_users_leave_within_the_presence_ttl() {
     let expected = json!({"topic": "lobby", "count": 2, "members": ["u1", "watcher-a"]});
     assert_eq!(count(&http, &a).await, expected);
 }
+
+/// Under deploy/nats/auth.conf the gateway's own identity may write, read and watch
+/// `herald_presence` (what its presence sync does); another service's may not write it.
+#[tokio::test]
+async fn the_gateway_identity_writes_and_watches_presence_others_may_not_write_it() {
+    use futures::StreamExt;
+    use herald_core::streams::{self, PRESENCE_BUCKET, StreamSettings};
+
+    let nats = NatsServer::start_deploy().await;
+    let ids = nats.identities().expect("deploy identities").clone();
+    streams::apply(&nats.jetstream().await, &StreamSettings::default())
+        .await
+        .expect("admin provisions the streams and buckets");
+    let connect = |user: &'static str| {
+        let ids = ids.clone();
+        let url = nats.url();
+        async move {
+            let client = ids.connect_options(user).connect(url).await.unwrap();
+            let mut js = async_nats::jetstream::new(client);
+            js.set_timeout(Duration::from_secs(2));
+            js
+        }
+    };
+    let gateway = connect("gateway").await;
+    // Every identity may look the bucket up (provisioning's STREAM.INFO).
+    for user in ["ingest", "notifier", "stats"] {
+        let js = connect(user).await;
+        js.get_stream(format!("KV_{PRESENCE_BUCKET}"))
+            .await
+            .unwrap_or_else(|e| panic!("{user} looks herald_presence up: {e}"));
+    }
+    let kv = gateway.get_key_value(PRESENCE_BUCKET).await.unwrap();
+    let mut watch = kv.watch_all().await.unwrap();
+    kv.put("acme.lobby.gw-1", r#"{"members":["u1"]}"#.into())
+        .await
+        .unwrap();
+    let seen = tokio::time::timeout(DEADLINE, watch.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.key, "acme.lobby.gw-1");
+    kv.delete("acme.lobby.gw-1").await.unwrap();
+    let stats = connect("stats").await;
+    let theirs = stats.get_key_value(PRESENCE_BUCKET).await.unwrap();
+    assert!(
+        theirs.put("acme.lobby.forged", "{}".into()).await.is_err(),
+        "stats may not write presence"
+    );
+}
