@@ -50,7 +50,7 @@ lint:
     cargo clippy --workspace --all-targets -- -D warnings
     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
-# Benchmarks (release build, loopback only, 10k clients; a few minutes): results under bench/results/. ARGS: a scenario (fanout|storm|ingest|stats) and its flags, default all.
+# Benchmarks (release build, loopback only, 10k clients; a few minutes): results under bench/results/. ARGS: a scenario (fanout|storm|ingest|stats|state) and its flags, default all.
 bench *ARGS="all":
     cargo build --release -p herald-gateway -p herald-bench
     ulimit -n 20000 && "${CARGO_TARGET_DIR:-target}/release/herald-bench" {{ARGS}}

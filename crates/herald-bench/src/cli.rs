@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::{fanout, ingest, report, stats, storm};
+use crate::{fanout, ingest, report, state, stats, storm};
 
 /// Loopback-only benchmarks, bounded in count and time; results go to bench/results/.
 #[derive(Parser)]
@@ -21,6 +21,8 @@ enum Scenario {
     Ingest(ingest::Args),
     /// E. Events/s aggregated by the stats service.
     Stats(stats::Args),
+    /// F. Collections: row changes applied/s, mirror load, memory per row, snapshot latency.
+    State(state::Args),
     /// Every scenario with its defaults.
     All,
     /// A, B and C with 200 clients: checks correctness only (no gaps, no duplicates), saves
@@ -36,6 +38,7 @@ pub async fn main() -> anyhow::Result<()> {
         Scenario::Storm(args) => (vec![storm::run(args).await?], true),
         Scenario::Ingest(args) => (vec![ingest::run(args).await?], true),
         Scenario::Stats(args) => (vec![stats::run(args).await?], true),
+        Scenario::State(args) => (vec![state::run(args).await?], true),
         Scenario::All => (crate::all().await?, true),
         Scenario::Quick => (crate::quick().await?, false),
     };

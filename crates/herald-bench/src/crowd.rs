@@ -1,6 +1,7 @@
 //! A crowd of clients (SSE to the gateway, or WebSocket to nats-server) run as tasks of
 //! this process, opened a bounded number at a time, and waited on as a whole.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -35,21 +36,29 @@ impl Crowd {
     /// Opens `n` SSE clients to the gateway, group by group, and waits until every stream
     /// is open (its `retry:` hint received).
     pub async fn sse(stack: &Stack, layout: Layout, n: usize) -> anyhow::Result<Self> {
+        let paths = (0..n)
+            .map(|i| stack.sse_path(layout.group_of(i), &format!("c{i}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Self::sse_to(stack.gateway_addr, paths, layout).await
+    }
+
+    /// Opens one SSE client per path to `addr` (client `i` on `paths[i]`) and waits until
+    /// every stream is open (its `retry:` hint received).
+    pub async fn sse_to(
+        addr: SocketAddr,
+        paths: Vec<String>,
+        layout: Layout,
+    ) -> anyhow::Result<Self> {
+        let n = paths.len();
         let mut crowd = Self::new(layout, n);
         let (opened, mut opened_rx) = mpsc::channel(OPENING);
-        let mut paths = Vec::with_capacity(n);
-        for i in 0..n {
-            paths.push(Arc::<str>::from(
-                stack.sse_path(layout.group_of(i), &format!("c{i}"))?,
-            ));
-        }
+        let paths: Vec<Arc<str>> = paths.into_iter().map(Arc::from).collect();
         let ctl = sse::Control {
             opened,
             stop: crowd.stop.clone(),
             drops: crowd.drops.subscribe(),
         };
         let board = Arc::clone(&crowd.board);
-        let addr = stack.gateway_addr;
         crowd
             .open(n, &mut opened_rx, |i| {
                 let client = sse::Client {

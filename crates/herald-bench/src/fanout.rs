@@ -6,6 +6,10 @@
 //! then publish through ingest at a steady `rate` for `seconds` (A: deliveries/s, latency
 //! from the publish time carried in each event, server CPU), then a burst of `burst` events
 //! per group as fast as ingest takes them (A: the most deliveries/s).
+//!
+//! Between the two, the floor ([`RawWriter`]): the same clients and events, one thread doing
+//! nothing but a blocking write of a pre-built frame to every socket; the gateway's latency,
+//! CPU per delivery and burst rate are also reported as ratios to it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::crowd::Crowd;
 use crate::proc::{CpuMeter, rss_kib};
+use crate::rawwriter::RawWriter;
 use crate::report::Report;
 use crate::stack::{Counts, Load, Stack, feed};
 use crate::track::percentiles;
@@ -63,6 +68,7 @@ struct Side {
     gaps: u64,
     duplicates: u64,
     resets: u64,
+    bytes_per_delivery: f64,
 }
 
 /// Runs A and B; returns their reports.
@@ -86,9 +92,28 @@ pub async fn run(args: Args) -> anyhow::Result<Vec<Report>> {
     stack = Arc::try_unwrap(stack_arc).map_err(|_| anyhow::anyhow!("the stack is still shared"))?;
     stack.stop_gateway().await?;
 
+    // The floor: the same clients and events, one thread writing pre-built frames.
+    let raw = RawWriter::start(&stack.client, layout).await?;
+    let paths = (0..args.load.clients)
+        .map(|i| format!("/raw?g={}", layout.group_of(i)))
+        .collect();
+    let crowd = Crowd::sse_to(raw.addr, paths, layout).await?;
+    stack_arc = Arc::new(stack);
+    let floor = side(
+        &stack_arc,
+        crowd,
+        &counts,
+        ("raw writer", raw.tid),
+        0,
+        &args,
+    )
+    .await?;
+    raw.stop().await?;
+    stack = Arc::try_unwrap(stack_arc).map_err(|_| anyhow::anyhow!("the stack is still shared"))?;
+
     let before = rss_kib(stack.nats_pid)?;
     let crowd = Crowd::nats_ws(&stack, layout, args.load.clients).await?;
-    stack_arc = Arc::new(stack);
+    let stack_arc = Arc::new(stack);
     let peer = side(
         &stack_arc,
         crowd,
@@ -105,11 +130,16 @@ pub async fn run(args: Args) -> anyhow::Result<Vec<Report>> {
 
     let params = serde_json::to_value(&args)?;
     let fanout = burst_figures(Report::new("fanout", params.clone()), &herald, &peer);
-    let fanout = nats_steady_figures(gateway_steady_figures(fanout, &herald), &peer)
+    let fanout = nats_steady_figures(gateway_steady_figures(fanout, &herald), &peer);
+    let fanout = floor_figures(fanout, &herald, &floor)
         .check("gateway: no gaps", herald.gaps == 0)
         .check("gateway: no duplicates", herald.duplicates == 0)
         .check("gateway: no reset or overflow", herald.resets == 0)
-        .check("nats-server WS: no duplicates", peer.duplicates == 0);
+        .check("nats-server WS: no duplicates", peer.duplicates == 0)
+        .check(
+            "raw writer: no gaps, no duplicates",
+            floor.gaps + floor.duplicates == 0,
+        );
     let idle = Report::new("idle", params)
         .figure(
             "gateway RSS per idle SSE connection",
@@ -197,6 +227,48 @@ fn gateway_steady_figures(report: Report, herald: &Side) -> Report {
         .figure("gateway RSS (end)", herald.rss_kib as f64 / 1024.0, "MiB")
 }
 
+/// The raw writer's figures, and the gateway's as ratios to them.
+fn floor_figures(report: Report, herald: &Side, floor: &Side) -> Report {
+    let [fp50, fp99, ..] = floor.latency_ms;
+    let [hp50, hp99, ..] = herald.latency_ms;
+    report
+        .figure("raw writer latency p50 (steady)", fp50, "ms")
+        .figure("raw writer latency p99 (steady)", fp99, "ms")
+        .figure(
+            "raw writer CPU per delivery (steady)",
+            floor.steady_cpu_us,
+            "µs",
+        )
+        .figure(
+            "raw writer CPU per delivery (burst)",
+            floor.burst_cpu_us,
+            "µs",
+        )
+        .figure("raw writer deliveries/s (burst)", floor.burst_rate, "msg/s")
+        .figure("gateway / raw writer: p50 (steady)", hp50 / fp50, "x")
+        .figure("gateway / raw writer: p99 (steady)", hp99 / fp99, "x")
+        .figure(
+            "gateway / raw writer: CPU per delivery (steady)",
+            herald.steady_cpu_us / floor.steady_cpu_us,
+            "x",
+        )
+        .figure(
+            "gateway / raw writer: deliveries/s (burst)",
+            herald.burst_rate / floor.burst_rate,
+            "x",
+        )
+        .figure(
+            "gateway bytes per delivery (steady, on the wire)",
+            herald.bytes_per_delivery,
+            "bytes",
+        )
+        .figure(
+            "raw writer bytes per delivery (steady, on the wire)",
+            floor.bytes_per_delivery,
+            "bytes",
+        )
+}
+
 /// nats-server's steady-phase figures.
 fn nats_steady_figures(report: Report, peer: &Side) -> Report {
     let [np50, np99, np999, nmax] = peer.latency_ms;
@@ -245,6 +317,7 @@ async fn side(
 
     // Steady: `rate` events/s for `seconds`, latency recorded.
     let received = crowd.board.sum(|s| &s.received);
+    let bytes = crowd.board.sum(|s| &s.bytes);
     crowd.measure(true);
     let meter = CpuMeter::start(pid)?;
     let own = CpuMeter::start(std::process::id())?;
@@ -263,6 +336,7 @@ async fn side(
     crowd.wait_for(&counts.snapshot(), DRAIN_DEADLINE).await?;
     crowd.measure(false);
     let delivered = crowd.board.sum(|s| &s.received) - received;
+    out.bytes_per_delivery = (crowd.board.sum(|s| &s.bytes) - bytes) as f64 / delivered as f64;
     out.steady_rate = delivered as f64 / started.elapsed().as_secs_f64();
     out.steady_cpu = meter.percent()?;
     out.steady_cpu_us = meter.used()?.as_secs_f64() * 1e6 / delivered as f64;

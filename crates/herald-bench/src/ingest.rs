@@ -348,6 +348,7 @@ fn crm_source() -> anyhow::Result<SourceConfig> {
         id_header: None,
         action_header: None,
         topic_header: None,
+        to: None,
     })
 }
 

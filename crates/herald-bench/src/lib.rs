@@ -8,6 +8,8 @@
 //! | [`storm`] | C: every client drops and resumes by cursor while events flow |
 //! | [`ingest`] | D: signed webhooks/s at N concurrent requests vs raw JetStream publishes/s |
 //! | [`stats`] | E: events/s aggregated into exact counters |
+//! | [`state`] | F: collections: row changes applied/s, mirror load, memory per row, whole-snapshot latency |
+//! | [`rawwriter`] | A's floor: one thread writing a pre-built frame to every socket, same clients, same run |
 //! | [`stack`] | the system under test: nats-server (+ WebSocket), ingest, the gateway process |
 //! | [`crowd`], [`sse`], [`natsws`] | the clients: raw-HTTP SSE, NATS-protocol WebSocket |
 //! | [`track`] | per-client counters: gaps, duplicates, latency |
@@ -21,19 +23,22 @@ pub mod fanout;
 pub mod ingest;
 pub mod natsws;
 pub mod proc;
+pub mod rawwriter;
 pub mod report;
 pub mod sse;
 pub mod stack;
+pub mod state;
 pub mod stats;
 pub mod storm;
 pub mod track;
 
-/// Every scenario with its defaults: A and B, C, D, E.
+/// Every scenario with its defaults: A and B, C, D, E, F.
 pub async fn all() -> anyhow::Result<Vec<report::Report>> {
     let mut all = fanout::run(fanout::Args::default()).await?;
     all.push(storm::run(storm::Args::default()).await?);
     all.push(ingest::run(ingest::Args::default()).await?);
     all.push(stats::run(stats::Args::default()).await?);
+    all.push(state::run(state::Args::default()).await?);
     Ok(all)
 }
 

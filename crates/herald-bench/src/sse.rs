@@ -95,6 +95,7 @@ async fn connection(
             }
             n = sock.read_buf(&mut raw) => n?,
         };
+        slot.bytes.fetch_add(n as u64, Ordering::Relaxed);
         if n == 0 {
             if chunks.is_none() {
                 bail!("closed before the response");

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::track::now_ns;
 
 /// The HS256 secret the bench's gateway trusts.
-const JWT_SECRET: &str = "bench-secret-not-for-production";
+pub(crate) const JWT_SECRET: &str = "bench-secret-not-for-production";
 
 /// How clients spread over tenants and topics: client `i` belongs to group `i % groups`,
 /// and each group is one (tenant, topic).
@@ -288,7 +288,7 @@ fn api_key(tenant: &str) -> String {
 
 /// The gateway's environment: the bench's JWT secret, and limits raised — the limits protect
 /// production from abuse; the bench is the abuse, on purpose.
-fn gateway_env() -> Vec<(String, String)> {
+pub(crate) fn gateway_env() -> Vec<(String, String)> {
     [
         ("HERALD_GATEWAY__JWT__SECRET", JWT_SECRET),
         ("HERALD_GATEWAY__LIMITS__PER_TENANT", "1000000"),

@@ -21,6 +21,9 @@ pub struct Slot {
     pub connects: AtomicU64,
     /// Control messages that mean lost continuity (`reset`, `overflow`).
     pub resets: AtomicU64,
+    /// Bytes read from the socket (SSE clients: the whole response body and its chunk
+    /// framing, heartbeats included).
+    pub bytes: AtomicU64,
 }
 
 impl Slot {

@@ -5,6 +5,7 @@
 //!
 //! | module | what it holds |
 //! |---|---|
+//! | [`audience`] | the `Herald-To` header of private events, read one way everywhere |
 //! | [`names`] | `TenantId`, `Topic`, `Action`: validated subject tokens |
 //! | [`event`] | the CloudEvents envelope with Herald's extensions, `EventId` |
 //! | [`subject`] | subject builders and parsers (`herald.events.<tenant>.<topic>.<action>`) |
@@ -25,6 +26,7 @@
 //! | [`shutdown`] | the one cancellation token, fired by SIGINT/SIGTERM |
 //! | [`http`] | the JSON error body, `/healthz`, `/readyz`, `/metrics` |
 
+pub mod audience;
 pub mod config;
 pub mod cursor;
 pub mod dev;

@@ -22,8 +22,14 @@
 //!
 //! The body is parsed at most once per event, lazily, and only when a connection with a
 //! `where` sees it ([`EventFrame::fields`]); the parse is shared by every such connection.
+//!
+//! A filter also knows **who** is looking ([`Filter::for_viewer`], the token's `sub`): a
+//! private event (one with an audience, [`EventFrame::audience`]) passes only for a viewer it
+//! names, before `actions` or `where` are looked at. A filter without a viewer lets no private
+//! event through, so a route that forgets to name the viewer fails closed.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use herald_core::names::Action;
 use serde_json::{Number, Value};
@@ -77,6 +83,8 @@ pub struct Filter {
     actions: Option<BTreeSet<Action>>,
     /// Conditions that must all hold.
     conditions: Vec<Condition>,
+    /// Who is looking (the token's `sub`): private events pass only for their audience.
+    viewer: Option<Arc<str>>,
 }
 
 /// One `path:value` equality.
@@ -103,7 +111,21 @@ impl Filter {
         Ok(Self {
             actions,
             conditions,
+            viewer: None,
         })
+    }
+
+    /// The same filter seen by `viewer` (the token's `sub`): private events addressed to it
+    /// pass too.
+    #[must_use]
+    pub fn for_viewer(mut self, viewer: impl Into<Arc<str>>) -> Self {
+        self.viewer = Some(viewer.into());
+        self
+    }
+
+    /// The viewer, if one was named.
+    pub fn viewer(&self) -> Option<&str> {
+        self.viewer.as_deref()
     }
 
     /// Parses the `actions` and `where` parameters of a query string (given as its pairs;
@@ -121,13 +143,18 @@ impl Filter {
         Self::parse(actions, &of("where"))
     }
 
-    /// Whether it lets everything through.
+    /// Whether it lets every public event through (`actions` and `where` absent; the
+    /// audience check still applies).
     pub fn is_empty(&self) -> bool {
         self.actions.is_none() && self.conditions.is_empty()
     }
 
-    /// Whether `frame` passes. Reads the body (parsed once per event) only with conditions.
+    /// Whether `frame` passes: visible to the viewer, then `actions`, then `where`. Reads the
+    /// body (parsed once per event) only with conditions; the audience is a header.
     pub fn matches(&self, frame: &EventFrame) -> bool {
+        if !frame.visible_to(self.viewer()) {
+            return false;
+        }
         if self
             .actions
             .as_ref()

@@ -4,6 +4,10 @@
 //! frame is built eagerly, the WebSocket frame lazily on first use; both are `Bytes` shared by
 //! every subscriber. Control messages ([`Control`]) are rare and rendered per connection.
 //! The body is parsed (for `where` filters, [`crate::filter`]) at most once, lazily, too.
+//!
+//! A private event's audience travels in the `Herald-To` header, never in the body
+//! ([`AUDIENCE_HEADER`], proto/subjects.md): the tail and replays read it into
+//! [`EventFrame::audience`] without looking at the body.
 
 use std::sync::{Arc, OnceLock};
 
@@ -12,6 +16,18 @@ use herald_core::cursor::Cursor;
 use herald_core::names::{Action, TenantId, Topic};
 use herald_core::subject;
 use serde_json::value::RawValue;
+
+/// The NATS header naming a private event's audience (`herald_core::audience::HEADER`).
+pub const AUDIENCE_HEADER: &str = herald_core::audience::HEADER;
+
+/// The user ids (token `sub`s) a private event is for.
+pub type Audience = Arc<[Arc<str>]>;
+
+/// The audience in `headers` (see [`herald_core::audience::ids`]): `None` for a public event;
+/// a present header that names nobody addresses nobody.
+pub fn audience(headers: Option<&async_nats::HeaderMap>) -> Option<Audience> {
+    herald_core::audience::ids(headers).map(|ids| ids.into_iter().map(Arc::from).collect())
+}
 
 /// One stored event, ready to send.
 #[derive(Debug)]
@@ -32,6 +48,8 @@ pub struct EventFrame {
     /// chunked stream writes every event with one contiguous write ([`crate::server`]).
     /// `sse` is a slice of the same allocation.
     pub sse_chunk: Bytes,
+    /// Who may receive it (`Herald-To`); `None`: everyone the topic reaches.
+    pub audience: Option<Audience>,
     ws: OnceLock<Bytes>,
     /// The parsed body, for `where` filters; `None` inside if it is not an object.
     fields: OnceLock<Option<serde_json::Value>>,
@@ -83,9 +101,26 @@ impl EventFrame {
             json,
             sse,
             sse_chunk,
+            audience: None,
             ws: OnceLock::new(),
             fields: OnceLock::new(),
         })
+    }
+
+    /// The frame, private to `audience` (`None`: public).
+    #[must_use]
+    pub fn with_audience(mut self, audience: Option<Audience>) -> Self {
+        self.audience = audience;
+        self
+    }
+
+    /// Whether a connection authenticated as `viewer` may receive the event: a public event
+    /// reaches everyone, a private one only the users it names (no viewer: nobody).
+    pub fn visible_to(&self, viewer: Option<&str>) -> bool {
+        match &self.audience {
+            None => true,
+            Some(ids) => viewer.is_some_and(|v| ids.iter().any(|id| &**id == v)),
+        }
     }
 
     /// The stream sequence.
@@ -132,7 +167,15 @@ impl EventFrame {
 
     /// The memory the frame holds, for the ring buffer's byte bound.
     pub fn size(&self) -> usize {
-        self.json.len() + self.sse_chunk.len() + self.ws.get().map_or(0, Bytes::len) + 128
+        let audience = self
+            .audience
+            .as_ref()
+            .map_or(0, |ids| ids.iter().map(|id| id.len() + 16).sum());
+        self.json.len()
+            + self.sse_chunk.len()
+            + self.ws.get().map_or(0, Bytes::len)
+            + audience
+            + 128
     }
 }
 
@@ -364,6 +407,37 @@ mod tests {
         assert_eq!(ws["event"]["a"], "x\ny");
         assert!(EventFrame::new(c, "herald.events.acme.leads", b"{}").is_err());
         assert!(EventFrame::new(c, "herald.events.acme.leads.x", b"nope").is_err());
+    }
+
+    #[test]
+    fn the_audience_header_makes_an_event_private() {
+        let c = Cursor::new(7, Epoch(0xab));
+        let frame = |headers: Option<&async_nats::HeaderMap>| {
+            EventFrame::new(c, "herald.events.acme.leads.insert", b"{}")
+                .unwrap()
+                .with_audience(audience(headers))
+        };
+        let public = frame(None);
+        assert!(public.visible_to(None) && public.visible_to(Some("u-1")));
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Other", "x");
+        assert!(
+            frame(Some(&headers)).audience.is_none(),
+            "no Herald-To: public"
+        );
+        headers.insert(AUDIENCE_HEADER, "u-42, u-7,,");
+        let private = frame(Some(&headers));
+        assert!(private.visible_to(Some("u-42")) && private.visible_to(Some("u-7")));
+        assert!(!private.visible_to(Some("u-4")) && !private.visible_to(Some("u-42,u-7")));
+        assert!(!private.visible_to(None));
+        let mut lower = async_nats::HeaderMap::new();
+        lower.insert("herald-to", "u-7");
+        let private = frame(Some(&lower));
+        assert!(private.visible_to(Some("u-7")) && !private.visible_to(Some("u-42")));
+        let mut empty = async_nats::HeaderMap::new();
+        empty.insert(AUDIENCE_HEADER, "");
+        let nobody = frame(Some(&empty));
+        assert!(!nobody.visible_to(Some("")) && !nobody.visible_to(Some("u-1")));
     }
 
     #[test]

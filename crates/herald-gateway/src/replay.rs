@@ -298,7 +298,10 @@ impl Source {
             chunk.next_seq = seq + 1;
             let cursor = Cursor::new(seq, self.epoch);
             match EventFrame::new(cursor, msg.subject.as_str(), &msg.payload) {
-                Ok(frame) => chunk.frames.push(Arc::new(frame)),
+                Ok(frame) => {
+                    let audience = crate::frame::audience(msg.headers.as_ref());
+                    chunk.frames.push(Arc::new(frame.with_audience(audience)));
+                }
                 Err(err) => tracing::warn!(seq, %err, "skipping an undeliverable stored message"),
             }
             // Every event up to `until` is already stored, so no pending message means the

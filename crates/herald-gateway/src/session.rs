@@ -45,6 +45,10 @@ pub struct Scope {
     pub stats: Option<TopicSet>,
     /// Which of those topics' events it receives (`actions`, `where`).
     pub filter: Filter,
+    /// Who is connected (the token's `sub`): private events reach it only when their
+    /// audience names it ([`Filter::for_viewer`]). `None` (a public, token-less reader):
+    /// no private event reaches it.
+    pub viewer: Option<Arc<str>>,
 }
 
 /// A session's clocks.
@@ -188,7 +192,14 @@ impl Session {
             topics,
             stats,
             filter,
+            viewer,
         } = scope;
+        // Private events are checked where the filter is: whatever their source (live, ring,
+        // JetStream), one not addressed to the viewer moves the cursor like a filtered one.
+        let filter = match viewer {
+            Some(viewer) => filter.for_viewer(viewer),
+            None => filter,
+        };
         let mut sub = state
             .hub
             .subscribe(
@@ -330,7 +341,8 @@ impl Session {
                 if e.seq() <= self.last_seq || !self.topics.contains(&e.topic) {
                     return None;
                 }
-                // A filtered-out event moves the cursor too: a resume starts after it.
+                // A filtered-out event (private to others included) moves the cursor too: a
+                // resume starts after it.
                 self.last_seq = e.seq();
                 if !self.filter.matches(e) {
                     self.skipped = true;

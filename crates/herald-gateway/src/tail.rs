@@ -26,7 +26,7 @@ use herald_core::streams::{self, EVENTS_STREAM, StreamSettings};
 use herald_core::subject;
 use tokio_util::sync::CancellationToken;
 
-use crate::frame::EventFrame;
+use crate::frame::{self, EventFrame};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 
@@ -210,7 +210,10 @@ impl Tail {
                     let cursor = Cursor::new(info.stream_sequence, epoch);
                     self.metrics.tailed.inc();
                     match EventFrame::new(cursor, msg.subject.as_str(), &msg.payload) {
-                        Ok(frame) => self.hub.publish(Arc::new(frame)),
+                        Ok(frame) => {
+                            let audience = frame::audience(msg.headers.as_ref());
+                            self.hub.publish(Arc::new(frame.with_audience(audience)));
+                        }
                         Err(err) => tracing::warn!(seq = cursor.seq, %err, "skipping an undeliverable stored message"),
                     }
                 }

@@ -81,6 +81,12 @@ pub struct SourceConfig {
     /// is not set. Opt-in: without it, no header decides the topic.
     #[serde(default)]
     pub topic_header: Option<String>,
+    /// Private events: a dotted path into each raw item (a Sequin message, a Debezium change
+    /// event, a CloudEvent, a `json` body) holding the user id(s) the event is for, e.g.
+    /// `"record.owner_id"`; or several paths, the first that holds something wins. An item
+    /// where none does is refused (400 `invalid_audience`). Default none: public events.
+    #[serde(default)]
+    pub to: Option<crate::audience::AudiencePaths>,
 }
 
 /// Body formats.

@@ -32,6 +32,10 @@ pub enum ApiError {
     /// 403: a body names a tenant the credentials do not grant.
     #[error("{0}")]
     TenantMismatch(String),
+    /// 400: an event's audience (`to`, or the source's audience path) is not 1 to 64
+    /// distinct valid user ids.
+    #[error("{0}")]
+    InvalidAudience(#[from] crate::audience::AudienceError),
     /// 422: valid JSON of the wrong shape.
     #[error("{0}")]
     InvalidShape(String),
@@ -87,9 +91,10 @@ impl ApiError {
             Self::UnknownSource(_) => StatusCode::NOT_FOUND,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::BodyRead | Self::MalformedJson(_) | Self::InvalidName(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::BodyRead
+            | Self::MalformedJson(_)
+            | Self::InvalidName(_)
+            | Self::InvalidAudience(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::TenantMismatch(_) => StatusCode::FORBIDDEN,
             Self::InvalidShape(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -107,6 +112,7 @@ impl ApiError {
             Self::Unauthorized(a) => a.code(),
             Self::MalformedJson(_) => "malformed_json",
             Self::InvalidName(_) => "invalid_name",
+            Self::InvalidAudience(_) => "invalid_audience",
             Self::TenantMismatch(_) => "tenant_mismatch",
             Self::InvalidShape(_) => "invalid_shape",
             Self::Unavailable { .. } => "unavailable",

@@ -6,6 +6,7 @@
 //! | [`config`] | sources (tenant, format, verification, secrets), API keys, limits |
 //! | [`verify`] | Standard Webhooks / HMAC-SHA256 / bearer verification → [`verify::Verified`] |
 //! | [`formats`] | Sequin, Debezium, CloudEvents and plain JSON → [`herald_core::event::Event`]s |
+//! | [`audience`] | private events: `to` / a source's audience path → the `Herald-To` header |
 //! | [`publish`] | pipelined publishes with `Nats-Msg-Id`, then every PubAck |
 //! | [`full`] | out of space: the store-full latch and ingest's `/readyz` |
 //! | [`legacy`] | honouring the old `<tenant>/<id>` dedup key during a migration window |
@@ -15,6 +16,7 @@
 //! | [`app`] | [`App`]: build, then run until the shutdown token fires |
 
 pub mod app;
+pub mod audience;
 pub mod config;
 pub mod error;
 pub mod formats;

@@ -3,6 +3,10 @@
 //! The contract: a request is answered 2xx only after JetStream has acknowledged every one of
 //! its events. `Nats-Msg-Id` is the event's tenant-scoped id, so a producer's retry is stored
 //! once (within the stream's duplicate window) and reported as a duplicate.
+//!
+//! A private event's audience rides in the `Herald-To` header ([`crate::audience`]). It is
+//! not part of `Nats-Msg-Id`: the first message stored under an id keeps its audience, and a
+//! retry naming other users is reported as that duplicate and changes nothing.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,8 +14,10 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use futures::future::try_join_all;
 use herald_core::event::Event;
+use herald_core::publish::event_message;
 use serde::Serialize;
 
+use crate::audience::{self, Audience};
 use crate::full::StoreFull;
 use crate::legacy::LegacyIndex;
 use crate::metrics::{Metrics, SourceMetrics};
@@ -27,6 +33,21 @@ pub struct Stored {
     pub seq: u64,
     /// Whether JetStream already had it (a retry).
     pub duplicate: bool,
+}
+
+/// An event to publish, and who it is for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    /// The event (its body: the audience is never in it).
+    pub event: Event,
+    /// Its audience (`Herald-To`); `None`: public.
+    pub to: Option<Audience>,
+}
+
+impl From<Event> for Outgoing {
+    fn from(event: Event) -> Self {
+        Self { event, to: None }
+    }
 }
 
 /// Why events could not be stored. Every variant becomes a 503: the producer retries and
@@ -118,7 +139,7 @@ impl Publisher {
     pub async fn publish(
         &self,
         counters: &SourceMetrics,
-        events: &[Event],
+        events: &[Outgoing],
     ) -> Result<Vec<Stored>, PublishError> {
         if !herald_core::nats::is_connected(&self.client) {
             return Err(PublishError::NotConnected);
@@ -142,7 +163,7 @@ impl Publisher {
         Ok(stored)
     }
 
-    async fn publish_all(&self, events: &[Event]) -> Result<Vec<Stored>, PublishError> {
+    async fn publish_all(&self, events: &[Outgoing]) -> Result<Vec<Stored>, PublishError> {
         let legacy = match &self.legacy {
             Some(index) if index.active(time::OffsetDateTime::now_utc()) => {
                 index.ready().await;
@@ -151,7 +172,7 @@ impl Publisher {
             _ => None,
         };
         let mut pending = Vec::with_capacity(events.len());
-        for event in events {
+        for Outgoing { event, to } in events {
             if let Some(seq) = legacy.and_then(|index| index.original(event)) {
                 pending.push(futures::future::Either::Left(std::future::ready(Ok(
                     Stored {
@@ -164,7 +185,11 @@ impl Publisher {
                 continue;
             }
             let subject = event.subject();
-            let ack = herald_core::publish::send_event(&self.js, event).await?;
+            let mut msg = event_message(event);
+            if let Some(to) = to {
+                msg = msg.header(audience::HEADER, to.header_value().as_str());
+            }
+            let ack = self.js.send_publish(subject.clone(), msg).await?;
             pending.push(futures::future::Either::Right(async move {
                 let ack = ack.await?;
                 Ok::<_, PublishError>(Stored {

@@ -7,12 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use herald_core::http::{NatsReadiness, Readiness, ReadyFuture, ops_router};
 use herald_core::names::{TenantId, Topic};
 use herald_core::service::{Command, ServiceConfig, ServiceContext, serve};
+use herald_core::state::Collections;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, ConfigError};
 use crate::consumer;
 use crate::metrics::Metrics;
 use crate::rebuild;
+use crate::state::StateWriter;
 
 /// Why the aggregator could not start or stopped with an error.
 pub type Error = herald_core::service::ServiceError<ConfigError>;
@@ -25,6 +27,7 @@ pub struct App {
     cfg: Arc<Config>,
     metrics: Metrics,
     consuming: Arc<AtomicBool>,
+    collections: Collections,
     addr: SocketAddr,
 }
 
@@ -54,6 +57,10 @@ impl App {
         ctx: ServiceContext,
     ) -> Result<Self, Error> {
         cfg.validate().map_err(Error::Config)?;
+        let collections = ctx
+            .state
+            .collections()
+            .map_err(|e| Error::Config(e.into()))?;
         let addr = listener.local_addr()?;
         let (metrics, registry) = Metrics::new();
         let consuming = Arc::new(AtomicBool::new(false));
@@ -67,7 +74,7 @@ impl App {
         };
         let router = ops_router(registry, Arc::new(readiness));
         let fields: Vec<String> = cfg.group_by.iter().map(ToString::to_string).collect();
-        tracing::info!(%addr, consumer = %cfg.consumer, group_by = ?fields, "stats-aggregator built");
+        tracing::info!(%addr, consumer = %cfg.consumer, group_by = ?fields, collections = collections.len(), "stats-aggregator built");
         Ok(Self {
             listener,
             router,
@@ -75,6 +82,7 @@ impl App {
             cfg: Arc::new(cfg),
             metrics,
             consuming,
+            collections,
             addr,
         })
     }
@@ -90,7 +98,8 @@ impl App {
     }
 
     /// Provisions the streams in the background, consumes and serves until shutdown; the
-    /// batch in flight is written and acknowledged before it returns.
+    /// batch in flight is written and acknowledged before it returns. When collections are
+    /// declared, the state writer runs alongside (it does not affect `/readyz`).
     pub async fn run_until_stopped(self) -> Result<(), Error> {
         let Self {
             listener,
@@ -99,11 +108,21 @@ impl App {
             cfg,
             metrics,
             consuming,
+            collections,
             ..
         } = self;
         // A child token: if the HTTP server fails, stop our consumer but not the host.
         let stop = ctx.shutdown.child_token();
         let (http, server_metrics) = (ctx.http.clone(), metrics.server.clone());
+        let writer = (!collections.is_empty()).then(|| {
+            let writer = StateWriter::new(
+                ctx.js.clone(),
+                collections,
+                cfg.state_writer.clone(),
+                metrics.state.clone(),
+            );
+            tokio::spawn(writer.run(stop.clone()))
+        });
         let consumer = tokio::spawn(consumer::run(
             ServiceContext {
                 shutdown: stop.clone(),
@@ -117,6 +136,12 @@ impl App {
         stop.cancel();
         if let Err(err) = consumer.await {
             tracing::error!(%err, "stats consumer task failed");
+        }
+        if let Some(Err(err)) = match writer {
+            Some(writer) => Some(writer.await),
+            None => None,
+        } {
+            tracing::error!(%err, "state writer task failed");
         }
         tracing::info!("stats-aggregator stopped");
         Ok(served?)

@@ -49,6 +49,37 @@ pub struct Config {
     /// The most distinct values counted per action map and per group-by field; further
     /// values are counted under `_other` (`HERALD_STATS__MAX_VALUES`). Default 1000.
     pub max_values: usize,
+    /// The state writer (collections; runs only when `[state.collections]` declares some).
+    pub state_writer: StateWriterConfig,
+}
+
+/// How the state writer batches (`[stats.state_writer]`, `HERALD_STATS__STATE_WRITER__*`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StateWriterConfig {
+    /// The most events in one batch (`…__BATCH_SIZE`). Default 1000.
+    pub batch_size: usize,
+    /// How long a batch waits for more events after its first one (`…__FLUSH_INTERVAL`).
+    /// Default 20 ms.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+    /// How often the markers' `applied` is raised to what the rows hold
+    /// (`…__MARKER_INTERVAL`); a truncate raises its marker at once. Default 1 s.
+    #[serde(with = "humantime_serde")]
+    pub marker_interval: Duration,
+    /// How many rows are written at once (`…__WRITE_CONCURRENCY`). Default 64.
+    pub write_concurrency: usize,
+}
+
+impl Default for StateWriterConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 1000,
+            flush_interval: Duration::from_millis(20),
+            marker_interval: Duration::from_secs(1),
+            write_concurrency: 64,
+        }
+    }
 }
 
 impl Default for Config {
@@ -64,6 +95,7 @@ impl Default for Config {
             retry_delay: Duration::from_secs(1),
             write_concurrency: 16,
             max_values: 1000,
+            state_writer: StateWriterConfig::default(),
         }
     }
 }
@@ -77,6 +109,9 @@ pub enum ConfigError {
     /// A numeric setting is zero (or negative) where it must be positive.
     #[error("{0} must be greater than zero")]
     NotPositive(&'static str),
+    /// The `[state]` section (which topics are collections) is unusable.
+    #[error(transparent)]
+    State(#[from] herald_core::state::StateConfigError),
 }
 
 impl ServiceConfig for Config {
@@ -93,6 +128,11 @@ impl ServiceConfig for Config {
             ("batch_size", self.batch_size),
             ("write_concurrency", self.write_concurrency),
             ("max_values", self.max_values),
+            ("state_writer.batch_size", self.state_writer.batch_size),
+            (
+                "state_writer.write_concurrency",
+                self.state_writer.write_concurrency,
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::NotPositive(name));
@@ -103,6 +143,9 @@ impl ServiceConfig for Config {
         }
         if self.ack_wait.is_zero() {
             return Err(ConfigError::NotPositive("ack_wait"));
+        }
+        if self.state_writer.marker_interval.is_zero() {
+            return Err(ConfigError::NotPositive("state_writer.marker_interval"));
         }
         Ok(())
     }

@@ -20,6 +20,7 @@
 //! | [`store`] | [`store::read`], [`store::write`], [`store::watch`]: for the gateway too |
 //! | [`rebuild`] | recounting documents from the stream while the aggregator runs |
 //! | [`metrics`] | Prometheus counters: applied, skipped, conflicts, lag |
+//! | [`state`] | the state writer: collections as rows in the KV bucket `herald_state` |
 //! | [`app`] | [`App`]: build, then run until the shutdown token fires; [`StatsCommand`] (`rebuild`) |
 
 pub mod app;
@@ -31,6 +32,7 @@ pub mod doc;
 pub mod fold;
 pub mod metrics;
 pub mod rebuild;
+pub mod state;
 pub mod store;
 
 pub use app::{App, Error, StatsCommand};

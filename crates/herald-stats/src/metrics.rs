@@ -37,6 +37,8 @@ pub struct Metrics {
     pub batch_seconds: Histogram,
     /// The HTTP server's header timeouts and refused connections.
     pub server: herald_core::serve::ServerMetrics,
+    /// The state writer's metrics (`herald_stats_state_*`).
+    pub state: crate::state::StateMetrics,
 }
 
 impl Metrics {
@@ -55,6 +57,7 @@ impl Metrics {
             lag: Gauge::default(),
             batch_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             server: herald_core::serve::ServerMetrics::default(),
+            state: crate::state::StateMetrics::default(),
         };
         let mut r = metrics_registry("herald_stats", Some(&m.server));
         r.register(
@@ -108,6 +111,7 @@ impl Metrics {
             "Time to fold and write one batch",
             m.batch_seconds.clone(),
         );
+        m.state.register(&mut r);
         (m, Arc::new(r))
     }
 

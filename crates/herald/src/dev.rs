@@ -63,6 +63,7 @@ fn apply_ingest_defaults(cfg: &mut herald_ingest::Config) {
         id_header: None,
         action_header: None,
         topic_header: None,
+        to: None,
     };
     cfg.sources.insert(
         "demo-sequin".into(),

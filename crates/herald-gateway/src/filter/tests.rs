@@ -140,3 +140,27 @@ fn query_pairs_combine_every_actions_and_where() {
         filter(Some(&["insert,update"]), &["data.s:a", "data.n:1"]).unwrap()
     );
 }
+
+#[test]
+fn private_events_pass_only_for_their_audience_before_anything_else() {
+    let ids: crate::frame::Audience = vec![Arc::from("u-42"), Arc::from("u-7")].into();
+    let private = frame("insert", r#"{"data":{"s":"a"}}"#).with_audience(Some(ids));
+    let f = filter(Some(&["insert"]), &["data.s:a"]).unwrap();
+    assert!(!f.matches(&private), "no viewer: fails closed");
+    assert!(!Filter::default().matches(&private));
+    assert!(
+        !private.is_parsed(),
+        "refused on the header, before the body"
+    );
+    assert!(f.clone().for_viewer("u-7").matches(&private));
+    assert!(Filter::default().for_viewer("u-42").matches(&private));
+    assert!(!f.clone().for_viewer("u-4").matches(&private));
+    assert!(
+        !filter(Some(&["update"]), &[])
+            .unwrap()
+            .for_viewer("u-7")
+            .matches(&private)
+    );
+    let public = frame("insert", r#"{"data":{"s":"a"}}"#);
+    assert!(f.matches(&public) && f.for_viewer("anyone").matches(&public));
+}

@@ -91,7 +91,8 @@ pub async fn history(
     let req = Request {
         tenant: claims.tenant,
         topics,
-        filter: Filter::from_pairs(&pairs)?,
+        // Private events appear only in their audience's history.
+        filter: Filter::from_pairs(&pairs)?.for_viewer(claims.sub.as_str()),
         limit,
         before,
     };

@@ -115,6 +115,7 @@ pub fn scope(claims: &Claims, requested: &[String], max: usize) -> Result<Scope,
         topics: events,
         stats,
         filter: Filter::default(),
+        viewer: Some(claims.sub.as_str().into()),
     })
 }
 

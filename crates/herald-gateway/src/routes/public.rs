@@ -122,6 +122,8 @@ fn admit(
             topics: TopicSet::Only(topics),
             stats: None,
             filter,
+            // No viewer: the session passes no private event (the audience check fails closed).
+            viewer: None,
         },
         since,
         permit,

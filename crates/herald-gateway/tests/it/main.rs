@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too; a panic is a test failure
 
 mod accept;
+mod audience;
 mod auth;
 mod bounds;
 mod clients;

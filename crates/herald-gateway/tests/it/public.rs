@@ -184,7 +184,6 @@ async fn public_connections_are_limited_per_address() {
 }
 
 #[tokio::test]
-#[ignore = "check point for the audience branch: un-ignore once EventFrame carries Herald-To"]
 async fn private_events_never_reach_a_public_stream() {
     let app = app_with(|_| {}).await;
     let mut sse = public_sse(&app, "topics=prices", None).await;
@@ -206,6 +205,20 @@ async fn private_events_never_reach_a_public_stream() {
     let next = sse.event().await.unwrap();
     assert_eq!(next.seq(), public, "the private event was skipped");
     assert!(!next.data.contains("secret"));
+    // A long-poll from before it (resumed from the ring) skips it too.
+    let since = sse.hello.as_ref().unwrap().id.clone().unwrap();
+    let body: Value = app
+        .http
+        .get(app.url(&format!("/v1/public/acme/poll?since={since}&wait=1")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let events = body["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{body}");
+    assert_eq!(events[0]["data"], json!({"p": 1}));
 }
 
 #[tokio::test]

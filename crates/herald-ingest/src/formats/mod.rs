@@ -63,6 +63,36 @@ pub fn parse(ctx: &Context<'_>, body: &[u8]) -> Result<Vec<Event>, ParseError> {
     }
 }
 
+/// The raw items of a body `parse` accepted, one per event and in the same order, each with
+/// where it is in the body (`body`, `data[3]`, `[3]`, `payload`): what a source's audience
+/// path (`to`) is read from. A Debezium body wrapped in `{"schema","payload"}` yields the
+/// change event inside `payload`.
+pub fn items(format: Format, body: &Value) -> Vec<(String, &Value)> {
+    fn indexed<'v>(prefix: &str, items: &'v [Value]) -> Vec<(String, &'v Value)> {
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("{prefix}[{i}]"), v))
+            .collect()
+    }
+    match (format, body) {
+        (Format::Sequin, Value::Object(top)) if !top.contains_key("record") => {
+            match top.get("data") {
+                Some(Value::Array(items)) => indexed("data", items),
+                _ => vec![("body".to_owned(), body)],
+            }
+        }
+        (Format::Cloudevents, Value::Array(items)) => indexed("", items),
+        (Format::Debezium, Value::Object(top)) if top.contains_key("schema") => {
+            match top.get("payload") {
+                Some(payload @ Value::Object(_)) => vec![("payload".to_owned(), payload)],
+                _ => vec![("body".to_owned(), body)],
+            }
+        }
+        _ => vec![("body".to_owned(), body)],
+    }
+}
+
 /// `prefix.key`, or `key` at the top level.
 pub(crate) fn path(at: &str, key: &str) -> String {
     if at.is_empty() {

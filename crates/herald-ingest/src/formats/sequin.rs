@@ -190,6 +190,7 @@ mod tests {
             id_header: None,
             action_header: None,
             topic_header: None,
+            to: None,
         }
     }
 

@@ -2,8 +2,10 @@
 //!
 //! Authenticated by a per-tenant API key (`Authorization: Bearer <key>`); the key decides the
 //! tenant. The body is one event or an array of events:
-//! `{"topic","action","data", "id"?, "type"?, "source"?, "time"?, "changes"?}`.
+//! `{"topic","action","data", "id"?, "type"?, "source"?, "time"?, "changes"?, "to"?}`.
 //! Without an `id`, a single event takes the `Idempotency-Key` header, else a UUIDv7.
+//! `to` (an array of user ids) makes the event private to those users ([`crate::audience`]);
+//! it is stored as the `Herald-To` header, not in the event.
 
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
@@ -18,9 +20,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Accepted, AppState, body, require_json};
+use crate::audience::Audience;
 use crate::error::{ApiError, AuthError, ParseError};
 use crate::formats;
 use crate::metrics::PUBLISH_API;
+use crate::publish::Outgoing;
 
 /// The publish route.
 pub fn router() -> Router<AppState> {
@@ -42,6 +46,8 @@ struct Input {
     time: Option<String>,
     changes: Option<Value>,
     tenant: Option<String>,
+    #[serde(default)]
+    to: Value,
 }
 
 #[tracing::instrument(skip_all, fields(tenant, events))]
@@ -121,7 +127,7 @@ fn to_event(
     value: Value,
     at: &str,
     idempotency_key: Option<&str>,
-) -> Result<Event, ApiError> {
+) -> Result<Outgoing, ApiError> {
     let input: Input =
         serde_json::from_value(value).map_err(|e| ApiError::InvalidShape(format!("{at}: {e}")))?;
     if let Some(t) = &input.tenant {
@@ -139,6 +145,7 @@ fn to_event(
     };
     let topic = formats::topic(&input.topic, &format!("{at}.topic"))?;
     let action = formats::action(&input.action, &format!("{at}.action"))?;
+    let to = Audience::from_api(&input.to, &format!("{at}.to"))?;
     let source = input
         .source
         .filter(|s| !s.is_empty())
@@ -158,5 +165,5 @@ fn to_event(
     if let Some(t) = input.time {
         event.time = formats::rfc3339(&t, &format!("{at}.time"))?;
     }
-    Ok(event)
+    Ok(Outgoing { event, to })
 }

@@ -20,7 +20,7 @@ use tower_http::trace::TraceLayer;
 use crate::config::{Config, ConfigError, SourceConfig};
 use crate::error::ApiError;
 use crate::metrics::{Metrics, PUBLISH_API, SourceMetrics};
-use crate::publish::{Publisher, Stored};
+use crate::publish::{Outgoing, Publisher, Stored};
 use crate::verify::Verifier;
 
 /// A configured webhook source with its verifier built.
@@ -102,7 +102,7 @@ impl AppState {
     async fn store(
         &self,
         counters: &SourceMetrics,
-        events: &[herald_core::event::Event],
+        events: &[Outgoing],
     ) -> Result<Vec<Stored>, ApiError> {
         self.inner.publisher.publish(counters, events).await.map_err(|err| {
             tracing::warn!(error = %herald_core::error_chain(&err), events = events.len(), "events not stored; answering 503");

@@ -13,6 +13,7 @@ use super::{Accepted, AppState, body, require_json};
 use crate::error::ApiError;
 use crate::formats::{self, Context};
 use crate::metrics::UNKNOWN_SOURCE;
+use crate::publish::Outgoing;
 
 /// The webhook route.
 pub fn router() -> Router<AppState> {
@@ -71,13 +72,40 @@ async fn handle(
         headers,
         verified: &verified,
     };
-    let mut events = formats::parse(&ctx, &raw)?;
+    let events = formats::parse(&ctx, &raw)?;
+    let audiences = audiences(&source.cfg, &raw, events.len())?;
     // The door is part of the dedup key: this source's ids can only collide with its own.
     let via = herald_core::event::via_webhook(name);
-    for event in &mut events {
-        event.via = Some(via.clone());
-    }
+    let events: Vec<Outgoing> = events
+        .into_iter()
+        .zip(audiences)
+        .map(|(mut event, to)| {
+            event.via = Some(via.clone());
+            Outgoing { event, to }
+        })
+        .collect();
     tracing::Span::current().record("events", events.len());
     let stored = state.store(&source.metrics, &events).await?;
     Ok(Accepted { events: stored })
+}
+
+/// The audience of each of the `n` events parsed from `raw`: none without a configured `to`,
+/// else the configured path read from each raw item (400 `invalid_audience` if one has none).
+fn audiences(
+    cfg: &crate::config::SourceConfig,
+    raw: &[u8],
+    n: usize,
+) -> Result<Vec<Option<crate::audience::Audience>>, ApiError> {
+    let Some(paths) = &cfg.to else {
+        return Ok(vec![None; n]);
+    };
+    // The body parsed (it did a moment ago), as a tree this time: the path may point anywhere.
+    let body: serde_json::Value =
+        serde_json::from_slice(raw).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    let items = formats::items(cfg.format, &body);
+    debug_assert_eq!(items.len(), n, "one raw item per event");
+    items
+        .into_iter()
+        .map(|(at, item)| Ok(Some(paths.audience(item, &at)?)))
+        .collect()
 }

@@ -39,6 +39,7 @@ fn source(tenant: &str, format: Format, verify: Verify, secrets: &[&str]) -> Sou
         id_header: None,
         action_header: None,
         topic_header: None,
+        to: None,
     }
 }
 

@@ -4,6 +4,7 @@
 mod helpers;
 mod migration;
 
+mod audience;
 mod cdc;
 mod clock_skew;
 mod dedup;

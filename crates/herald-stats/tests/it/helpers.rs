@@ -57,8 +57,19 @@ pub struct TestApp {
 impl TestApp {
     /// The aggregator against `url` (which need not be reachable).
     pub async fn spawn(url: &str, cfg: Config) -> Self {
+        Self::spawn_with_state(url, cfg, herald_core::state::StateConfig::default()).await
+    }
+
+    /// The aggregator against `url` with collections declared in `state`.
+    pub async fn spawn_with_state(
+        url: &str,
+        cfg: Config,
+        state: herald_core::state::StateConfig,
+    ) -> Self {
         herald_core::telemetry::init_for_tests();
-        let service = TestService::start_with(cfg, &service::common_config_at(url)).await;
+        let mut common = service::common_config_at(url);
+        common.state = state;
+        let service = TestService::start_with(cfg, &common).await;
         Self {
             base: service.url(""),
             http: reqwest::Client::new(),

@@ -11,3 +11,4 @@ mod ops;
 mod property;
 mod rebuild;
 mod shutdown;
+mod state;

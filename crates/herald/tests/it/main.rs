@@ -1,6 +1,7 @@
 //! `herald up` end to end: the real binary, a real nats-server, the README's own examples.
 #![allow(clippy::unwrap_used)]
 
+mod audience;
 mod cli;
 mod cluster;
 mod deploy;

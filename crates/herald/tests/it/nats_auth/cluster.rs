@@ -64,6 +64,9 @@ async fn deploy_cluster_routes_refuse_intruders_and_services_deliver_with_auth_o
     let stack = Stack::start(&cluster.url(), &ids, &settings).await;
     stack.wait_ready().await;
     stack.delivers_a_webhook_to_sse().await;
+    stack
+        .stores_a_collection_row(&cluster.jetstream().await)
+        .await;
     stack.stop().await;
     assert!(!cluster.logs().contains("Violation"), "{}", cluster.logs());
 }

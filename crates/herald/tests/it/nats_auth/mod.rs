@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, kv};
 use futures::StreamExt;
+use herald_core::state::STATE_BUCKET;
 use herald_core::streams::{self, DLQ_STREAM, EVENTS_STREAM, STATS_BUCKET, StreamSettings};
 use herald_test_support::NatsServer;
 use herald_test_support::nats::Identities;
@@ -16,6 +17,7 @@ use tokio::sync::mpsc;
 
 mod cluster;
 mod stack;
+mod state;
 
 /// How long a refused operation may take to be reported by the server.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -357,6 +359,18 @@ async fn stats_writes_its_bucket_but_cannot_publish_events_or_delete_streams() {
         .refused(
             "herald.dlq.notifier.acme",
             js.publish("herald.dlq.notifier.acme", "{}".into()),
+        )
+        .await;
+    // Its ordered consumers (the state writer) may be named; the notifier's durable is not
+    // one of them.
+    stats
+        .refused(
+            "$JS.API.CONSUMER.CREATE.HERALD_EVENTS.notifier.herald.events.>",
+            stream.create_consumer(consumer::pull::Config {
+                name: Some("notifier".into()),
+                filter_subject: "herald.events.>".into(),
+                ..Default::default()
+            }),
         )
         .await;
 }

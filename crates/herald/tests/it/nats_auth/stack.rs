@@ -34,6 +34,15 @@ impl Stack {
             stream: settings.clone(),
             ..Default::default()
         };
+        // `leads` is a collection: the stats identity runs the state writer on it.
+        common.state.collections.insert(
+            TENANT.into(),
+            [(
+                "leads".into(),
+                herald_core::state::CollectionConfig { key: "id".into() },
+            )]
+            .into(),
+        );
         common.nats.url = url.to_owned();
         common.nats.request_timeout = Duration::from_secs(2);
         let mut services = InProcess::new(common).with_identities(ids.clone());
@@ -110,6 +119,34 @@ impl Stack {
         assert_eq!(event.json()["id"], "o-1");
     }
 
+    /// Posts one row of the `leads` collection and waits until the state writer (running as
+    /// the stats identity) has stored it in `herald_state` (read through `admin`).
+    pub async fn stores_a_collection_row(&self, admin: &async_nats::jetstream::Context) {
+        let http = reqwest::Client::new();
+        let posted = http
+            .post(format!("http://{}/v1/events", self.ingest))
+            .bearer_auth(API_KEY)
+            .json(&json!({"topic": "leads", "action": "insert", "id": "l-7", "data": {"id": 7}}))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            posted.status().is_success(),
+            "ingest stores: {}",
+            posted.status()
+        );
+        let kv = admin
+            .get_key_value(herald_core::state::STATE_BUCKET)
+            .await
+            .unwrap();
+        let key =
+            herald_core::state::row_key(&TENANT.parse().unwrap(), &"leads".parse().unwrap(), "7");
+        wait::until("the state writer stores the row", DEADLINE * 3, || async {
+            kv.entry(key.as_str()).await.ok().flatten().is_some()
+        })
+        .await;
+    }
+
     /// Stops every service and asserts each stopped cleanly.
     pub async fn stop(self) {
         self.services.stop().await;
@@ -142,6 +179,7 @@ async fn services_wait_for_admin_provisioning_and_then_deliver_with_auth_on() {
         .unwrap();
     stack.wait_ready().await;
     stack.delivers_a_webhook_to_sse().await;
+    stack.stores_a_collection_row(&nats.jetstream().await).await;
     stack.stop().await;
     // Before provisioning the services tried to create the streams (refused); nothing else
     // any service did was refused (a stream that already matches is not updated).
