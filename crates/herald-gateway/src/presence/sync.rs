@@ -160,6 +160,7 @@ impl Sync {
         let mut left = due.into_iter();
         while let Some((key, members)) = left.next() {
             let name = kv_key(&key, &p.gateway);
+            let put = !members.is_empty();
             let done = if members.is_empty() {
                 if written.contains(&key) {
                     kv.delete(&name).await.map_err(SyncError::from)
@@ -180,7 +181,9 @@ impl Sync {
                 inner.dirty.extend(left.map(|(k, _)| k));
                 return Err(err);
             }
-            if p.lock().local.contains_key(&key) {
+            // What the bucket holds now: a later change of the key is dirty again, and its
+            // flush deletes what this one wrote.
+            if put {
                 written.insert(key);
             } else {
                 written.remove(&key);
