@@ -160,6 +160,13 @@ async fn public_connections_are_limited_per_address() {
     let (status, retry, body) = error_of(app.http.get(&url).send().await.unwrap()).await;
     assert_eq!((status, retry.as_deref()), (429, Some("1")));
     assert_eq!(body["error"]["code"], "too_many_connections");
+    // Another client address has slots of its own: the cap is per address, not global.
+    let other = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let theirs = other.get(&url).send().await.unwrap();
+    assert_eq!(theirs.status(), 200, "127.0.0.2 is not 127.0.0.1");
 
     // A closed stream frees its slot (noticed by the next heartbeat's write at the latest);
     // refusals by the cap do not spend the rate.
@@ -180,7 +187,7 @@ async fn public_connections_are_limited_per_address() {
     let (status, retry, body) = error_of(app.http.get(&url).send().await.unwrap()).await;
     assert_eq!((status, retry.as_deref()), (503, Some("1")));
     assert_eq!(body["error"]["code"], "rate_limited");
-    drop(third);
+    drop((third, theirs));
 }
 
 #[tokio::test]
