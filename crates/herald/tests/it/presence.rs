@@ -33,23 +33,10 @@ fn token(sub: &str, presence: bool) -> String {
     .unwrap()
 }
 
-/// Builds the gateway binary (a no-op when fresh) and returns its path.
+/// The gateway binary, built with the other service binaries the way every test of this
+/// crate builds them (one feature set: no rebuild between tests).
 fn gateway_binary() -> std::path::PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .current_dir(herald_test_support::workspace_root())
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "herald-gateway",
-            "--bin",
-            "herald-gateway",
-        ])
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "building herald-gateway failed");
-    herald_launch::service::bin_dir().join("herald-gateway")
+    process::service_binaries().join("herald-gateway")
 }
 
 async fn spawn_gateway(nats: &NatsServer, name: &str, dir: &tempfile::TempDir) -> ServiceProcess {
