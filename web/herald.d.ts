@@ -212,6 +212,52 @@ export interface HeraldOptions extends HeraldFilter {
    * repeat. Default 0 (start from the current position).
    */
   history?: number;
+  /**
+   * Receive `presence` messages (docs/gateway.md#presence) for the presence topics in scope.
+   * Default false; `presence(topic)` turns it on (a reconnect from the cursor). With
+   * `shareTabs`, pass it here so every tab's shared connection asks for it.
+   */
+  presence?: boolean;
+  /**
+   * Read the public topics of `tenant` without a token (`/v1/public/<tenant>/…`,
+   * docs/gateway.md#public-topics). Needs `tenant`; refuses `token` and `getToken`;
+   * `history()` is not available.
+   */
+  public?: boolean;
+  /** With `public: true`: the tenant whose public topics to read. */
+  tenant?: string | null;
+}
+
+/** A `presence` message: a topic's count and who joined and left (names need the claim). */
+export interface PresenceMessage {
+  topic: string;
+  count: number;
+  joined: string[];
+  left: string[];
+  /** `joined` is every member (the first message of a connection, or after falling behind). */
+  snapshot?: true;
+}
+
+/** One change of a topic's presence, as `PresenceView` reports it. */
+export interface PresenceChange {
+  topic: string;
+  count: number;
+  /** Everyone connected now, sorted (empty without the token's `presence` claim). */
+  members: string[];
+  joined: string[];
+  left: string[];
+}
+
+/** The live presence of one topic: `h.presence(topic)`. */
+export interface PresenceView {
+  readonly topic: string;
+  /** Connected users now, each counted once across connections and gateways. */
+  readonly count: number;
+  /** Their ids (`sub`s), sorted; empty unless the token has the claim `presence: true`. */
+  readonly members: string[];
+  /** Whether the gateway has sent this topic's snapshot yet. */
+  readonly known: boolean;
+  on(name: "change", cb: (change: PresenceChange) => void): Unsubscribe;
 }
 
 export type Unsubscribe = () => void;
@@ -232,8 +278,15 @@ export declare class HeraldClient {
   on(name: "error", cb: (failure: Failure) => void): Unsubscribe;
   /** A stats document (with `"$stats"` among the topics): `{topic, cursor, doc}`. */
   on(name: "stats", cb: (message: StatsMessage) => void): Unsubscribe;
+  /** A presence change (with `presence: true`): see `presence(topic)` for the tallied view. */
+  on(name: "presence", cb: (message: PresenceMessage) => void): Unsubscribe;
   /** Other named server messages. */
   on(name: string, cb: (data: any) => void): Unsubscribe;
+  /**
+   * The live presence of `topic`: count and (with the token's `presence` claim) members, and
+   * `on("change")`. Turns presence on for the connection if it was off.
+   */
+  presence(topic: string): PresenceView;
   /**
    * `GET /v1/history`: the newest `limit` events of `topics` (default: the client's topics),
    * oldest first, and the cursor to stream on from; filtered by the client's `actions` /

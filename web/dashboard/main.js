@@ -7,6 +7,8 @@
 //   ?transport=sse|ws|poll|auto   ?topics=a,b   ?heartbeat=<ms> (overrides the gateway's)
 //   ?upgradeAfter=<ms>  ?gateway=<url> (default: this origin)
 //   ?history=<n>        events the feed opens with (default 50, `GET /v1/history`; 0: none)
+//   ?presence=<topic>   the topic whose connected users the "Online" panel shows (default
+//                       `leads`, the demo's topic; `herald up` makes it a presence topic)
 //
 // The feed opens with the latest events (the client's `history` option: they reach the app
 // like any other event, oldest first) and continues live from right after them: no gap, no
@@ -30,6 +32,7 @@ const TABLES = [
   { topic: "leads", key: "id", panel: "leads-panel", columns: [{ field: "key" }, { field: "name" }, { field: "company" }, { field: "status", chip: true }] },
   { topic: "services", key: "name", panel: "services-panel", columns: [{ field: "key" }, { field: "status", chip: true }, { field: "latency_ms" }] },
 ];
+import { showPresence } from "./presence.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -58,6 +61,7 @@ function settings() {
     transport: params.get("transport") ?? "auto",
     topics: events.length ? [...events, "$stats"] : [],
     history: 50,
+    presence: true,
   };
   for (const k of ["heartbeat", "upgradeAfter", "pollWait", "history"]) if (num(k) !== undefined) opts[k] = num(k);
   return { url: params.get("gateway") ?? "", opts };
@@ -259,6 +263,7 @@ async function start() {
     details();
   });
   renderCounters(counters);
+  showPresence(h, params.get("presence") ?? "leads", $("presence"));
 
   function details() {
     const s = h.stats();

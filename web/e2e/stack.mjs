@@ -44,9 +44,10 @@ export async function until(what, check, { ms = 20_000, every = 100 } = {}) {
 }
 
 /** An HS256 JWT for the gateway, made with node:crypto. */
-export function token({ sub = "e2e", topics = ["*"], ttl = 3600 } = {}) {
+export function token({ sub = "e2e", topics = ["*"], ttl = 3600, presence = false } = {}) {
   const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
-  const head = `${b64({ alg: "HS256", typ: "JWT" })}.${b64({ sub, tenant: TENANT, topics, exp: Math.floor(Date.now() / 1000) + ttl })}`;
+  const claims = { sub, tenant: TENANT, topics, exp: Math.floor(Date.now() / 1000) + ttl, ...(presence ? { presence } : {}) };
+  const head = `${b64({ alg: "HS256", typ: "JWT" })}.${b64(claims)}`;
   return `${head}.${createHmac("sha256", JWT_SECRET).update(head).digest("base64url")}`;
 }
 
@@ -100,6 +101,10 @@ export class Stack {
         HERALD_GATEWAY__JWT__SECRET: JWT_SECRET,
         HERALD_GATEWAY__HEARTBEAT: `${HEARTBEAT_MS}ms`,
         HERALD_GATEWAY__DRAIN_WINDOW: "100ms",
+        // The public-presence scenario: `prices` readable without a token, `leads` a presence topic.
+        HERALD_GATEWAY__PUBLIC: `{${TENANT}={topics=["prices"]}}`,
+        HERALD_GATEWAY__PRESENCE: `{${TENANT}={topics=["leads"]}}`,
+        HERALD_GATEWAY__PRESENCE_DEBOUNCE: "50ms",
       }),
       ...env("stats", { HERALD_STATS__GROUP_BY: '["leads.status"]', HERALD_STATS__FLUSH_INTERVAL: "20ms" }),
     ];

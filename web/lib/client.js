@@ -22,6 +22,8 @@ import { filterKey, normalizeFilter } from "./filter.js";
 import { FALLBACK_ORDER, Ladder } from "./ladder.js";
 import { fetchHistory, openWithHistory } from "./history.js";
 import { onTabMessage } from "./follow.js";
+import { PresenceBook, presenceOf } from "./presence.js";
+import { checkPublic, paths } from "./public.js";
 import { armWatchdog, fail, scheduleUpgrade, silenceBudget } from "./recovery.js";
 import { TabGroup } from "./tabs.js";
 import { TokenKeeper } from "./tokens.js";
@@ -53,6 +55,9 @@ export const DEFAULTS = Object.freeze({
   shareTabs: true,
   dedup: 5000, // event ids remembered for duplicate suppression
   history: 0, // without a cursor: hand the newest n events to the app before streaming on
+  presence: false, // receive `presence` messages (h.presence(topic) turns it on)
+  public: false, // read the public topics of `tenant` without a token (/v1/public/<tenant>/…)
+  tenant: null, // with public: true
 });
 
 /** The gateway's default heartbeat, used until it announces its own. */
@@ -92,7 +97,10 @@ export class HeraldClient {
     if (!["auto", ...FALLBACK_ORDER].includes(this.opts.transport)) {
       throw new TypeError(`transport must be auto, sse, ws or poll, not ${this.opts.transport}`);
     }
+    checkPublic(this.opts);
     this.listeners = new Map();
+    this.presenceBook = new PresenceBook();
+    this.on("presence", (data) => this.presenceBook.apply(data));
     this.delivery = new Delivery(this.opts.dedup, () => this.env.now());
     this.state = "connecting";
     this.reason = "starting";
@@ -162,10 +170,20 @@ export class HeraldClient {
    * with a `HistoryError` when the gateway refuses (lib/history.js).
    */
   async history(topics, options = {}) {
+    if (this.opts.public) throw new TypeError("history() needs a token: public topics have no history endpoint");
     const token = await this.tokens.current();
     const list = topics == null || (Array.isArray(topics) && topics.length === 0) ? this.topics : topics;
     const opts = { actions: this.filter.actions, where: this.filter.where, ...options };
     return fetchHistory({ base: this.url, token, fetch: this.env.fetch }, list, opts);
+  }
+
+  /**
+   * The live presence of `topic` (docs/gateway.md#presence): `{count, members, known}` and
+   * `on("change", cb)`. Turns presence on for the connection if it was off (a reconnect from
+   * the cursor, nothing lost). `members` are empty unless the token has the `presence` claim.
+   */
+  presence(topic) {
+    return presenceOf(this, topic);
   }
 
   /**
@@ -217,7 +235,8 @@ export class HeraldClient {
     if (this.opts.shareTabs && TabGroup.supported(this.env)) {
       this.role = "follower";
       const base = new URL(this.url || "/", this.env.window?.location?.href ?? undefined).href;
-      this.group = new TabGroup(`herald:${base}|${this.topics.join(",")}${filterKey(this.filter)}`, this.env, {
+      const mode = `${this.opts.public ? `|public:${this.opts.tenant}` : ""}${this.opts.presence ? "|presence" : ""}`;
+      this.group = new TabGroup(`herald:${base}|${this.topics.join(",")}${filterKey(this.filter)}${mode}`, this.env, {
         lead: () => this.lead(),
         lost: () => this.lost(),
         message: (m) => onTabMessage(this, m),
@@ -331,6 +350,9 @@ export class HeraldClient {
       heartbeat: this.heartbeat,
       pollWait: this.opts.pollWait,
       snapshot: [...(this.collections ?? [])].some((c) => !c.error?.fatal), // the stream opens with the collections' rows
+      paths: paths(this.opts),
+      public: this.opts.public,
+      presence: this.opts.presence,
       env: this.env,
       on: this.handlers(gen),
     };

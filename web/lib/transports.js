@@ -90,7 +90,8 @@ export class SseTransport {
     let res;
     try {
       // The cursor goes as `Last-Event-ID` and as `since` (a proxy may drop the header).
-      res = await env.fetch(endpoint(base, "/v1/stream", { topics: topicsParam(topics), since: cursor, snapshot: this.ctx.snapshot ? 1 : undefined, ...filterParams(this.ctx.filter) }), {
+      const params = { topics: topicsParam(topics), since: cursor, snapshot: this.ctx.snapshot ? 1 : undefined, presence: this.ctx.presence ? 1 : undefined, ...filterParams(this.ctx.filter) };
+      res = await env.fetch(endpoint(base, this.ctx.paths?.stream ?? "/v1/stream", params), {
         headers,
         cache: "no-store",
         credentials: "same-origin",
@@ -151,8 +152,13 @@ export class WsTransport {
   }
 
   start() {
-    const { base, token, env } = this.ctx;
-    const url = endpoint(base, "/v1/ws", { access_token: token }).replace(/^http/, "ws");
+    const { base, token, env, topics, cursor, filter } = this.ctx;
+    const presence = this.ctx.presence ? 1 : undefined;
+    // The public WebSocket is read-only: topics, cursor and filter go in the URL.
+    const params = this.ctx.public
+      ? { topics: topicsParam(topics), since: cursor, presence, ...filterParams(filter) }
+      : { access_token: token, presence };
+    const url = endpoint(base, this.ctx.paths?.ws ?? "/v1/ws", params).replace(/^http/, "ws");
     try {
       this.ws = new env.WebSocket(url, "herald.v1");
     } catch (err) {
@@ -174,7 +180,7 @@ export class WsTransport {
     if (this.stopped) return;
     this.opened = true;
     const { topics, cursor, filter } = this.ctx;
-    this.send({ op: "subscribe", topics: topics ?? [], ...(cursor ? { since: cursor } : {}), ...(this.ctx.snapshot ? { snapshot: true } : {}), ...filterFrame(filter) });
+    if (!this.ctx.public) this.send({ op: "subscribe", topics: topics ?? [], ...(cursor ? { since: cursor } : {}), ...(this.ctx.snapshot ? { snapshot: true } : {}), ...filterFrame(filter) });
     this.ctx.on.open();
   }
 
@@ -275,7 +281,7 @@ export class PollTransport {
       let body;
       try {
         res = await env.fetch(
-          endpoint(base, "/v1/poll", { topics: topicsParam(topics), since: this.cursor, wait, snapshot: this.ctx.snapshot ? 1 : undefined, ...filterParams(this.ctx.filter) }),
+          endpoint(base, this.ctx.paths?.poll ?? "/v1/poll", { topics: topicsParam(topics), since: this.cursor, wait, snapshot: this.ctx.snapshot ? 1 : undefined, ...filterParams(this.ctx.filter) }),
           { headers, cache: "no-store", credentials: "same-origin", signal: this.abort.signal },
         );
         if (res.ok) body = await res.json();

@@ -7,7 +7,7 @@
 # deploy/gen-env, streams provisioned by `herald provision` as admin, each service binary as
 # its own NATS identity), with an API key, a bearer-verified Sequin source and a JWT secret;
 # runs schemathesis against ingest (webhooks, publish API, ops) and the gateway (long-poll,
-# stats, history, ops; the SSE and WebSocket endpoints stream forever and are covered by the Rust and
+# stats, history, presence, public long-poll, ops; the SSE and WebSocket endpoints stream forever and are covered by the Rust and
 # browser suites), then stops the stack. Exit code: schemathesis's (nonzero on any failure,
 # or if nats-server refused a service anything).
 set -euo pipefail
@@ -47,6 +47,10 @@ listen = "127.0.0.1:$gateway"
 poll_max_wait = "2s"
 [gateway.jwt]
 secret = "$jwt_secret"
+[gateway.public.acme]
+topics = ["prices"]
+[gateway.presence.acme]
+topics = ["lobby"]
 [notifier]
 listen = "127.0.0.1:$notifier"
 [stats]
@@ -101,7 +105,7 @@ echo "==> ingest" >&2
   --checks "$checks" --max-examples "$max" --request-timeout 10 || status=$?
 echo "==> gateway" >&2
 "$st" run "$root/proto/openapi.yaml" --url "http://127.0.0.1:$gateway" \
-  --include-path-regex '^/(v1/poll|v1/stats|v1/history|healthz|readyz|metrics)' \
+  --include-path-regex '^/(v1/poll|v1/stats|v1/history|v1/presence|v1/public/[^/]+/poll|healthz|readyz|metrics)' \
   -H "Authorization: Bearer $token" \
   --checks "$checks" --max-response-time 10 --max-examples "$max" --request-timeout 15 || status=$?
 if grep "Violation" "$work/logs/nats.log"; then

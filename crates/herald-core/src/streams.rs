@@ -2,7 +2,7 @@
 //!
 //! `herald provision` (the admin identity), or whichever service starts first when its NATS
 //! identity may, creates (or updates) `HERALD_EVENTS`, `HERALD_DLQ` and the KV buckets
-//! `herald_stats` and `herald_state` (collections, see [`crate::state`]); the others find them as configured. The notifier's KV bucket
+//! `herald_stats`, `herald_state` (collections, see [`crate::state`]) and `herald_presence` (who is connected, across gateways); the others find them as configured. The notifier's KV bucket
 //! `herald_notified` is specified here too: `herald provision` creates it with the rest, and
 //! the notifier (the only identity that may look it up) ensures it with [`ensure_notified`]. Running [`provision`] any number of
 //! times, from any number of processes at once, converges on the same state, and a stream
@@ -27,6 +27,10 @@ pub const DLQ_STREAM: &str = "HERALD_DLQ";
 pub const STATS_BUCKET: &str = "herald_stats";
 /// The KV bucket of the notifier's delivery records: (event, target) pairs already delivered.
 pub const NOTIFIED_BUCKET: &str = "herald_notified";
+/// The KV bucket of presence: `<tenant>.<topic>.<gateway-id>` → the users that gateway has
+/// connected to the topic. Entries expire after `presence_ttl`; each gateway rewrites its own
+/// well before, so a gateway that dies takes its users with it within the TTL.
+pub const PRESENCE_BUCKET: &str = "herald_presence";
 
 /// Retention and replication of Herald's streams. Every field has a documented default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,6 +58,12 @@ pub struct StreamSettings {
     /// backoff); never less than `duplicate_window` is used. Default 24 h.
     #[serde(with = "humantime_serde")]
     pub dedup_ttl: Duration,
+    /// How long a gateway's presence entry (KV `herald_presence`) lives without being
+    /// rewritten (`HERALD_STREAM__PRESENCE_TTL`): the longest a dead gateway's users still
+    /// count as connected. Gateways rewrite theirs every third of it. At least 1 s is used.
+    /// Default 15 s.
+    #[serde(with = "humantime_serde")]
+    pub presence_ttl: Duration,
 }
 
 impl Default for StreamSettings {
@@ -66,6 +76,7 @@ impl Default for StreamSettings {
             replicas: 1,
             dlq_max_age: Duration::from_secs(30 * 24 * 3600),
             dedup_ttl: Duration::from_secs(24 * 3600),
+            presence_ttl: Duration::from_secs(15),
         }
     }
 }
@@ -127,6 +138,27 @@ impl StreamSettings {
             history: 1,
             max_age: self.dedup_ttl.max(self.duplicate_window),
             storage: StorageType::File,
+            num_replicas: self.replicas,
+            ..Default::default()
+        }
+    }
+}
+
+impl StreamSettings {
+    /// The presence TTL in use: `presence_ttl`, at least 1 s.
+    pub fn presence_ttl(&self) -> Duration {
+        self.presence_ttl.max(Duration::from_secs(1))
+    }
+
+    /// The `herald_presence` KV bucket configuration: entries expire after
+    /// [`StreamSettings::presence_ttl`]; in memory (presence is rebuilt within a TTL anyway).
+    pub fn presence_config(&self) -> kv::Config {
+        kv::Config {
+            bucket: PRESENCE_BUCKET.to_owned(),
+            description: "Herald presence: <tenant>.<topic>.<gateway> -> members".into(),
+            history: 1,
+            max_age: self.presence_ttl(),
+            storage: StorageType::Memory,
             num_replicas: self.replicas,
             ..Default::default()
         }
@@ -199,7 +231,8 @@ pub struct Provisioned {
     pub epoch: Epoch,
 }
 
-/// Makes `HERALD_EVENTS`, `HERALD_DLQ`, `herald_stats` and `herald_state` match `settings`.
+/// Makes `HERALD_EVENTS`, `HERALD_DLQ`, `herald_stats`, `herald_state` and `herald_presence`
+/// match `settings`.
 ///
 /// Each stream is looked up first (STREAM.INFO, which every Herald identity may do): one
 /// that exists with the configured settings is left alone, so a service whose NATS identity
@@ -250,6 +283,7 @@ async fn converge(
     ensure_stream(js, settings.dlq_config(), strict).await?;
     ensure_bucket(js, settings.stats_config()).await?;
     ensure_bucket(js, settings.state_config()).await?;
+    ensure_bucket(js, settings.presence_config()).await?;
     tracing::debug!(stream = EVENTS_STREAM, created = %events.created, "streams provisioned");
     Ok(Provisioned {
         epoch: Epoch::from_created(events.created),
@@ -424,6 +458,18 @@ mod tests {
             ..StreamSettings::default()
         };
         assert_eq!(short.notified_config().max_age, short.duplicate_window);
+    }
+
+    #[test]
+    fn presence_entries_expire_after_the_ttl_never_under_a_second() {
+        let s = StreamSettings::default();
+        assert_eq!(s.presence_config().bucket, PRESENCE_BUCKET);
+        assert_eq!(s.presence_config().max_age, Duration::from_secs(15));
+        let tiny = StreamSettings {
+            presence_ttl: Duration::from_millis(10),
+            ..StreamSettings::default()
+        };
+        assert_eq!(tiny.presence_config().max_age, Duration::from_secs(1));
     }
 
     #[test]

@@ -18,6 +18,8 @@ use crate::error::Error;
 use crate::hub::Hub;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
+use crate::presence::{Presence, TopicMap};
+use crate::routes::public::PublicLimiter;
 use crate::state::AppState;
 use crate::stats_feed::StatsFeed;
 use crate::tail::Tail;
@@ -33,6 +35,7 @@ pub struct App {
     hub: Arc<Hub>,
     tail: Tail,
     stats: StatsFeed,
+    presence: crate::presence::sync::Sync,
     jwks: Option<JwksTask>,
     background: CancellationToken,
     ctx: ServiceContext,
@@ -91,20 +94,9 @@ impl App {
                 background.clone(),
             )
         });
-        let state = AppState {
-            hub: Arc::clone(&hub),
-            js: ctx.js.clone(),
-            auth,
-            limiter: Limiter::new(cfg.limits.clone()),
-            metrics: Arc::clone(&metrics),
-            replay_slots: Arc::new(Semaphore::new(cfg.max_replays.max(1))),
-            shutdown: ctx.shutdown.clone(),
-            snapshots: Arc::new(crate::snapshot::Retained::new(
-                cfg.snapshot_ttl,
-                cfg.snapshot_retained,
-            )),
-            cfg: Arc::new(cfg.clone()),
-        };
+        let presence = Presence::from_config(&cfg, ctx.streams.presence_ttl())?;
+        let state = app_state(&cfg, &ctx, &hub, auth, &metrics, &presence)?;
+        let public = routes::public::router(state.clone());
         let readiness = Arc::new(GatewayReadiness {
             client: ctx.client.clone(),
             liveness: ctx.liveness.clone(),
@@ -112,6 +104,7 @@ impl App {
         });
         let router = with_layers(
             routes::router(state).merge(ops_router(registry, readiness)),
+            public,
             &cfg,
         );
         let stats = StatsFeed {
@@ -120,6 +113,7 @@ impl App {
             metrics: Arc::clone(&metrics),
             shutdown: background.clone(),
         };
+        let presence = presence.sync(ctx.js.clone(), background.clone());
         let tail = tail(&ctx, &hub, &metrics, &cfg, background.clone());
         Ok(App {
             listener,
@@ -135,6 +129,7 @@ impl App {
             hub,
             tail,
             stats,
+            presence,
             jwks: jwks.map(|f| Box::pin(f) as JwksTask),
             background,
             ctx,
@@ -157,6 +152,7 @@ impl App {
         tokio::spawn(loader.run());
         let tail = tokio::spawn(self.tail.run());
         let stats = tokio::spawn(self.stats.run());
+        let presence = tokio::spawn(self.presence.run());
         if let Some(jwks) = self.jwks {
             tokio::spawn(jwks);
         }
@@ -183,6 +179,13 @@ impl App {
         if let Err(err) = stats.await {
             tracing::error!(%err, "the stats watch panicked");
         }
+        // The presence writer deletes this gateway's entries (bounded), so its users leave
+        // at once rather than within the TTL.
+        match tokio::time::timeout(std::time::Duration::from_secs(5), presence).await {
+            Ok(Err(err)) => tracing::error!(%err, "the presence sync panicked"),
+            Ok(Ok(())) => {}
+            Err(_) => tracing::warn!("the presence sync did not stop in time"),
+        }
         served.map_err(Error::Io)
     }
 }
@@ -208,6 +211,34 @@ fn tail(
     }
 }
 
+/// What every handler shares.
+fn app_state(
+    cfg: &Config,
+    ctx: &ServiceContext,
+    hub: &Arc<Hub>,
+    auth: Arc<Authenticator>,
+    metrics: &Arc<Metrics>,
+    presence: &Arc<Presence>,
+) -> Result<AppState, Error> {
+    Ok(AppState {
+        hub: Arc::clone(hub),
+        js: ctx.js.clone(),
+        auth,
+        limiter: Limiter::new(cfg.limits.clone()),
+        metrics: Arc::clone(metrics),
+        replay_slots: Arc::new(Semaphore::new(cfg.max_replays.max(1))),
+        shutdown: ctx.shutdown.clone(),
+        presence: Arc::clone(presence),
+        public: Arc::new(TopicMap::parse("public", &cfg.public)?),
+        public_limiter: PublicLimiter::new(&cfg.limits),
+        snapshots: Arc::new(crate::snapshot::Retained::new(
+            cfg.snapshot_ttl,
+            cfg.snapshot_retained,
+        )),
+        cfg: Arc::new(cfg.clone()),
+    })
+}
+
 herald_core::impl_service!(App {
     name: "herald-gateway",
     section: crate::SECTION,
@@ -216,12 +247,16 @@ herald_core::impl_service!(App {
     error: Error,
 });
 
-/// `router` plus `web_dir`'s files, under the tracing and CORS layers.
-fn with_layers(mut router: Router, cfg: &Config) -> Router {
+/// `router` plus `web_dir`'s files, under the tracing and CORS layers; `public` (which has
+/// its own CORS: any origin) is merged after the CORS layer and under the tracing one.
+fn with_layers(mut router: Router, public: Router, cfg: &Config) -> Router {
     if let Some(dir) = &cfg.web_dir {
         router = router.merge(web::router(dir));
     }
-    let mut router = router.layer(
+    if let Some(cors) = cors_layer(&cfg.cors_origins) {
+        router = router.layer(cors);
+    }
+    router.merge(public).layer(
         // The span names the path only: the query may hold `access_token`, and no secret is
         // ever logged.
         tower_http::trace::TraceLayer::new_for_http().make_span_with(
@@ -229,11 +264,7 @@ fn with_layers(mut router: Router, cfg: &Config) -> Router {
                 tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
             },
         ),
-    );
-    if let Some(cors) = cors_layer(&cfg.cors_origins) {
-        router = router.layer(cors);
-    }
-    router
+    )
 }
 
 /// CORS for `origins`: none → no layer; `*` → any origin; else those origins, with

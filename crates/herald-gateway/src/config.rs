@@ -5,6 +5,7 @@
 //! `HERALD_GATEWAY__<FIELD>` (under `herald up`). Nested fields use `__`, e.g.
 //! `HERALD_GATEWAY__JWT__SECRET`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -102,6 +103,25 @@ pub struct Config {
     /// `/herald.js`, `/herald.d.ts`, `/lib/**` and `/dashboard/**`, nothing else. Default
     /// none (404).
     pub web_dir: Option<PathBuf>,
+    /// Topics anyone may read without a token, per tenant (`[gateway.public.<tenant>]
+    /// topics = […]`; `HERALD_GATEWAY__PUBLIC__<TENANT>__TOPICS='["prices"]'`), served under
+    /// `/v1/public/<tenant>/…`. Default none.
+    pub public: BTreeMap<String, TenantTopics>,
+    /// Topics whose connected users are tracked, per tenant (`[gateway.presence.<tenant>]
+    /// topics = […]`; `HERALD_GATEWAY__PRESENCE__<TENANT>__TOPICS='["lobby"]'`). Default none.
+    pub presence: BTreeMap<String, TenantTopics>,
+    /// Presence changes are announced at most this often, joins and leaves in between
+    /// gathered into one `presence` event per topic (`PRESENCE_DEBOUNCE`). Default 250 ms.
+    #[serde(with = "humantime_serde")]
+    pub presence_debounce: Duration,
+}
+
+/// The topics of one tenant that a feature applies to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TenantTopics {
+    /// Topic names (no `*`).
+    pub topics: Vec<String>,
 }
 
 impl Default for Config {
@@ -130,6 +150,9 @@ impl Default for Config {
             limits: Limits::default(),
             cors_origins: Vec::new(),
             web_dir: None,
+            public: BTreeMap::new(),
+            presence: BTreeMap::new(),
+            presence_debounce: Duration::from_millis(250),
         }
     }
 }
@@ -149,11 +172,14 @@ impl ServiceConfig for Config {
             ("heartbeat", self.heartbeat),
             ("connection_check", self.connection_check),
             ("stream_check", self.stream_check),
+            ("presence_debounce", self.presence_debounce),
         ] {
             if interval.is_zero() {
                 return Err(Error::NotPositive(name));
             }
         }
+        crate::presence::TopicMap::parse("public", &self.public)?;
+        crate::presence::TopicMap::parse("presence", &self.presence)?;
         Ok(())
     }
 }
@@ -251,6 +277,14 @@ pub struct Limits {
     /// answered 429 + `Retry-After` at accept and closed (`PER_IP`). 0 means no cap.
     /// Loopback is not exempt; behind a load balancer or proxy, raise it or set 0. Default 256.
     pub per_ip: usize,
+    /// Open public connections (`/v1/public/…`, no token) per client IP address; more → 429 +
+    /// `Retry-After` (`PUBLIC_PER_IP`). 0 means no cap. Default 8.
+    pub public_per_ip: usize,
+    /// New public connections per second per client IP address, on average; more → 503 +
+    /// `Retry-After` (`PUBLIC_CONNECT_RATE`). At least 1. Default 2.
+    pub public_connect_rate: u32,
+    /// Burst above `public_connect_rate` (`PUBLIC_CONNECT_BURST`). At least 1. Default 10.
+    pub public_connect_burst: u32,
 }
 
 impl Default for Limits {
@@ -262,6 +296,9 @@ impl Default for Limits {
             connect_burst: 2000,
             topics_per_connection: 64,
             per_ip: 256,
+            public_per_ip: 8,
+            public_connect_rate: 2,
+            public_connect_burst: 10,
         }
     }
 }

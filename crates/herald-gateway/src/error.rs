@@ -49,6 +49,18 @@ pub enum ApiError {
     /// 503: the gateway is loading its mirror of the collections.
     #[error("the gateway is loading the collections; retry shortly")]
     StateLoading,
+    /// 404: a topic that is not a presence topic (`GET /v1/presence`).
+    #[error("topic {0:?} is not a presence topic")]
+    NotPresenceTopic(String),
+    /// 404: a tenant with no public topics (`/v1/public/<tenant>/…`).
+    #[error("this tenant has no public topics")]
+    NotPublic,
+    /// 403: a topic that is not public (`/v1/public/<tenant>/…`).
+    #[error("topic {0:?} is not public")]
+    TopicNotPublic(String),
+    /// 429: too many open public connections from this address; with `Retry-After`.
+    #[error("too many open public connections from this address")]
+    TooManyPublic,
     /// 500: something the gateway cannot explain to the client (the cause is logged).
     #[error("internal error")]
     Internal,
@@ -108,7 +120,11 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) | Self::OriginForbidden => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::OriginForbidden | Self::TopicNotPublic(_) => {
+                StatusCode::FORBIDDEN
+            }
+            Self::NotPresenceTopic(_) | Self::NotPublic => StatusCode::NOT_FOUND,
+            Self::TooManyPublic => StatusCode::TOO_MANY_REQUESTS,
             Self::BadRequest(_) | Self::NotACollection(_) => StatusCode::BAD_REQUEST,
             Self::SnapshotExpired => StatusCode::GONE,
             Self::TooManyConnections(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -136,6 +152,10 @@ impl ApiError {
             Self::NotACollection(_) => "not_a_collection",
             Self::SnapshotExpired => "snapshot_expired",
             Self::StateLoading => "state_loading",
+            Self::NotPresenceTopic(_) => "not_presence_topic",
+            Self::NotPublic => "not_public",
+            Self::TopicNotPublic(_) => "topic_not_public",
+            Self::TooManyPublic => "too_many_connections",
             Self::CursorReset(reason) => reason.as_str(),
             Self::Internal => "internal",
         }
@@ -147,7 +167,7 @@ impl IntoResponse for ApiError {
         let mut resp = error_response(self.status(), self.code(), &self.to_string());
         let retry_after = match self {
             Self::RateLimited { retry_after } => Some(retry_after),
-            Self::NotReady | Self::StateLoading => Some(1),
+            Self::NotReady | Self::StateLoading | Self::TooManyPublic => Some(1),
             _ => None,
         };
         if let Some(secs) = retry_after {
@@ -176,6 +196,14 @@ pub enum Error {
     /// The `[state]` section is unusable.
     #[error("invalid [state] configuration")]
     State(#[from] herald_core::state::StateConfigError),
+    /// A `[gateway.public]` or `[gateway.presence]` entry names an invalid tenant or topic.
+    #[error("invalid [gateway.{section}] entry: {message}")]
+    Topics {
+        /// `public` or `presence`.
+        section: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// A setting that must be positive is zero.
     #[error("{0} must be greater than zero")]
     NotPositive(&'static str),

@@ -20,9 +20,10 @@
 //! | [`filter`] | `actions` / `where` filters, applied to live, ring, replay and history alike |
 //! | [`session`] | one client's ordered delivery, heartbeats, expiry, drain |
 //! | [`frame`] | SSE and WebSocket renderings of events and control messages |
-//! | [`routes`] | `/v1/stream`, `/v1/ws`, `/v1/poll`, `/v1/stats`, `/v1/history`, `/v1/snapshot` |
+//! | [`routes`] | `/v1/stream`, `/v1/ws`, `/v1/poll`, `/v1/stats`, `/v1/history`, `/v1/snapshot`, `/v1/presence`, `/v1/public/…` |
 //! | [`server`] | the HTTP server: hyper for requests, a lean writer for SSE streams |
 //! | [`limits`] | connections per user and tenant, connection rate |
+//! | [`presence`] | who is connected to a topic, across gateways (KV `herald_presence`) |
 //! | [`metrics`] | Prometheus metrics |
 //! | [`web`] | the allowlisted browser files of `web_dir` |
 //! | [`error`] | `ApiError` (JSON bodies) and `Error` |
@@ -39,6 +40,7 @@ pub mod hub;
 pub mod limits;
 pub mod metrics;
 pub mod mirror;
+pub mod presence;
 pub mod replay;
 pub mod routes;
 pub mod server;

@@ -48,8 +48,9 @@ pub struct Scope {
     /// Which of those topics' events it receives (`actions`, `where`).
     pub filter: Filter,
     /// Who is connected (the token's `sub`): private events reach it only when their
-    /// audience names it ([`Filter::for_viewer`]).
-    pub viewer: Arc<str>,
+    /// audience names it ([`Filter::for_viewer`]). `None` (a public, token-less reader):
+    /// no private event reaches it.
+    pub viewer: Option<Arc<str>>,
     /// Snapshot mode (`snapshot=1`): which collections it gets a snapshot of, and for whom.
     pub snapshot: Option<SnapshotScope>,
 }
@@ -205,6 +206,8 @@ pub struct Session {
     drain: Option<Pin<Box<Sleep>>>,
     drain_window: Duration,
     ended: bool,
+    /// Its presence membership and `presence` events, if any ([`Session::attach_presence`]).
+    presence: crate::presence::Attached,
 }
 
 impl Session {
@@ -226,7 +229,10 @@ impl Session {
         } = scope;
         // Private events are checked where the filter is: whatever their source (live, ring,
         // JetStream), one not addressed to the viewer moves the cursor like a filtered one.
-        let filter = filter.for_viewer(viewer);
+        let filter = match viewer {
+            Some(viewer) => filter.for_viewer(viewer),
+            None => filter,
+        };
         let mut sub = state
             .hub
             .subscribe_with(
@@ -307,7 +313,14 @@ impl Session {
             drain: None,
             drain_window,
             ended: false,
+            presence: crate::presence::Attached::default(),
         }
+    }
+
+    /// Makes the session a presence member and/or a receiver of `presence` events
+    /// ([`crate::presence::Presence::attach`]); they follow its topics from now on.
+    pub fn attach_presence(&mut self, presence: crate::presence::Attached) {
+        self.presence = presence;
     }
 
     /// Where the client is: the last event sent or, once the backlog is exhausted, at least
@@ -365,6 +378,7 @@ impl Session {
     /// Replaces the topic set; topics kept across the change miss nothing.
     pub fn set_topics(&mut self, topics: TopicSet) {
         self.sub.set_topics(topics.clone());
+        self.presence.set_topics(&topics);
         self.topics = topics;
     }
 
@@ -500,6 +514,7 @@ impl Session {
                         return self.end(control);
                     }
                 },
+                frame = self.presence.next() => return Output::Frame(Frame::Stats(frame)),
                 _ = self.heartbeat.tick() => return Output::Heartbeat,
             }
         }

@@ -34,4 +34,10 @@ pub struct AppState {
     /// Cancelled on shutdown (WebSocket connections without a subscription watch it; sessions
     /// learn it from the hub's drain).
     pub shutdown: CancellationToken,
+    /// Who is connected to presence topics, across gateways.
+    pub presence: Arc<crate::presence::Presence>,
+    /// The topics anyone may read without a token.
+    pub public: Arc<crate::presence::TopicMap>,
+    /// Limits of public (token-less) connections, per client address.
+    pub public_limiter: Arc<crate::routes::public::PublicLimiter>,
 }

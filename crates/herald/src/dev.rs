@@ -16,6 +16,10 @@ use herald_ingest::config::{Format, SourceConfig, Verify};
 
 pub use herald_core::dev::{API_KEY, JWT_SECRET, SEQUIN_TOKEN, TENANT, WEBHOOK_SECRET};
 
+/// The demo's topic (`herald up --demo` posts changes of a `leads` table): a presence topic
+/// under `herald up` with the dev credentials, so the dashboard shows who is online.
+pub const DEMO_TOPIC: &str = "leads";
+
 fn tenant() -> TenantId {
     TenantId::parse(TENANT).unwrap_or_else(|_| unreachable!("a valid literal"))
 }

@@ -21,6 +21,10 @@ pub struct TokenArgs {
     /// Lifetime, e.g. `15m`, `12h`.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     pub ttl: Duration,
+    /// Let the token see who is connected to presence topics (claim `presence: true`);
+    /// without it, presence answers carry counts only.
+    #[arg(long)]
+    pub presence: bool,
     /// The gateway's HS256 secret.
     #[arg(long, env = "HERALD_GATEWAY__JWT__SECRET", hide_env_values = true)]
     pub secret: String,
@@ -39,13 +43,24 @@ pub fn mint(
     topics: &[String],
     ttl: Duration,
 ) -> Result<String, MintError> {
+    mint_with(secret, claims(sub, tenant, topics, ttl))
+}
+
+/// The claims of a token for `tenant` with `topics`, valid for `ttl` from now (no presence
+/// names).
+pub fn claims(sub: &str, tenant: &TenantId, topics: &[String], ttl: Duration) -> Claims {
     let now = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
-    let claims = Claims {
+    Claims {
         sub: sub.to_owned(),
         tenant: tenant.clone(),
         topics: topics.to_vec(),
         exp: now + ttl.as_secs(),
-    };
+        presence: false,
+    }
+}
+
+/// Signs `claims`.
+pub fn mint_with(secret: &str, claims: Claims) -> Result<String, MintError> {
     Ok(jsonwebtoken::encode(
         &Header::default(),
         &claims,
@@ -55,15 +70,10 @@ pub fn mint(
 
 /// Prints a fresh token.
 pub fn run(args: TokenArgs) -> anyhow::Result<()> {
-    println!(
-        "{}",
-        mint(
-            &args.secret,
-            &args.sub,
-            &args.tenant,
-            &args.topics,
-            args.ttl
-        )?
-    );
+    let claims = Claims {
+        presence: args.presence,
+        ..claims(&args.sub, &args.tenant, &args.topics, args.ttl)
+    };
+    println!("{}", mint_with(&args.secret, claims)?);
     Ok(())
 }

@@ -67,6 +67,15 @@ impl Stack {
             // The demo's `leads` and `services` are collections: the dashboard's live tables.
             dev::apply_state_defaults(&mut common.state);
         }
+        if dev_credentials && gateway.presence.is_empty() {
+            // The dashboard shows who is online on the demo's topic.
+            gateway.presence.insert(
+                dev::TENANT.to_owned(),
+                herald_gateway::config::TenantTopics {
+                    topics: vec![dev::DEMO_TOPIC.to_owned()],
+                },
+            );
+        }
         if gateway.web_dir.is_none() && Path::new("web/index.html").exists() {
             gateway.web_dir = Some(PathBuf::from("web"));
         }
@@ -281,17 +290,16 @@ async fn supervise(mut tasks: Tasks, shutdown: &CancellationToken) -> anyhow::Re
     }
 }
 
-/// A 30-day token for every topic of the demo tenant, signed with the public dev secret.
+/// A 30-day token for every topic of the demo tenant, signed with the public dev secret; it
+/// may see who is online (claim `presence`).
 fn dashboard_token() -> Option<String> {
     let tenant = herald_core::names::TenantId::parse(dev::TENANT).ok()?;
-    crate::token::mint(
-        dev::JWT_SECRET,
-        "dashboard",
-        &tenant,
-        &["*".to_owned()],
-        Duration::from_secs(30 * 24 * 3600),
-    )
-    .ok()
+    let ttl = Duration::from_secs(30 * 24 * 3600);
+    let claims = herald_gateway::auth::Claims {
+        presence: true,
+        ..crate::token::claims("dashboard", &tenant, &["*".to_owned()], ttl)
+    };
+    crate::token::mint_with(dev::JWT_SECRET, claims).ok()
 }
 
 fn print_banner(nats_url: &str, addrs: &Addrs, dev_credentials: bool, token: Option<&str>) {

@@ -39,6 +39,10 @@ pub struct Claims {
     /// Expiry, seconds since the Unix epoch. Once verified, the token's `exp` plus
     /// `jwt.leeway`: when the gateway ends the connection.
     pub exp: u64,
+    /// Whether presence answers and events name the connected users (their `sub`s) for this
+    /// token; without it they carry counts only. Default `false`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub presence: bool,
 }
 
 /// The topics a connection receives.
@@ -152,6 +156,7 @@ mod tests {
             tenant: TenantId::parse("acme").unwrap(),
             topics: topics.iter().map(|t| t.to_string()).collect(),
             exp,
+            presence: false,
         }
     }
 

@@ -1,6 +1,8 @@
 //! HTTP routes: `/v1/stream` (SSE), `/v1/ws` (WebSocket), `/v1/poll` (long-poll),
 //! `/v1/stats` (stats snapshots), `/v1/history` (the latest events, oldest first),
-//! `/v1/snapshot` (the rows of collections at one cursor).
+//! `/v1/snapshot` (the rows of collections at one cursor), `/v1/presence` (who is connected),
+//! and the token-less `/v1/public/<tenant>/…` ([`public`], merged separately by the app: it
+//! has its own CORS).
 //!
 //! Every transport admits a connection the same way ([`admit`]): verify the token (401),
 //! scope the topics to the claim (400/403), parse the cursor (400), then the limits
@@ -21,6 +23,8 @@ use crate::state::AppState;
 
 pub mod history;
 pub mod poll;
+pub mod presence;
+pub mod public;
 pub mod snapshot;
 pub mod sse;
 pub mod stats;
@@ -35,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/stats", get(stats::stats))
         .route("/v1/history", get(history::history))
         .route("/v1/snapshot", get(snapshot::snapshot))
+        .route("/v1/presence", get(presence::presence))
         .with_state(state)
 }
 
@@ -61,9 +66,17 @@ pub struct ConnectQuery {
     pub wait: Option<u64>,
     /// `1`: start with a snapshot of the collections among the topics (no cursor only).
     pub snapshot: Option<String>,
+    /// SSE and WebSocket: `1` (or `true`) to receive `presence` events of the presence
+    /// topics in scope.
+    pub presence: Option<String>,
 }
 
 impl ConnectQuery {
+    /// Whether `presence=1` (or `true`) asks for `presence` events.
+    pub fn wants_presence(&self) -> bool {
+        matches!(self.presence.as_deref(), Some("1" | "true"))
+    }
+
     /// The requested topics.
     pub fn topic_list(&self) -> Vec<String> {
         self.topics
@@ -107,7 +120,7 @@ pub fn scope(claims: &Claims, requested: &[String], max: usize) -> Result<Scope,
         topics: events,
         stats,
         filter: Filter::default(),
-        viewer: claims.sub.as_str().into(),
+        viewer: Some(claims.sub.as_str().into()),
         snapshot: None,
     })
 }

@@ -65,12 +65,7 @@ pub async fn poll(
     if admitted.since.is_none() && snapshot::wants_snapshot(query.snapshot.as_deref())? {
         return snapshot_answer(&state, &admitted.claims, &query).map(Json);
     }
-    let max_wait = state.cfg.poll_max_wait;
-    let wait = query
-        .wait
-        .map_or(max_wait, Duration::from_secs)
-        .min(max_wait);
-    let mut session = Session::open(
+    let session = Session::open(
         &state,
         admitted.claims.tenant.clone(),
         admitted.scope,
@@ -78,7 +73,22 @@ pub async fn poll(
         admitted.claims.remaining(),
     )
     .await?;
-    let mut answer = Answer::new(state.hub.is_live(), admitted.since.map(|c| c.seq));
+    Ok(Json(
+        answer(&state, session, admitted.since, query.wait).await,
+    ))
+}
+
+/// Collects `session`'s answer: waits up to `wait` seconds (≤ `poll_max_wait`) for events
+/// after `since`.
+pub(crate) async fn answer(
+    state: &AppState,
+    mut session: Session,
+    since: Option<herald_core::cursor::Cursor>,
+    wait: Option<u64>,
+) -> PollResponse {
+    let max_wait = state.cfg.poll_max_wait;
+    let wait = wait.map_or(max_wait, Duration::from_secs).min(max_wait);
+    let mut answer = Answer::new(state.hub.is_live(), since.map(|c| c.seq));
     let deadline = tokio::time::Instant::now() + wait;
     answer
         .collect(&mut session, deadline, state.cfg.poll_max_events)
@@ -86,7 +96,7 @@ pub async fn poll(
     state
         .metrics
         .delivered(Transport::Poll, answer.resp.events.len() as u64);
-    Ok(Json(answer.finish(&session)))
+    answer.finish(&session)
 }
 
 /// A poll with `snapshot=1` and no `since`: answered at once with the snapshot's first

@@ -22,7 +22,6 @@ use rand::Rng;
 
 use crate::error::ApiError;
 use crate::frame::{Control, EventFrame, Frame, ReconnectReason};
-use crate::limits::Permit;
 use crate::metrics::{ConnectionGuard, Transport, TransportLabels};
 use crate::routes::{ConnectQuery, QueryPairs, admit, parsed_query, snapshot};
 use crate::session::{Output, Session};
@@ -61,15 +60,39 @@ pub async fn stream(
             false,
         )?);
     }
-    let retry = retry_hint(&state);
+    let tenant = admitted.claims.tenant.clone();
     let opened = Session::open(
         &state,
-        admitted.claims.tenant.clone(),
+        tenant.clone(),
         admitted.scope,
         admitted.since,
         admitted.claims.remaining(),
     )
-    .await;
+    .await
+    .map(|mut session| {
+        let topics = session.topics().clone();
+        session.attach_presence(state.presence.attach(
+            &tenant,
+            Some(&admitted.claims.sub),
+            &topics,
+            query.wants_presence(),
+            admitted.claims.presence,
+        ));
+        session
+    });
+    respond(&state, slot, opened, Box::new(admitted.permit))
+}
+
+/// The answer to a stream request once its session is `opened`: the stream, or (when the
+/// gateway cannot serve one yet) `status: degraded` and `reconnect` in band. `permit` is held
+/// as long as the stream.
+pub(crate) fn respond(
+    state: &AppState,
+    slot: Option<Extension<StreamSlot>>,
+    opened: Result<Session, ApiError>,
+    permit: Box<dyn Send>,
+) -> Result<Response, ApiError> {
+    let retry = retry_hint(state);
     let session = match opened {
         Ok(session) => session,
         // A plain EventSource gives up for good on a non-200 answer, but reconnects (after
@@ -96,7 +119,7 @@ pub async fn stream(
     let stream = SseStream {
         retry: Some(retry),
         session,
-        _guard: (admitted.permit, state.metrics.connection(Transport::Sse)),
+        _guard: (permit, state.metrics.connection(Transport::Sse)),
         // One counter handle per connection keeps the metric family's lock off the per-event
         // path.
         delivered: state
@@ -121,7 +144,7 @@ pub async fn stream(
 pub struct SseStream {
     retry: Option<Bytes>,
     session: Session,
-    _guard: (Permit, ConnectionGuard),
+    _guard: (Box<dyn Send>, ConnectionGuard),
     delivered: Counter,
     span: tracing::Span,
 }

@@ -106,6 +106,7 @@ pub async fn upgrade(
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let query = parsed_query(query)?;
+    let presence = query.wants_presence();
     if parsed_query(pairs)?
         .iter()
         .any(|(k, _)| k == "actions" || k == "where")
@@ -140,7 +141,7 @@ pub async fn upgrade(
     Ok(ws
         .protocols([PROTOCOL])
         .max_message_size(MAX_CLIENT_FRAME)
-        .on_upgrade(move |socket| connection(state, socket, claims, (permit, guard))))
+        .on_upgrade(move |socket| connection(state, socket, claims, presence, (permit, guard))))
 }
 
 /// Whether the upgrade's `Origin` is the gateway's own (its host is the `Host` header) or one
@@ -179,6 +180,8 @@ fn error_frame(code: &str, message: &str) -> Message {
 struct Conn {
     state: AppState,
     claims: Claims,
+    /// `presence=1` in the upgrade URL: subscriptions receive `presence` events.
+    presence: bool,
     session: Option<Session>,
     budget: FrameBudget,
 }
@@ -234,6 +237,15 @@ impl Conn {
         )
         .await
         .map_err(api)?;
+        let mut session = session;
+        let topics = session.topics().clone();
+        session.attach_presence(self.state.presence.attach(
+            &self.claims.tenant,
+            Some(&self.claims.sub),
+            &topics,
+            self.presence,
+            self.claims.presence,
+        ));
         self.session = Some(session);
         Ok(())
     }
@@ -357,11 +369,12 @@ fn reconnect(reason: ReconnectReason) -> Step {
 
 impl Conn {
     /// Opens a connection's state: no subscription yet, a full frame budget.
-    fn open(state: AppState, claims: Claims) -> Self {
+    fn open(state: AppState, claims: Claims, presence: bool) -> Self {
         let budget = FrameBudget::new(state.cfg.ws_subscribe_rate, state.cfg.ws_subscribe_burst);
         Self {
             state,
             claims,
+            presence,
             session: None,
             budget,
         }
@@ -436,6 +449,7 @@ async fn connection(
     state: AppState,
     mut socket: WebSocket,
     claims: Claims,
+    presence: bool,
     _guard: (Permit, ConnectionGuard),
 ) {
     let shutdown = state.shutdown.clone();
@@ -447,7 +461,7 @@ async fn connection(
     let silence_limit = heartbeat.saturating_mul(5) / 2;
     let silence = tokio::time::sleep(silence_limit);
     tokio::pin!(silence);
-    let mut conn = Conn::open(state, claims);
+    let mut conn = Conn::open(state, claims, presence);
     let mut idle_ping = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
     loop {
         let has_session = conn.session.is_some();

@@ -4,7 +4,8 @@
 //! An SSE stream lives for hours and is idle most of the time. Served by hyper, each one keeps
 //! hyper's per-connection read buffer and header write buffer (8 KiB each) for its whole life:
 //! most of the gateway's memory per idle client. So the request head of every new connection
-//! is read here into a temporary buffer and parsed ([`httparse`]). A `GET /v1/stream` over
+//! is read here into a temporary buffer and parsed ([`httparse`]). A `GET /v1/stream` (or a
+//! public `GET /v1/public/<tenant>/stream`) over
 //! HTTP/1.x goes to the same axum router as any request (authentication, CORS, limits,
 //! tracing and error bodies are the router's), with a [`StreamSlot`]: when the handler opens
 //! a stream it leaves it there, and `stream` writes the response itself, holding nothing but
@@ -55,7 +56,7 @@ mod tests;
 use fallback::hyper_connection;
 use stream::stream_connection;
 
-/// The path whose streams are written here.
+/// The path whose streams are written here (and each tenant's public `/v1/public/<t>/stream`).
 const STREAM_PATH: &str = "/v1/stream";
 /// A request head this long that is still incomplete goes to hyper (which has its own limit).
 const MAX_HEAD: usize = 64 * 1024;
@@ -154,7 +155,7 @@ async fn connection(
     shared: Arc<Shared>,
 ) {
     let mut read = BytesMut::with_capacity(FIRST_READ);
-    let request = loop {
+    let mut request = loop {
         if read.len() == read.capacity() {
             read.reserve(read.capacity());
         }
@@ -184,6 +185,10 @@ async fn connection(
     };
     drop(read);
     admitted.head_read();
+    // Handlers see the client's address as with hyper (the public limits are per address).
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
     Box::pin(stream_connection(
         tcp,
         request,
@@ -250,5 +255,14 @@ fn examine(read: &[u8]) -> Head {
 }
 
 fn is_stream(method: &str, path: &str) -> bool {
-    method == "GET" && path.split('?').next() == Some(STREAM_PATH)
+    method == "GET" && path.split('?').next().is_some_and(is_stream_path)
+}
+
+/// `/v1/stream`, or a tenant's public stream `/v1/public/<tenant>/stream`.
+fn is_stream_path(path: &str) -> bool {
+    path == STREAM_PATH
+        || path
+            .strip_prefix("/v1/public/")
+            .and_then(|rest| rest.strip_suffix("/stream"))
+            .is_some_and(|tenant| !tenant.is_empty() && !tenant.contains('/'))
 }

@@ -22,6 +22,20 @@ fn only_a_whole_bodiless_get_of_the_stream_path_is_taken() {
     assert_eq!(kind(b"GET /v1/streams HTTP/1.1\r\n"), "other");
     assert_eq!(kind(b"POST /v1/stream HTTP/1.1\r\n"), "other");
     assert_eq!(kind(b"GET /v1/ws HTTP/1.1\r\n\r\n"), "other");
+    // A tenant's public stream is a stream too; its other paths are not.
+    assert_eq!(
+        kind(b"GET /v1/public/acme/stream?topics=p HTTP/1.1\r\n\r\n"),
+        "stream"
+    );
+    for other in [
+        "/v1/public/acme/ws",
+        "/v1/public//stream",
+        "/v1/public/a/b/stream",
+        "/v1/public/acme/streams",
+    ] {
+        let req = format!("GET {other} HTTP/1.1\r\n\r\n");
+        assert_eq!(kind(req.as_bytes()), "other", "{other}");
+    }
     // Bodies, upgrades, pipelining, HTTP/2 and garbage are hyper's.
     for other in [
         &b"GET /v1/stream HTTP/1.1\r\ncontent-length: 2\r\n\r\nhi"[..],

@@ -248,6 +248,7 @@ pub fn token_for(sub: &str, tenant: &str, topics: &[&str], ttl: i64, secret: &st
         tenant: TenantId::parse(tenant).expect("tenant"),
         topics: topics.iter().map(|t| t.to_string()).collect(),
         exp: (now + ttl) as u64,
+        presence: false,
     };
     jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),

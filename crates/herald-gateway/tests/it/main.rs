@@ -24,6 +24,8 @@ mod ops;
 mod origin;
 mod outage;
 mod poll;
+mod presence;
+mod public;
 mod resume;
 mod scenario;
 mod server;

@@ -11,6 +11,7 @@ mod docs;
 mod example_config;
 mod nats_auth;
 mod partition;
+mod presence;
 mod services;
 mod shutdown;
 mod slowloris;
