@@ -14,7 +14,7 @@ import { launch } from "./browser.mjs";
 import { ARTIFACTS, Stack } from "./stack.mjs";
 
 // In order of what matters most, and so a scenario that restarts a service runs late.
-const SCENARIOS = ["live", "stats", "history", "collection", "react-collection", "public-presence", "reconnect", "gateway-restart", "plain-eventsource", "fallback", "tabs", "frozen-tab", "nats-restart", "sleep-offline"];
+const SCENARIOS = ["live", "stats", "history", "collection", "react-collection", "public-presence", "private-notes", "reconnect", "gateway-restart", "plain-eventsource", "fallback", "tabs", "frozen-tab", "nats-restart", "sleep-offline"];
 const PER_SCENARIO_MS = 120_000;
 
 async function main() {

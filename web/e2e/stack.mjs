@@ -157,7 +157,7 @@ export class Stack {
 
   /** Publishes events through ingest's publish API; resolves once JetStream stored them. */
   async publish(events) {
-    const body = events.map((e) => ({ topic: e.topic ?? "leads", action: e.action ?? "insert", id: e.id, data: e.data ?? { id: e.id, name: e.name ?? `Lead ${e.id}` } }));
+    const body = events.map((e) => ({ topic: e.topic ?? "leads", action: e.action ?? "insert", id: e.id, data: e.data ?? { id: e.id, name: e.name ?? `Lead ${e.id}` }, ...(e.to ? { to: e.to } : {}) }));
     return until(`ingest to store ${events.length} event(s)`, async () => {
       const res = await fetch(`${this.ingestUrl}/v1/events`, {
         method: "POST",

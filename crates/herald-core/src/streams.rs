@@ -151,14 +151,17 @@ impl StreamSettings {
     }
 
     /// The `herald_presence` KV bucket configuration: entries expire after
-    /// [`StreamSettings::presence_ttl`]; in memory (presence is rebuilt within a TTL anyway).
+    /// [`StreamSettings::presence_ttl`]. File storage, although presence is rebuilt within a
+    /// TTL anyway: a memory bucket vanishes when nats-server restarts, only the admin identity
+    /// may create it again, and every gateway stayed not-ready until someone ran `herald
+    /// provision` (found by the chaos soak, which restarts NATS).
     pub fn presence_config(&self) -> kv::Config {
         kv::Config {
             bucket: PRESENCE_BUCKET.to_owned(),
             description: "Herald presence: <tenant>.<topic>.<gateway> -> members".into(),
             history: 1,
             max_age: self.presence_ttl(),
-            storage: StorageType::Memory,
+            storage: StorageType::File,
             num_replicas: self.replicas,
             ..Default::default()
         }
@@ -464,6 +467,8 @@ mod tests {
     fn presence_entries_expire_after_the_ttl_never_under_a_second() {
         let s = StreamSettings::default();
         assert_eq!(s.presence_config().bucket, PRESENCE_BUCKET);
+        // A memory bucket would not survive a nats-server restart (and only admin recreates it).
+        assert_eq!(s.presence_config().storage, StorageType::File);
         assert_eq!(s.presence_config().max_age, Duration::from_secs(15));
         let tiny = StreamSettings {
             presence_ttl: Duration::from_millis(10),
