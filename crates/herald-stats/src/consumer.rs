@@ -71,6 +71,12 @@ pub async fn run(
             () = tokio::time::sleep(RETRY) => {}
         }
     }
+    // Acks are fire-and-forget publishes: flush them before the process may exit, or the
+    // last batch's acks can be lost and its events redelivered (skipped by `last_seq`, but
+    // the ack floor would lag the documents after a clean stop).
+    if let Err(err) = ctx.client.flush().await {
+        tracing::warn!(error = %err, "could not flush the last acknowledgements");
+    }
     tracing::info!("stats consumer stopped");
 }
 
