@@ -137,6 +137,16 @@ pub struct Admitted {
     pub permit: Permit,
 }
 
+/// Where an SSE stream resumes: a non-blank `Last-Event-ID` header (what a reconnecting
+/// `EventSource` sends) wins over `?since=`.
+pub fn resume_cursor<'a>(headers: &'a HeaderMap, query: &'a ConnectQuery) -> Option<&'a str> {
+    headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.trim().is_empty())
+        .or(query.since.as_deref())
+}
+
 /// Parses a cursor from a client, 400 if malformed.
 pub fn parse_cursor(raw: Option<&str>) -> Result<Option<Cursor>, ApiError> {
     raw.map(str::trim)

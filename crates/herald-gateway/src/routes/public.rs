@@ -169,11 +169,7 @@ async fn stream(
 ) -> Result<Response, ApiError> {
     let query = parsed_query(query)?;
     let pairs = parsed_query(pairs)?;
-    let last_event_id = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.trim().is_empty());
-    let cursor = last_event_id.or(query.since.as_deref());
+    let cursor = super::resume_cursor(&headers, &query);
     let admitted = admit(&state, &tenant, client_ip(peer), &query, cursor, &pairs)?;
     let (opened, permit) = open(&state, admitted, query.wants_presence()).await;
     super::sse::respond(&state, slot, opened, Box::new(permit))

@@ -46,11 +46,7 @@ pub async fn stream(
 ) -> Result<Response, ApiError> {
     let query = parsed_query(query)?;
     let pairs = parsed_query(pairs)?;
-    let last_event_id = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.trim().is_empty());
-    let cursor = last_event_id.or(query.since.as_deref());
+    let cursor = super::resume_cursor(&headers, &query);
     let mut admitted = admit(&state, &headers, &query, cursor, &pairs).await?;
     if snapshot::wants_snapshot(query.snapshot.as_deref())? {
         admitted.scope.snapshot = Some(snapshot::snapshot_scope(
